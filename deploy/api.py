@@ -1,0 +1,122 @@
+"""The Python API behind the tasks: `deploy`, `rollback`, `reload`, ... on one host's Connection."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fabric import Connection
+
+from deploy import host, lock, releases, render, source
+from deploy.config import Settings
+from deploy.connect import open_connection
+from deploy.errors import ConfigError
+from deploy.output import Reporter
+
+
+@dataclass
+class Result:
+    host: str
+    action: str
+    release: str | None = None
+    previous: str | None = None
+    revision: str | None = None
+    seconds: float = 0.0
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> source.Source:
+    path = (project_dir / s.path).resolve()
+    if s.source == "git":
+        return source.from_git(path, ref or s.ref)
+    if ref:
+        raise ConfigError("--ref needs deploy.source: git")
+    return source.from_tree(path, s.exclude)
+
+
+def build_archive(s: Settings, src: source.Source, release_id: str, project_dir: Path) -> bytes:
+    rendered = render.render(s, release_id, src.revision, project_dir)
+    # A WSGI script holding secrets must not be world-readable.
+    script_mode = 0o640 if s.environment and s.mode == "daemon" else 0o644
+    extra = {
+        ".release/app.wsgi": (rendered["app.wsgi"].encode(), script_mode),
+        ".release/vhost.conf": (rendered["vhost.conf"].encode(), 0o644),
+        ".release/manifest": (src.manifest().encode(), 0o644),
+    }
+    if s.environment:
+        env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
+        extra[".release/env.sh"] = (env.encode(), 0o600)
+    return source.archive(src.files, extra, src.mtime)
+
+
+def deploy(
+    c: Connection,
+    s: Settings,
+    project_dir: Path,
+    ref: str | None = None,
+    reporter: Reporter | None = None,
+    src: source.Source | None = None,
+) -> Result:
+    """Ship, prepare, switch and reload one host; on any failure the live release stays live."""
+    t0 = time.monotonic()
+    rep = reporter or Reporter(quiet=True)
+    src = src or load_source(s, project_dir, ref)
+    release_id = releases.new_id(src.short_revision)
+    # Render before connecting: a template error must not cost a lock.
+    archive = build_archive(s, src, release_id, project_dir)
+    open_connection(c)
+    info = lock.info("deploy")
+    listing = host.begin(c, s, info, rep)
+    acquired = True
+    try:
+        taken = tuple(r.id for r in listing.releases)
+        if release_id in taken:
+            release_id = releases.new_id(src.short_revision, taken=taken)
+            archive = build_archive(s, src, release_id, project_dir)
+        plan = host.Plan(release_id, src.revision, tuple((h.name, h.run) for h in s.hooks))
+        rep.line(c.original_host, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive)")
+        host.prepare(c, s, plan, archive, info, rep)
+        host.switch(c, s, plan, info, rep)
+        acquired = False  # the switch phase released it
+    finally:
+        if acquired:
+            host.abort(c, s, info, release_id)
+    return Result(c.original_host, "deploy", release_id, listing.current, src.revision, time.monotonic() - t0)
+
+
+def rollback(c: Connection, s: Settings, to: str | None = None, reporter: Reporter | None = None) -> Result:
+    t0 = time.monotonic()
+    open_connection(c)
+    previous, target = host.rollback(c, s, to, lock.info("rollback"), reporter)
+    return Result(c.original_host, "rollback", target, previous, None, time.monotonic() - t0)
+
+
+def reload(c: Connection, s: Settings, reporter: Reporter | None = None) -> Result:
+    t0 = time.monotonic()
+    open_connection(c)
+    host.reload(c, s, lock.info("reload"), reporter)
+    return Result(c.original_host, "reload", seconds=time.monotonic() - t0)
+
+
+def status(c: Connection, s: Settings) -> Result:
+    t0 = time.monotonic()
+    open_connection(c)
+    st = host.status(c, s)
+    return Result(c.original_host, "status", str(st["current"]), seconds=time.monotonic() - t0, details=st)
+
+
+def unlock(c: Connection, s: Settings) -> Result:
+    open_connection(c)
+    held = host.unlock(c, s)
+    return Result(c.original_host, "unlock", details={"lock": held})
+
+
+def setup(c: Connection, s: Settings, project_dir: Path, reporter: Reporter | None = None) -> Result:
+    t0 = time.monotonic()
+    # The vhost does not depend on the release; render it with a placeholder id.
+    vhost = render.render(s, "setup", "-", project_dir)["vhost.conf"]
+    open_connection(c)
+    host.setup(c, s, vhost, reporter)
+    return Result(c.original_host, "setup", seconds=time.monotonic() - t0)

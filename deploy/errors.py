@@ -1,0 +1,51 @@
+"""The errors a deploy can end with, each with the exit code `fab` returns for it."""
+
+from __future__ import annotations
+
+
+class DeployError(Exception):
+    """Base of every error the tool reports; the message names what to fix."""
+
+    exit_code = 1
+
+
+class ConfigError(DeployError):
+    """A setting is missing, misspelt or of the wrong type; found before any connection."""
+
+    exit_code = 2
+
+
+class ConnectError(DeployError):
+    """A host could not be reached or refused us (DNS, refused, auth, host key)."""
+
+    exit_code = 3
+
+
+class LockHeld(DeployError):
+    """Another deploy holds the host's lock."""
+
+    exit_code = 4
+
+
+class RemoteError(DeployError):
+    """A step on the host failed; carries the host, the step and the output's last lines."""
+
+    exit_code = 5
+
+    def __init__(self, host: str, step: str, message: str, tail: str = "") -> None:
+        self.host = host
+        self.step = step
+        self.tail = tail
+        super().__init__(f"{host}: {step} failed: {message}")
+
+
+class NothingToRollBack(DeployError):
+    """No finished release to go back to (or the one asked for does not exist)."""
+
+    exit_code = 6
+
+
+class HealthCheckFailed(DeployError):
+    """The app did not answer as expected after a reload."""
+
+    exit_code = 7

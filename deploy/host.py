@@ -1,0 +1,162 @@
+"""Operations on one host, each a function of a Connection running ONE phase script (one SSH command)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fabric import Connection
+
+from deploy import apache, lock, releases, remote
+from deploy.config import Settings
+from deploy.errors import DeployError, LockHeld, NothingToRollBack, RemoteError
+from deploy.output import Reporter
+from deploy.remote import Outcome, Value
+
+STEP_OF_CODE = {
+    9: "switch", 10: "unpack", 11: "virtualenv", 12: "vhost install", 13: "pip install",
+    14: "hook", 15: "configtest", 16: "reload", 20: "setup check",
+}
+
+
+def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:
+    owner = lock.parse("lock " + lock_info).get("owner", "-") if lock_info else "-"
+    return {
+        "DEPLOY_TO": s.deploy_to,
+        "APP": s.app,
+        "PYTHON": s.python,
+        "LOCK_INFO": lock_info,
+        "DEPLOYER": owner,
+        "RELOAD": s.reload_strategy,
+        "KEEP": s.keep_releases,
+        **apache.variables(s),
+    }
+
+
+def _run(
+    c: Connection,
+    s: Settings,
+    phase: str,
+    extra: Mapping[str, Value],
+    reporter: Reporter | None,
+    lock_info: str = "",
+    stdin: bytes | None = None,
+) -> Outcome:
+    host = c.original_host
+    text = remote.script(phase, {**variables(s, lock_info), **extra})
+    out = remote.run(c, text, stdin=stdin, on_event=(lambda e: reporter.event(host, e)) if reporter else None)
+    if out.code == remote.EXIT_LOCKED:
+        event = next((e for e in out.events if e.startswith("lock ")), "lock")
+        raise lock.held_error(host, event)
+    if out.code == remote.EXIT_NO_TARGET:
+        raise NothingToRollBack(f"{host}: {out.error_line()}")
+    if out.code != 0:
+        raise RemoteError(host, STEP_OF_CODE.get(out.code, phase), out.error_line() + _indent(out.tail()), out.tail())
+    return out
+
+
+def _indent(tail: str) -> str:
+    lines = [ln for ln in tail.splitlines() if ln.startswith("  | ")]
+    return ("\n" + "\n".join(lines)) if lines else ""
+
+
+def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> releases.Listing:
+    """Take the deploy lock and list the releases."""
+    out = _run(c, s, "begin", {}, reporter, lock_info)
+    return releases.parse(["@@" + e for e in out.events])
+
+
+@dataclass(frozen=True)
+class Plan:
+    release_id: str
+    revision: str
+    hooks: tuple[tuple[str, str], ...]
+
+
+def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: str, reporter: Reporter | None = None) -> Outcome:
+    extra: dict[str, Value] = {
+        "ID": plan.release_id,
+        "REVISION": plan.revision,
+        "REQUIREMENTS": s.requirements,
+        "PIP_ARGS": list(s.pip_args),
+        "SHARED_DIRS": list(s.shared_dirs),
+        "SHARED_FILES": list(s.shared_files),
+        "HOOK_NAMES": [h[0] for h in plan.hooks],
+        "HOOK_CMDS": [h[1] for h in plan.hooks],
+        "DJANGO_SETTINGS": s.django_settings,
+    }
+    return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
+
+
+def switch(c: Connection, s: Settings, plan: Plan, lock_info: str, reporter: Reporter | None = None) -> Outcome:
+    return _run(c, s, "switch", {"ID": plan.release_id, "REVISION": plan.revision}, reporter, lock_info)
+
+
+def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None) -> None:
+    """Best effort after a failure: the original error is what the user must see."""
+    try:
+        _run(c, s, "abort", {"ID": release_id or ""}, None, lock_info)
+    except DeployError:
+        pass
+
+
+def rollback(c: Connection, s: Settings, to: str | None, lock_info: str, reporter: Reporter | None = None) -> tuple[str, str]:
+    if to is not None and not releases.valid_id(to):
+        raise NothingToRollBack(f"--to {to!r} is not a release id (like 20261123T101500Z-abc1234); see: fab releases")
+    out = _run(c, s, "rollback", {"TO": to or ""}, reporter, lock_info)
+    return _switched(out)
+
+
+def _switched(out: Outcome) -> tuple[str, str]:
+    for e in out.events:
+        parts = e.split()
+        if parts[0] == "switched":
+            return (parts[1] if len(parts) > 2 else "", parts[-1])
+    return ("", "")
+
+
+def reload(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Outcome:
+    return _run(c, s, "reload", {}, reporter, lock_info)
+
+
+def status(c: Connection, s: Settings) -> dict[str, object]:
+    url = f"http://{s.http_addr}:{s.http_port}{s.status_path}"
+    out = _run(c, s, "status", {"STATUS_URL": url, "SERVER_NAME": s.server_name}, None)
+    listing = releases.parse(["@@" + e for e in out.events])
+    result: dict[str, object] = {
+        "host": c.original_host,
+        "current": listing.current,
+        "releases": [r.__dict__ for r in listing.releases],
+        "mpm": None, "mode": None, "app": None, "lock": None, "log": [],
+    }
+    for e in out.events:
+        kind, _, rest = e.partition(" ")
+        if kind == "mpm":
+            result["mpm"] = rest.strip() or None
+        elif kind == "app":
+            try:
+                app = json.loads(rest)
+                result["app"] = app
+                result["mode"] = apache.mode_of(app.get("process_group", ""))
+            except ValueError:
+                result["app"] = {"error": rest.strip()}
+        elif kind == "lock":
+            result["lock"] = lock.parse(e)
+        elif kind == "log":
+            result["log"].append(rest)  # type: ignore[union-attr]
+    return result
+
+
+def unlock(c: Connection, s: Settings) -> dict[str, str] | None:
+    out = _run(c, s, "unlock", {}, None)
+    held = next((e for e in out.events if e.startswith("lock ")), None)
+    return lock.parse(held) if held else None
+
+
+def setup(c: Connection, s: Settings, vhost: str, reporter: Reporter | None = None) -> Outcome:
+    extra: dict[str, Value] = {"SHARED_DIRS": list(s.shared_dirs), "SHARED_FILES": list(s.shared_files)}
+    return _run(c, s, "setup", extra, reporter, stdin=vhost.encode())
+
+
+__all__ = ["LockHeld", "Plan", "abort", "begin", "prepare", "reload", "rollback", "setup", "status", "switch", "unlock"]

@@ -1,0 +1,69 @@
+"""The host's deploy lock (an atomic `mkdir <deploy_to>/.lock`): who holds it, and saying so."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+import time
+
+from deploy.errors import LockHeld
+
+SAFE = re.compile(r"[^A-Za-z0-9._@-]")
+
+
+def _clean(value: str) -> str:
+    return SAFE.sub("_", value)[:64] or "_"
+
+
+def info(command: str, now: float | None = None) -> str:
+    """The line written into the lock: owner, local host, pid, time, command (no spaces inside)."""
+    try:
+        owner = getpass.getuser()
+    except Exception:  # no passwd entry (containers): still lock
+        owner = str(os.getuid())
+    return (
+        f"owner={_clean(owner)} host={_clean(socket.gethostname())} pid={os.getpid()} "
+        f"time={int(now if now is not None else time.time())} cmd={_clean(command)}"
+    )
+
+
+def parse(event: str) -> dict[str, str]:
+    """'lock owner=.. host=.. pid=.. time=.. cmd=.. now=..' -> fields."""
+    return dict(p.split("=", 1) for p in event.split()[1:] if "=" in p)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def held_error(host: str, event: str) -> LockHeld:
+    """The error for a lock held by someone else, with its age and how to clear a stale one."""
+    f = parse(event)
+    try:
+        age = max(0, int(f.get("now", "0")) - int(f.get("time", "0")))
+    except ValueError:
+        age = 0
+    holder = f"{f.get('owner', '?')}@{f.get('host', '?')} (pid {f.get('pid', '?')}, {f.get('cmd', '?')})"
+    stale = ""
+    if f.get("host") == _clean(socket.gethostname()) and f.get("pid", "").isdigit() and not _alive(int(f["pid"])):
+        stale = " The holding process is gone: the lock is stale."
+    return LockHeld(
+        f"{host}: deploy lock held by {holder} for {_age(age)}.{stale} "
+        f"If no deploy is running, clear it with: fab -H {host} unlock"
+    )
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

@@ -1,0 +1,80 @@
+"""Release ids and states, and which release to roll back to: pure logic on the host's listing."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from deploy.errors import NothingToRollBack
+
+# UTC timestamp + short revision: sorts by time, names the code, is a safe path component.
+ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]{1,12}$")
+FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    state: str  # preparing, prepared, finished, failed
+    revision: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state == FINISHED
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the host said about its releases."""
+
+    releases: tuple[Release, ...]
+    current: str | None
+
+    def get(self, release_id: str) -> Release | None:
+        return next((r for r in self.releases if r.id == release_id), None)
+
+
+def new_id(short_revision: str, now: float | None = None, taken: tuple[str, ...] = ()) -> str:
+    """A fresh id; a second deploy within the same second moves to the next free second."""
+    t = int(time.time() if now is None else now)
+    while True:
+        rid = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t)) + "-" + short_revision
+        if rid not in taken:
+            return rid
+        t += 1
+
+
+def valid_id(release_id: str) -> bool:
+    return bool(ID_RE.match(release_id))
+
+
+def parse(lines: list[str]) -> Listing:
+    """Parse '@@release ID STATE REV' and '@@current ID' lines of a remote script's output."""
+    releases = []
+    current = None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "@@release" and valid_id(parts[1]):
+            releases.append(Release(parts[1], parts[2], parts[3] if len(parts) > 3 else "-"))
+        elif len(parts) == 2 and parts[0] == "@@current":
+            current = parts[1] if valid_id(parts[1]) else None
+    return Listing(tuple(sorted(releases, key=lambda r: r.id)), current)
+
+
+def rollback_target(listing: Listing, to: str | None = None) -> Release:
+    """The finished release before the current one, or `to` if it is a finished release."""
+    if to is not None:
+        if not valid_id(to):
+            raise NothingToRollBack(f"--to {to!r} is not a release id (like 20261123T101500Z-abc1234); see `fab releases`")
+        target = listing.get(to)
+        if target is None or not target.finished:
+            raise NothingToRollBack(f"release {to} is not a finished release on this host; see `fab releases`")
+        if to == listing.current:
+            raise NothingToRollBack(f"release {to} is already live")
+        return target
+    finished = [r for r in listing.releases if r.finished]
+    older = [r for r in finished if listing.current is None or r.id < listing.current]
+    if not older:
+        raise NothingToRollBack("no finished release before the live one to roll back to")
+    return older[-1]

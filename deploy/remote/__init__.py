@@ -1,0 +1,133 @@
+"""The phase scripts run on a host, and the one function that runs a phase as one SSH command."""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric import Connection
+
+from deploy.errors import ConnectError
+
+HERE = Path(__file__).parent
+PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup")
+
+# Exit codes of the phase scripts (see lib.sh's die calls).
+EXIT_LOCKED = 3
+EXIT_NO_TARGET = 4
+EXIT_NOT_SET_UP = 20
+
+Value = str | int | bool | None | Sequence[str]
+
+
+def _bash(value: Value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if value is None:
+        return "''"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return shlex.quote(value)
+    return "(" + " ".join(shlex.quote(v) for v in value) + ")"
+
+
+def script(phase: str, variables: Mapping[str, Value]) -> str:
+    """The text of one phase: quoted variable assignments, lib.sh, then the phase's own steps."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    header = "".join(f"{name}={_bash(value)}\n" for name, value in variables.items())
+    return header + (HERE / "lib.sh").read_text() + (HERE / f"{phase}.sh").read_text()
+
+
+def command(text: str) -> str:
+    """The one command line sshd runs: bash with the script as its (quoted) argument."""
+    return "bash -c " + shlex.quote(text)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    events: tuple[str, ...]  # '@@' lines, without the '@@'
+    stderr: str
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(self.stderr.strip().splitlines()[-n:])
+
+    def error_line(self) -> str:
+        for line in reversed(self.stderr.splitlines()):
+            if line.startswith("error: "):
+                return line[len("error: "):]
+        last = self.stderr.strip().splitlines()
+        return last[-1] if last else f"exit code {self.code}"
+
+
+def run(
+    c: Connection,
+    text: str,
+    stdin: bytes | None = None,
+    on_event: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+) -> Outcome:
+    """Run one phase script on the host as ONE exec request; stream `stdin` into it.
+
+    paramiko's channel is used directly: invoke's runner re-encodes stdin as text, which would
+    corrupt a binary archive, and we want the '@@' events as they come.
+    """
+    transport = c.transport
+    if transport is None or not transport.is_active():
+        raise ConnectError(f"{c.host}: not connected")
+    try:
+        chan = transport.open_session(timeout=30)
+        chan.exec_command(command(text))
+    except Exception as exc:  # paramiko raises several unrelated types here
+        raise ConnectError(f"{c.host}: could not start a command: {exc}") from exc
+    if timeout:
+        chan.settimeout(timeout)
+    errors: list[bytes] = []
+    send_error: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            if stdin:
+                view = memoryview(stdin)
+                for i in range(0, len(view), 1 << 16):
+                    chan.sendall(view[i : i + (1 << 16)])
+            chan.shutdown_write()
+        except Exception as exc:  # the remote side may exit early; its exit code tells why
+            send_error.append(exc)
+
+    def read_stderr() -> None:
+        while True:
+            data = chan.recv_stderr(1 << 15)
+            if not data:
+                return
+            errors.append(data)
+
+    threads = [threading.Thread(target=send, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
+    for t in threads:
+        t.start()
+    events: list[str] = []
+    buf = b""
+    while True:
+        data = chan.recv(1 << 15)
+        if not data:
+            break
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            if line.startswith("@@"):
+                events.append(line[2:])
+                if on_event:
+                    on_event(line[2:])
+    for t in threads:
+        t.join(timeout=30)
+    code = chan.recv_exit_status()
+    chan.close()
+    if code == -1:
+        raise ConnectError(f"{c.host}: connection lost during the command")
+    return Outcome(code, tuple(events), b"".join(errors).decode(errors="replace"))

@@ -1,0 +1,11 @@
+# After a failed or interrupted deploy: stop our remote step, mark the release failed, free the lock.
+if [ -f "$LOCK/info" ] && grep -qxF -- "$LOCK_INFO" "$LOCK/info"; then
+  pg=$(cat "$LOCK/remote_pgid" 2>/dev/null)
+  [ -n "$pg" ] && [ "$pg" != "$(pgrp)" ] && kill -TERM -- "-$pg" 2>/dev/null
+  if [ -n "$ID" ] && [ -d "$R/$ID" ] && [ "$(state_of "$ID")" != finished ]; then
+    echo failed > "$R/$ID/.release/state"
+    say "marked $ID failed"
+  fi
+  lock_release
+  say "unlocked"
+fi

@@ -1,0 +1,131 @@
+# Shared functions of the phase scripts. Each phase runs as ONE ssh command: variables above this
+# line were set by deploy/remote/__init__.py, every value shell-quoted.
+# Protocol: '@@word ...' lines on stdout are events for the tool; anything else on stderr is
+# shown when a step fails. Exit codes: see EXIT_* in deploy/remote/__init__.py.
+set -u
+umask 022
+R="$DEPLOY_TO/releases"
+SH="$DEPLOY_TO/shared"
+LOCK="$DEPLOY_TO/.lock"
+CUR="$DEPLOY_TO/current"
+
+say() { printf '@@%s\n' "$*"; }
+die() { code=$1; shift; printf 'error: %s\n' "$*" >&2; exit "$code"; }
+tail_of() { tail -n 15 "$1" 2>/dev/null | sed 's/^/  | /' >&2; }
+
+require_setup() {
+  [ -d "$R" ] && [ -d "$SH" ] || die 20 "$DEPLOY_TO is not set up on this host; run: fab setup"
+}
+
+pgrp() { set -- $(cat /proc/$$/stat 2>/dev/null | sed 's/^.*) //'); echo "${3:-$$}"; }
+
+lock_acquire() {
+  if mkdir "$LOCK" 2>/dev/null; then
+    printf '%s\n' "$LOCK_INFO" > "$LOCK/info"
+    pgrp > "$LOCK/remote_pgid"
+    return 0
+  fi
+  say "lock $(cat "$LOCK/info" 2>/dev/null || echo 'owner=? host=? pid=? time=0') now=$(date +%s)"
+  exit 3
+}
+
+lock_release() { rm -rf "$LOCK"; }
+
+current_id() { local t; t=$(readlink "$CUR" 2>/dev/null) || return 0; echo "${t##*/}"; }
+
+state_of() { cat "$R/$1/.release/state" 2>/dev/null || echo failed; }
+
+list_releases() {
+  local d id cur
+  cur=$(current_id)
+  [ -n "$cur" ] && say "current $cur"
+  for d in "$R"/*/; do
+    [ -d "$d" ] || continue
+    id=${d%/}; id=${id##*/}
+    say "release $id $(state_of "$id") $(cat "$R/$id/.release/revision" 2>/dev/null || echo -)"
+  done
+}
+
+ctl() {
+  if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_CTL" "$@"; else "$APACHE_CTL" "$@"; fi
+}
+
+# Write stdin to the installed vhost, through sudo only when we cannot write there ourselves.
+vhost_write() {
+  local dst="$APACHE_SITES/$VHOST_NAME"
+  if [ -w "$APACHE_SITES" ] && { [ ! -e "$dst" ] || [ -w "$dst" ]; }; then
+    cat > "$dst.tmp" && mv -f "$dst.tmp" "$dst"
+  else
+    sudo -n tee "$dst" > /dev/null
+  fi
+}
+
+# Install $1 as the vhost if it differs; VHOST_CHANGED=1 when it did.
+vhost_install() {
+  VHOST_CHANGED=0
+  cmp -s "$1" "$APACHE_SITES/$VHOST_NAME" && return 0
+  if [ -f "$APACHE_SITES/$VHOST_NAME" ]; then cp "$APACHE_SITES/$VHOST_NAME" "$SH/.vhost.prev"; else rm -f "$SH/.vhost.prev"; fi
+  vhost_write < "$1" || die 12 "could not write $APACHE_SITES/$VHOST_NAME (sudoers: see README)"
+  VHOST_CHANGED=1
+  say "vhost installed"
+}
+
+vhost_restore() {
+  # No previous vhost: leave an empty (valid) file rather than a broken one.
+  if [ -f "$SH/.vhost.prev" ]; then vhost_write < "$SH/.vhost.prev"; else vhost_write < /dev/null; fi
+}
+
+configtest() {
+  local out
+  if ! out=$(ctl configtest 2>&1); then
+    printf '%s\n' "$out" | tail -n 15 | sed 's/^/  | /' >&2
+    return 1
+  fi
+}
+
+switch_to() {
+  ln -sfn "releases/$1" "$DEPLOY_TO/current.tmp" && mv -T "$DEPLOY_TO/current.tmp" "$CUR"
+}
+
+# Make the daemon processes (or Apache's children) run what `current` points at.
+# $1 = 1 when Apache must re-read its config (vhost changed, or the app was not loaded before).
+reload_app() {
+  local strategy="$RELOAD"
+  if [ "$1" = 1 ] || [ "$strategy" = graceful ]; then
+    configtest || { say "reload failed graceful"; return 1; }
+    ctl graceful > /dev/null 2>&1 || { say "reload failed graceful"; return 1; }
+    say "reload graceful"
+    return 0
+  fi
+  touch "$CUR/.release/app.wsgi" || return 1
+  say "reload touch"
+}
+
+log_revision() {  # action release revision result
+  printf '%s %s %s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYER" "$1" "$2" "$3" "$4" >> "$DEPLOY_TO/revisions.log"
+}
+
+# Keep the newest $KEEP finished releases (never the live one); drop failed ones and unused venvs.
+cleanup() {
+  local keep_id="${1:-}" cur ids=() d id i n
+  cur=$(current_id)
+  for d in "$R"/*/; do
+    [ -d "$d" ] || continue
+    id=${d%/}; id=${id##*/}
+    [ "$id" = "$cur" ] || [ "$id" = "$keep_id" ] && { [ "$(state_of "$id")" = finished ] && ids+=("$id"); continue; }
+    if [ "$(state_of "$id")" = finished ]; then ids+=("$id"); else rm -rf "$R/$id"; say "removed $id unfinished"; fi
+  done
+  n=${#ids[@]}
+  for ((i = 0; i < n - KEEP; i++)); do
+    id=${ids[$i]}
+    [ "$id" = "$cur" ] && continue
+    rm -rf "$R/$id" && say "removed $id old"
+  done
+  local used v
+  used=" $(for d in "$R"/*/.venv; do readlink "$d" 2>/dev/null; done | sed 's#.*/##' | tr '\n' ' ') "
+  for v in "$SH"/venvs/*/; do
+    [ -d "$v" ] || continue
+    v=${v%/}; v=${v##*/}
+    case "$used" in *" $v "*) ;; *) rm -rf "$SH/venvs/$v" && say "removed venv $v" ;; esac
+  done
+}

@@ -1,0 +1,73 @@
+# Phase 2 of a deploy: unpack the archive from stdin into a new release, venv, hooks, config test.
+# Nothing here touches what is live.
+REL="$R/$ID"
+cur=$(current_id)
+# Releases left half-made by failed or interrupted deploys are never rollback targets: drop them.
+for d in "$R"/*/; do
+  [ -d "$d" ] || continue
+  id=${d%/}; id=${id##*/}
+  [ "$id" = "$cur" ] && continue
+  [ "$(state_of "$id")" = finished ] || { rm -rf "$R/$id"; say "removed $id unfinished"; }
+done
+mkdir "$REL" 2>/dev/null || die 1 "release directory $REL already exists"
+mkdir "$REL/.release"
+echo preparing > "$REL/.release/state"
+t0=$(date +%s.%N)
+tar -xzf - -C "$REL" --no-same-owner 2> "$REL/.release/unpack.log" || { tail_of "$REL/.release/unpack.log"; die 10 "unpacking the release into $REL failed"; }
+echo preparing > "$REL/.release/state"
+printf '%s\n' "$REVISION" > "$REL/.release/revision"
+say "step unpack $(date +%s.%N) $t0"
+
+for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do
+  mkdir -p "$SH/$p" "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p" || die 10 "could not link shared dir $p"
+done
+for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do
+  mkdir -p "$(dirname "$SH/$p")" "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p" || die 10 "could not link shared file $p"
+done
+
+t0=$(date +%s.%N)
+pyver=$("$PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null) || die 11 "python $PYTHON not found on this host (setting python)"
+req="$REL/$REQUIREMENTS"
+key=$({ [ -f "$req" ] && cat "$req"; printf '%s\n' "$pyver" ${PIP_ARGS[@]+"${PIP_ARGS[@]}"}; } | sha256sum | cut -c1-16)
+venv="$SH/venvs/$key"
+if [ -f "$venv/.complete" ]; then
+  say "step venv $(date +%s.%N) $t0 reused $key"
+else
+  # A venv without .complete was interrupted half-way: never trust it.
+  rm -rf "$venv"
+  mkdir -p "$SH/venvs"
+  { "$PYTHON" -m virtualenv -q "$venv" || { rm -rf "$venv"; "$PYTHON" -m venv "$venv"; }; } > "$REL/.release/venv.log" 2>&1 \
+    || { tail_of "$REL/.release/venv.log"; die 11 "creating the virtualenv with $PYTHON failed (install python3-virtualenv or python3-venv on the host)"; }
+  if [ -f "$req" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" > "$REL/.release/pip.log" 2>&1 \
+      || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "pip install -r $REQUIREMENTS failed"; }
+  fi
+  touch "$venv/.complete"
+  say "step venv $(date +%s.%N) $t0 built $key"
+fi
+ln -sfn "../../shared/venvs/$key" "$REL/.venv"
+
+for i in ${!HOOK_NAMES[@]}; do
+  t0=$(date +%s.%N)
+  (
+    cd "$REL" || exit 1
+    export VIRTUAL_ENV="$REL/.venv" PATH="$REL/.venv/bin:$PATH" DEPLOY_RELEASE="$ID"
+    [ -n "$DJANGO_SETTINGS" ] && export DJANGO_SETTINGS_MODULE="$DJANGO_SETTINGS"
+    # Secrets come in the archive (mode 0600), never on a command line.
+    if [ -f "$REL/.release/env.sh" ]; then set -a; . "$REL/.release/env.sh"; set +a; fi
+    exec bash -c "${HOOK_CMDS[$i]}"
+  ) > "$REL/.release/hook-${HOOK_NAMES[$i]}.log" 2>&1 \
+    || { tail_of "$REL/.release/hook-${HOOK_NAMES[$i]}.log"; die 14 "hook ${HOOK_NAMES[$i]} failed: ${HOOK_CMDS[$i]}"; }
+  say "step hook:${HOOK_NAMES[$i]} $(date +%s.%N) $t0"
+done
+
+# Test the candidate vhost in Apache's real config, then put the live one back until the switch.
+t0=$(date +%s.%N)
+vhost_install "$REL/.release/vhost.conf"
+if ! configtest; then
+  [ "$VHOST_CHANGED" = 1 ] && vhost_restore
+  die 15 "apachectl configtest failed with the new vhost ($APACHE_SITES/$VHOST_NAME was put back)"
+fi
+[ "$VHOST_CHANGED" = 1 ] && vhost_restore
+say "step configtest $(date +%s.%N) $t0"
+echo prepared > "$REL/.release/state"

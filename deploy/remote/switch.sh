@@ -1,0 +1,21 @@
+# Phase 3 of a deploy: switch `current`, reload, log, clean up, unlock. The only phase that changes what is live.
+REL="$R/$ID"
+[ "$(state_of "$ID")" = prepared ] || die 9 "release $ID is not prepared (state: $(state_of "$ID"))"
+prev=$(current_id)
+vhost_install "$REL/.release/vhost.conf"
+switch_to "$ID"
+echo finished > "$REL/.release/state"
+need_restart=$VHOST_CHANGED
+[ -z "$prev" ] && need_restart=1
+if ! reload_app "$need_restart"; then
+  echo failed > "$REL/.release/state"
+  [ "$VHOST_CHANGED" = 1 ] && vhost_restore
+  if [ -n "$prev" ]; then switch_to "$prev"; reload_app "$VHOST_CHANGED" || true; fi
+  log_revision deploy "$ID" "$REVISION" failed
+  lock_release
+  die 16 "reloading Apache failed; ${prev:-nothing} is live again"
+fi
+say "switched $prev $ID"
+log_revision deploy "$ID" "$REVISION" ok
+cleanup "$ID"
+lock_release

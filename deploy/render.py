@@ -1,0 +1,78 @@
+"""Render the WSGI script and the Apache vhost from conf_templates/ (Jinja2, StrictUndefined)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from deploy.config import Settings
+from deploy.errors import ConfigError
+
+PACKAGED = Path(__file__).parent / "conf_templates"
+CHECKOUT = Path(__file__).parent.parent / "conf_templates"
+WSGI_TEMPLATE = "app.wsgi.j2"
+VHOST_TEMPLATE = "vhost.conf.j2"
+
+
+def template_dirs(project_dir: Path | None) -> list[str]:
+    """The project's own conf_templates/ first (to override ours), then the ones we ship."""
+    dirs = [project_dir / "conf_templates"] if project_dir else []
+    dirs += [PACKAGED, CHECKOUT]
+    return [str(d) for d in dirs if d.is_dir()]
+
+
+def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
+    current = f"{s.deploy_to}/current"
+    module, _, attr = s.wsgi.partition(":")
+    return {
+        "app": s.app,
+        "mode": s.mode,
+        "reload": s.reload_strategy,
+        "release_id": release_id,
+        "revision": revision,
+        "deploy_to": s.deploy_to,
+        "current": current,
+        "release_dir": f"{s.deploy_to}/releases/{release_id}",
+        "venv": f"{current}/.venv",
+        "script": f"{current}/.release/app.wsgi",
+        "script_dir": f"{current}/.release",
+        "run_dir": f"{s.deploy_to}/shared/run",
+        "module": module,
+        "callable": attr or "application",
+        "django_settings": s.django_settings,
+        "environment": dict(s.environment),
+        "server_name": s.server_name,
+        "server_aliases": s.server_aliases,
+        "listen": s.listen,
+        "static": dict(s.static),
+        "mpm": dict(s.mpm),
+        "daemon": s.daemon,
+        "release_header": s.release_header,
+        "status_path": s.status_path,
+    }
+
+
+def render(s: Settings, release_id: str, revision: str, project_dir: Path | None = None) -> dict[str, str]:
+    """{'app.wsgi': ..., 'vhost.conf': ...} for this release; a template error names the file and line."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dirs(project_dir)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["pyrepr"] = repr
+    ctx = context(s, release_id, revision)
+    out = {}
+    for name, template in (("app.wsgi", WSGI_TEMPLATE), ("vhost.conf", VHOST_TEMPLATE)):
+        try:
+            out[name] = env.get_template(template).render(ctx)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(f"template {exc.filename or template} line {exc.lineno}: {exc.message}") from exc
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"template {template}: {exc.message}; define it or remove it from the template") from exc
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"template {exc.name} not found in {', '.join(template_dirs(project_dir))}") from exc
+    return out

@@ -1,0 +1,333 @@
+"""A throw-away local host: a real OpenSSH sshd and a real Apache 2.4 + mod_wsgi on loopback.
+
+Used by the integration tests, the benchmarks and `python -m deploy.sandbox` (the README's demo).
+Everything it starts is stopped by pid and everything it creates (user, sudoers rule, files)
+is removed again; the system's own sshd and Apache services are never touched.
+Needs root and the Debian packages openssh-server, apache2, libapache2-mod-wsgi-py3 and sudo.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+APACHE_BIN = "/usr/sbin/apache2"
+SSHD_BIN = "/usr/sbin/sshd"
+MODULES = "/usr/lib/apache2/modules"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0, netns: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@dataclass
+class DeployUser:
+    """A local account that the deploy logs in as; created and removed by us when new."""
+
+    name: str
+    created: bool = False
+
+    @classmethod
+    def ensure(cls, name: str) -> DeployUser:
+        try:
+            pwd.getpwnam(name)
+            return cls(name, created=False)
+        except KeyError:
+            pass
+        _run("useradd", "--create-home", "--shell", "/bin/bash", name)
+        # A locked password ('!') makes sshd refuse the account when PAM is off; '*' only
+        # forbids password logins, which is what a key-only deploy user wants.
+        _run("usermod", "-p", "*", name)
+        return cls(name, created=True)
+
+    @property
+    def home(self) -> Path:
+        return Path(pwd.getpwnam(self.name).pw_dir)
+
+    def remove(self) -> None:
+        if self.created:
+            subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True)
+            subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+
+
+@dataclass
+class Sandbox:
+    """One host: sshd + Apache on 127.0.0.1, a deploy user reaching apachectl through sudo."""
+
+    user: DeployUser
+    mpm: str = "event"
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fabdeploy-")))
+    host_alias: str = "sandbox"
+    bind: str = "127.0.0.1"
+    ssh_port: int = 0
+    http_port: int = 0
+    sshd_log_level: str = "DEBUG1"
+    _sshd: subprocess.Popen[bytes] | None = None
+    _sudoers: Path | None = None
+
+    # ---- paths
+    @property
+    def key(self) -> Path:
+        return self.root / "client_key"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.root / "ssh_config"
+
+    @property
+    def sshd_log(self) -> Path:
+        return self.root / "sshd.log"
+
+    @property
+    def apachectl(self) -> Path:
+        return self.root / "bin" / "apachectl"
+
+    @property
+    def apache_root(self) -> Path:
+        return self.root / "apache"
+
+    @property
+    def sites_dir(self) -> Path:
+        return self.apache_root / "sites"
+
+    @property
+    def error_log(self) -> Path:
+        return self.apache_root / "logs" / "error.log"
+
+    @property
+    def deploy_to(self) -> Path:
+        return self.root / "srv"
+
+    # ---- lifecycle
+    def start(self) -> Sandbox:
+        self.root.chmod(0o755)
+        self.ssh_port = self.ssh_port or free_port(self.bind)
+        self.http_port = self.http_port or free_port(self.bind)
+        self._start_sshd()
+        self._start_apache()
+        return self
+
+    def stop(self) -> None:
+        pid = self.apache_pid()
+        if pid:
+            _kill_and_wait(pid)
+        if self._sshd is not None:
+            self._sshd.terminate()
+            try:
+                self._sshd.wait(10)
+            except subprocess.TimeoutExpired:
+                self._sshd.kill()
+                self._sshd.wait()
+            self._sshd = None
+        if self._sudoers is not None:
+            self._sudoers.unlink(missing_ok=True)
+        # The deploy user's leftovers (e.g. a sleeping hook) must not outlive the sandbox.
+        subprocess.run(["pkill", "-KILL", "-u", self.user.name, "-f", str(self.root)], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- sshd
+    def _start_sshd(self) -> None:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        host_key = self.root / "ssh_host_ed25519_key"
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key))
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
+        keys_dir = self.root / "authorized_keys"
+        keys_dir.mkdir(mode=0o755)
+        shutil.copy(f"{self.key}.pub", keys_dir / self.user.name)
+        (keys_dir / self.user.name).chmod(0o644)
+        conf = self.root / "sshd_config"
+        conf.write_text(
+            f"""Port {self.ssh_port}
+ListenAddress {self.bind}
+HostKey {host_key}
+PidFile {self.root}/sshd.pid
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile {keys_dir}/%u
+StrictModes no
+AllowUsers {self.user.name}
+LogLevel {self.sshd_log_level}
+MaxSessions 50
+MaxStartups 100:30:200
+Subsystem sftp internal-sftp
+"""
+        )
+        self._sshd = subprocess.Popen(
+            [SSHD_BIN, "-f", str(conf), "-D", "-E", str(self.sshd_log)],
+            stdin=subprocess.DEVNULL,
+        )
+        wait_for_port(self.bind, self.ssh_port)
+        self.ssh_config.write_text(
+            f"""Host {self.host_alias}
+    HostName {self.bind}
+    Port {self.ssh_port}
+    User {self.user.name}
+    IdentityFile {self.key}
+"""
+        )
+
+    def exec_requests(self) -> int:
+        """How many commands sshd was asked to run so far (exec requests and subsystems)."""
+        text = self.sshd_log.read_text(errors="replace")
+        return text.count("request exec") + text.count("subsystem request")
+
+    # ---- Apache
+    def _start_apache(self) -> None:
+        ar = self.apache_root
+        for sub in ("logs", "run", "sites"):
+            (ar / sub).mkdir(parents=True, exist_ok=True)
+        # The deploy user installs its own vhost here, as it would in a sites dir it was given.
+        shutil.chown(ar / "sites", self.user.name)
+        self.deploy_to.mkdir()
+        shutil.chown(self.deploy_to, self.user.name)
+        modules = ["authz_core", "alias", "mime", "dir", "wsgi", f"mpm_{self.mpm}"]
+        loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in modules)
+        (ar / "httpd.conf").write_text(
+            f"""ServerRoot "{ar}"
+ServerName {self.host_alias}
+Listen {self.bind}:{self.http_port}
+{loads}
+User www-data
+Group www-data
+PidFile {ar}/run/httpd.pid
+DefaultRuntimeDir {ar}/run
+ErrorLog {self.error_log}
+LogLevel warn wsgi:info
+TypesConfig /etc/mime.types
+WSGISocketPrefix {ar}/run/wsgi
+KeepAlive On
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<IfModule mpm_prefork_module>
+    StartServers 2
+    MinSpareServers 2
+    MaxSpareServers 4
+    MaxRequestWorkers 30
+</IfModule>
+IncludeOptional {ar}/sites/*.conf
+"""
+        )
+        bin_dir = self.root / "bin"
+        bin_dir.mkdir()
+        # apache2ctl look-alike for this sandbox: the deploy user may run it through sudo only.
+        self.apachectl.write_text(
+            f"""#!/bin/sh
+cmd="$1"; [ $# -gt 0 ] && shift
+case "$cmd" in
+  configtest) exec {APACHE_BIN} -d {ar} -f {ar}/httpd.conf -t "$@" ;;
+  start|stop|restart|graceful|graceful-stop)
+    exec {APACHE_BIN} -d {ar} -f {ar}/httpd.conf -k "$cmd" "$@" ;;
+  *) exec {APACHE_BIN} -d {ar} -f {ar}/httpd.conf "$cmd" "$@" ;;
+esac
+"""
+        )
+        self.apachectl.chmod(0o755)
+        sudoers = Path("/etc/sudoers.d") / f"fabdeploy-{self.root.name.replace('.', '_')}"
+        sudoers.write_text(f"{self.user.name} ALL=(root) NOPASSWD: {self.apachectl}\n")
+        sudoers.chmod(0o440)
+        self._sudoers = sudoers
+        subprocess.run([str(self.apachectl), "start"], check=True, capture_output=True)
+        wait_for_port(self.bind, self.http_port)
+
+    def apache_pid(self) -> int | None:
+        try:
+            return int((self.apache_root / "run" / "httpd.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # ---- HTTP
+    def get(self, path: str, host: str = "localhost", timeout: float = 30.0) -> tuple[int, dict[str, str], str]:
+        conn = http.client.HTTPConnection(self.bind, self.http_port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            body = resp.read().decode(errors="replace")
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+        finally:
+            conn.close()
+
+
+def _kill_and_wait(pid: int, timeout: float = 15.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def random_user() -> str:
+    return "fd" + secrets.token_hex(3)
+
+
+def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: object) -> dict[str, object]:
+    """The `deploy:` section that deploys the example app (example/) to this sandbox."""
+    cfg: dict[str, object] = {
+        "app": app,
+        "path": ".",
+        "source": "git",
+        "deploy_to": f"{sb.deploy_to}/{app}",
+        "server_name": f"{app}.test",
+        "listen": f"{sb.bind}:{sb.http_port}",
+        "wsgi": "imdb.wsgi:application",
+        "django_settings": "imdb.settings",
+        "mode": mode,
+        "static": {"/static/": "staticfiles"},
+        "shared_files": ["db.sqlite3"],
+        "shared_dirs": ["media"],
+        "hooks": [
+            {"name": "migrate", "run": "python manage.py migrate --noinput"},
+            {"name": "collectstatic", "run": "python manage.py collectstatic --noinput -v0"},
+        ],
+        "release_header": True,
+        "daemon": {"user": sb.user.name, "group": sb.user.name, "processes": 2, "threads": 15},
+        "apache": {"ctl": str(sb.apachectl), "sudo": True, "sites_dir": str(sb.sites_dir), "enable": ""},
+    }
+    cfg.update(over)
+    return cfg

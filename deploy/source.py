@@ -1,0 +1,128 @@
+"""What is shipped: the app's files at a git ref (or the working tree), their hashes and the archive."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class File:
+    path: str
+    data: bytes
+    mode: int
+    link: str | None = None  # target, for a symlink
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.link.encode() if self.link is not None else self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Source:
+    """The files of one release and where they came from."""
+
+    files: tuple[File, ...]
+    revision: str  # full git sha, or "tree-<hash>" for a working tree
+    mtime: int
+
+    @property
+    def short_revision(self) -> str:
+        return self.revision[5:12] if self.revision.startswith("tree-") else self.revision[:7]
+
+    def get(self, path: str) -> bytes | None:
+        for f in self.files:
+            if f.path == path:
+                return f.data
+        return None
+
+    def manifest(self) -> str:
+        """One 'sha256  path' line per file, sorted: what the host keeps to compare releases."""
+        return "".join(f"{f.digest}  {f.path}\n" for f in sorted(self.files, key=lambda f: f.path))
+
+
+def _git(path: Path, *args: str) -> bytes:
+    try:
+        return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True).stdout
+    except FileNotFoundError as exc:
+        raise ConfigError("git is not installed; install it or set deploy.source: tree") from exc
+    except subprocess.CalledProcessError as exc:
+        msg = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise ConfigError(f"git {' '.join(args)} failed in {path}: {msg[-1] if msg else exc}") from exc
+
+
+def from_git(path: Path, ref: str = "HEAD") -> Source:
+    """The tracked files of `path` (a repository or a folder inside one) at `ref`."""
+    if not path.is_dir():
+        raise ConfigError(f"setting path: {path} is not a directory")
+    sha = _git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    if not sha:
+        raise ConfigError(f"setting ref: {ref!r} is not a commit in {path}")
+    prefix = _git(path, "rev-parse", "--show-prefix").decode().strip()
+    commit_time = int(_git(path, "show", "-s", "--format=%ct", sha).decode().strip())
+    raw = _git(path, "archive", "--format=tar", f"{sha}:{prefix}" if prefix else sha)
+    files = []
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                data = tar.extractfile(m).read()  # type: ignore[union-attr]
+                files.append(File(m.name, data, 0o755 if m.mode & 0o111 else 0o644))
+            elif m.issym():
+                files.append(File(m.name, b"", 0o777, link=m.linkname))
+    return Source(tuple(files), sha, commit_time)
+
+
+def from_tree(path: Path, exclude: tuple[str, ...]) -> Source:
+    """Every file below `path` but the excluded names (matched against each path component)."""
+    if not path.is_dir():
+        raise ConfigError(f"setting path: {path} is not a directory")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not _excluded(d, exclude))
+        for name in sorted(filenames):
+            if _excluded(name, exclude):
+                continue
+            full = Path(dirpath) / name
+            rel = full.relative_to(path).as_posix()
+            if full.is_symlink():
+                files.append(File(rel, b"", 0o777, link=os.readlink(full)))
+            else:
+                mode = 0o755 if full.stat().st_mode & 0o111 else 0o644
+                files.append(File(rel, full.read_bytes(), mode))
+    digest = hashlib.sha256("".join(f"{f.digest} {f.path}\n" for f in files).encode()).hexdigest()
+    return Source(tuple(files), f"tree-{digest[:12]}", int(time.time()))
+
+
+def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def archive(files: list[File] | tuple[File, ...], extra: dict[str, tuple[bytes, int]], mtime: int) -> bytes:
+    """A gzip'd tar of `files` plus generated `extra` files (path -> (data, mode))."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
+        for f in files:
+            info = tarfile.TarInfo(f.path)
+            info.mtime = mtime
+            if f.link is not None:
+                info.type = tarfile.SYMTYPE
+                info.linkname = f.link
+                tar.addfile(info)
+            else:
+                info.size = len(f.data)
+                info.mode = f.mode
+                tar.addfile(info, io.BytesIO(f.data))
+        for path, (data, mode) in extra.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -1,0 +1,147 @@
+"""The Fabric tasks: `fab deploy`, `rollback`, `reload`, `setup`, `status`, `releases`, `unlock`.
+
+Thin on purpose: read the config, pick the hosts, call deploy.api, turn errors into exit codes.
+Hosts come from `-H` (one task run per host, as Fabric does) or, without `-H`, from the stage
+(`--stage NAME`, else `deploy.default_stage`), like Capistrano's `cap production deploy`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fabric import Connection, task
+from invoke import Context
+from invoke.exceptions import Exit
+
+from deploy import api, config
+from deploy.errors import ConfigError, DeployError
+from deploy.output import Reporter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _boundary(fn: F) -> F:
+    """The one place errors become a one-line message and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DeployError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from exc
+        except KeyboardInterrupt as exc:
+            raise Exit("interrupted: the live release was not changed by the unfinished step; lock released", code=130) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(c: Context, stage: str | None) -> config.Settings:
+    return config.load(c.config.get("deploy"), stage=stage)
+
+
+def _project_dir(c: Context) -> Path:
+    prefix = getattr(c.config, "_project_prefix", None)
+    return Path(prefix) if prefix else Path(os.getcwd())
+
+
+def _targets(c: Context, s: config.Settings) -> list[Connection]:
+    if isinstance(c, Connection):
+        return [c]
+    if not s.hosts:
+        raise ConfigError("no host to work on: pass -H HOST, or set deploy.hosts or a stage's hosts")
+    return [Connection(h, config=c.config) for h in s.hosts]
+
+
+@task(help={"ref": "git ref to deploy (default: deploy.ref, HEAD)", "stage": "stage from deploy.stages"})
+@_boundary
+def deploy(c: Context, ref: str | None = None, stage: str | None = None) -> None:
+    """Ship the app as a new release, prepare it (venv, hooks, configtest), switch and reload."""
+    s = _settings(c, stage)
+    rep = Reporter()
+    project = _project_dir(c)
+    src = api.load_source(s, project, ref)
+    for conn in _targets(c, s):
+        r = api.deploy(conn, s, project, ref, rep, src=src)
+        rep.line(r.host, f"deployed {r.release} (was {r.previous or 'nothing'}) in {r.seconds:.2f}s")
+
+
+@task(help={"to": "release id to go back to (default: the one before the live one)", "stage": "stage from deploy.stages"})
+@_boundary
+def rollback(c: Context, to: str | None = None, stage: str | None = None) -> None:
+    """Point `current` back at the previous finished release (or --to ID) and reload."""
+    s = _settings(c, stage)
+    rep = Reporter()
+    for conn in _targets(c, s):
+        r = api.rollback(conn, s, to, rep)
+        rep.line(r.host, f"rolled back {r.previous} -> {r.release} in {r.seconds:.2f}s")
+
+
+@task(help={"stage": "stage from deploy.stages"})
+@_boundary
+def reload(c: Context, stage: str | None = None) -> None:
+    """Reload the live release (daemon mode: touch the WSGI script; embedded: apachectl graceful)."""
+    s = _settings(c, stage)
+    rep = Reporter()
+    for conn in _targets(c, s):
+        r = api.reload(conn, s, rep)
+        rep.line(r.host, f"reloaded in {r.seconds:.2f}s")
+
+
+@task(help={"stage": "stage from deploy.stages"})
+@_boundary
+def setup(c: Context, stage: str | None = None) -> None:
+    """Create <deploy_to>/releases and shared/, install and enable the vhost, check Apache's config."""
+    s = _settings(c, stage)
+    rep = Reporter()
+    for conn in _targets(c, s):
+        r = api.setup(conn, s, _project_dir(c), rep)
+        rep.line(r.host, f"set up {s.deploy_to} in {r.seconds:.2f}s")
+
+
+@task(help={"stage": "stage from deploy.stages"})
+@_boundary
+def status(c: Context, stage: str | None = None) -> None:
+    """Show the live release, the mode the app really runs in (from the app itself) and Apache's MPM."""
+    s = _settings(c, stage)
+    for conn in _targets(c, s):
+        d = api.status(conn, s).details
+        app = d.get("app") or {}
+        rev = next((r["revision"] for r in d["releases"] if r["id"] == d["current"]), "-")  # type: ignore[attr-defined, index]
+        print(f"{d['host']}: current {d['current'] or '-'} ({rev[:12]})")
+        print(f"  mode {d['mode'] or 'unknown'}, mpm {d['mpm'] or 'unknown'}, app says: {app}")
+        if d.get("lock"):
+            print(f"  LOCKED: {d['lock']}")
+        for line in d.get("log") or []:  # type: ignore[attr-defined]
+            print(f"  log: {line}")
+
+
+@task(help={"stage": "stage from deploy.stages"})
+@_boundary
+def releases(c: Context, stage: str | None = None) -> None:
+    """List the releases on the host: id, state, revision; '*' marks the live one."""
+    s = _settings(c, stage)
+    for conn in _targets(c, s):
+        d = api.status(conn, s).details
+        print(f"{d['host']}:")
+        for r in d["releases"]:  # type: ignore[attr-defined]
+            mark = "*" if r["id"] == d["current"] else " "
+            print(f" {mark} {r['id']}  {r['state']:<9} {r['revision'][:12]}")
+
+
+@task(help={"stage": "stage from deploy.stages"})
+@_boundary
+def unlock(c: Context, stage: str | None = None) -> None:
+    """Remove the deploy lock a killed deploy left behind (check that none is running first)."""
+    s = _settings(c, stage)
+    for conn in _targets(c, s):
+        held = api.unlock(conn, s).details.get("lock")
+        msg = f"removed lock held by {held.get('owner')}@{held.get('host')} pid {held.get('pid')}" if held else "no lock"
+        print(f"{conn.original_host}: {msg}", file=sys.stderr)
+
+
+__all__ = ["deploy", "releases", "reload", "rollback", "setup", "status", "unlock"]
