@@ -25,8 +25,15 @@ LISTEN_RE = re.compile(r"^(\*|[A-Za-z0-9.:\[\]-]+):[0-9]{1,5}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*)?$")
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 REL_PATH_RE = re.compile(r"^[A-Za-z0-9._+-][A-Za-z0-9._/+-]*$")
-MPM_KEYS = ("StartServers", "MinSpareServers", "MaxSpareServers", "MaxRequestWorkers",
-            "MaxConnectionsPerChild", "ServerLimit", "ThreadsPerChild")
+MPM_KEYS = (
+    "StartServers",
+    "MinSpareServers",
+    "MaxSpareServers",
+    "MaxRequestWorkers",
+    "MaxConnectionsPerChild",
+    "ServerLimit",
+    "ThreadsPerChild",
+)
 
 
 @dataclass(frozen=True)
@@ -131,9 +138,7 @@ def _plain(value: Any) -> Any:
 def _check_keys(where: str, data: Mapping[str, Any], allowed: list[str]) -> None:
     for key in data:
         if key not in allowed:
-            raise ConfigError(
-                f"unknown setting {where}{key!r}; valid settings: {', '.join(sorted(allowed))}"
-            )
+            raise ConfigError(f"unknown setting {where}{key!r}; valid settings: {', '.join(sorted(allowed))}")
 
 
 def _typed(name: str, value: Any, kind: type, what: str) -> Any:

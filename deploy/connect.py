@@ -28,14 +28,18 @@ def open_connection(c: Connection) -> Connection:
             c.connect_kwargs["sock"] = sock
         c.open()
     except socket.gaierror as exc:
-        raise ConnectError(f"{c.original_host}: host name {c.host!r} not found ({exc.strerror}); check -H or the stage's hosts") from exc
+        raise ConnectError(
+            f"{c.original_host}: host name {c.host!r} not found ({exc.strerror}); check -H or the stage's hosts"
+        ) from exc
     except paramiko.BadHostKeyException as exc:
         raise ConnectError(
             f"{c.original_host}: host key mismatch ({exc.key.get_name()}); if the host was rebuilt, "
             f"remove its old key with: ssh-keygen -R {c.host}"
         ) from exc
     except paramiko.AuthenticationException as exc:
-        raise ConnectError(f"{c.original_host}: authentication failed for user {c.user!r}: {exc}; check the key (-i) or the user") from exc
+        raise ConnectError(
+            f"{c.original_host}: authentication failed for user {c.user!r}: {exc}; check the key (-i) or the user"
+        ) from exc
     except (OSError, paramiko.SSHException) as exc:
         raise ConnectError(f"{c.original_host}: cannot connect to {c.host}:{c.port}: {exc}") from exc
     finally:

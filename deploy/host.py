@@ -15,8 +15,15 @@ from deploy.output import Reporter
 from deploy.remote import Outcome, Value
 
 STEP_OF_CODE = {
-    9: "switch", 10: "unpack", 11: "virtualenv", 12: "vhost install", 13: "pip install",
-    14: "hook", 15: "configtest", 16: "reload", 20: "setup check",
+    9: "switch",
+    10: "unpack",
+    11: "virtualenv",
+    12: "vhost install",
+    13: "pip install",
+    14: "hook",
+    15: "configtest",
+    16: "reload",
+    20: "setup check",
 }
 
 
@@ -128,8 +135,13 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         "host": c.original_host,
         "current": listing.current,
         "releases": [r.__dict__ for r in listing.releases],
-        "mpm": None, "mode": None, "app": None, "lock": None, "log": [],
+        "mpm": None,
+        "mode": None,
+        "app": None,
+        "lock": None,
     }
+    log: list[str] = []
+    result["log"] = log
     for e in out.events:
         kind, _, rest = e.partition(" ")
         if kind == "mpm":
@@ -144,7 +156,7 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         elif kind == "lock":
             result["lock"] = lock.parse(e)
         elif kind == "log":
-            result["log"].append(rest)  # type: ignore[union-attr]
+            log.append(rest)
     return result
 
 

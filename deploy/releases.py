@@ -6,8 +6,6 @@ import re
 import time
 from dataclasses import dataclass
 
-from deploy.errors import NothingToRollBack
-
 # UTC timestamp + short revision: sorts by time, names the code, is a safe path component.
 ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]{1,12}$")
 FINISHED = "finished"
@@ -60,21 +58,3 @@ def parse(lines: list[str]) -> Listing:
         elif len(parts) == 2 and parts[0] == "@@current":
             current = parts[1] if valid_id(parts[1]) else None
     return Listing(tuple(sorted(releases, key=lambda r: r.id)), current)
-
-
-def rollback_target(listing: Listing, to: str | None = None) -> Release:
-    """The finished release before the current one, or `to` if it is a finished release."""
-    if to is not None:
-        if not valid_id(to):
-            raise NothingToRollBack(f"--to {to!r} is not a release id (like 20261123T101500Z-abc1234); see `fab releases`")
-        target = listing.get(to)
-        if target is None or not target.finished:
-            raise NothingToRollBack(f"release {to} is not a finished release on this host; see `fab releases`")
-        if to == listing.current:
-            raise NothingToRollBack(f"release {to} is already live")
-        return target
-    finished = [r for r in listing.releases if r.finished]
-    older = [r for r in finished if listing.current is None or r.id < listing.current]
-    if not older:
-        raise NothingToRollBack("no finished release before the live one to roll back to")
-    return older[-1]

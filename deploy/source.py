@@ -64,12 +64,15 @@ def from_git(path: Path, ref: str = "HEAD") -> Source:
     """The tracked files of `path` (a repository or a folder inside one) at `ref`."""
     if not path.is_dir():
         raise ConfigError(f"setting path: {path} is not a directory")
-    sha = _git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
-    if not sha:
-        raise ConfigError(f"setting ref: {ref!r} is not a commit in {path}")
+    try:
+        sha = _git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    except ConfigError as exc:
+        raise ConfigError(f"ref {ref!r} is not a commit in {path} (--ref or setting ref)") from exc
     prefix = _git(path, "rev-parse", "--show-prefix").decode().strip()
     commit_time = int(_git(path, "show", "-s", "--format=%ct", sha).decode().strip())
-    raw = _git(path, "archive", "--format=tar", f"{sha}:{prefix}" if prefix else sha)
+    # From the top: inside a subdirectory git would also limit the subtree's paths to that prefix.
+    top = Path(_git(path, "rev-parse", "--show-toplevel").decode().strip())
+    raw = _git(top, "archive", "--format=tar", f"{sha}:{prefix}" if prefix else sha)
     files = []
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         for m in tar.getmembers():

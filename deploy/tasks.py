@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fabric import Connection, task
-from invoke import Context
+from invoke.context import Context
 from invoke.exceptions import Exit
 
 from deploy import api, config
@@ -111,7 +111,7 @@ def status(c: Context, stage: str | None = None) -> None:
     for conn in _targets(c, s):
         d = api.status(conn, s).details
         app = d.get("app") or {}
-        rev = next((r["revision"] for r in d["releases"] if r["id"] == d["current"]), "-")  # type: ignore[attr-defined, index]
+        rev = next((r["revision"] for r in d["releases"] if r["id"] == d["current"]), "-")  # type: ignore[attr-defined]
         print(f"{d['host']}: current {d['current'] or '-'} ({rev[:12]})")
         print(f"  mode {d['mode'] or 'unknown'}, mpm {d['mpm'] or 'unknown'}, app says: {app}")
         if d.get("lock"):
@@ -139,7 +139,7 @@ def unlock(c: Context, stage: str | None = None) -> None:
     """Remove the deploy lock a killed deploy left behind (check that none is running first)."""
     s = _settings(c, stage)
     for conn in _targets(c, s):
-        held = api.unlock(conn, s).details.get("lock")
+        held: Any = api.unlock(conn, s).details.get("lock")
         msg = f"removed lock held by {held.get('owner')}@{held.get('host')} pid {held.get('pid')}" if held else "no lock"
         print(f"{conn.original_host}: {msg}", file=sys.stderr)
 

@@ -60,7 +60,7 @@ class Outcome:
     def error_line(self) -> str:
         for line in reversed(self.stderr.splitlines()):
             if line.startswith("error: "):
-                return line[len("error: "):]
+                return line[len("error: ") :]
         last = self.stderr.strip().splitlines()
         return last[-1] if last else f"exit code {self.code}"
 

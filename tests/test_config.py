@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deploy.config import load
+from deploy.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "app": "imdb",
+    "deploy_to": "/srv/imdb",
+    "server_name": "imdb.example.com",
+    "wsgi": "imdb.wsgi:application",
+}
+
+
+def cfg(**over: Any) -> dict[str, Any]:
+    return {**BASE, **over}
+
+
+def test_defaults() -> None:
+    s = load(cfg())
+    assert s.mode == "daemon" and s.reload_strategy == "touch" and s.keep_releases == 5
+    assert s.daemon.processes == 2 and s.apache.ctl == "apache2ctl" and s.apache.sudo
+    assert load(cfg(mode="embedded")).reload_strategy == "graceful"
+
+
+def test_missing_section() -> None:
+    with pytest.raises(ConfigError, match="no 'deploy:' section"):
+        load(None)
+
+
+@pytest.mark.parametrize("key", ["app", "deploy_to", "server_name", "wsgi"])
+def test_missing_required(key: str) -> None:
+    data = cfg()
+    del data[key]
+    with pytest.raises(ConfigError, match=f"missing required setting deploy.{key}"):
+        load(data)
+
+
+def test_unknown_setting_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting 'keep_release'.*keep_releases"):
+        load(cfg(keep_release=3))
+    with pytest.raises(ConfigError, match=r"unknown setting daemon\.'procs'.*processes"):
+        load(cfg(daemon={"procs": 2}))
+
+
+def test_wrong_types() -> None:
+    with pytest.raises(ConfigError, match="daemon.processes must be a whole number, got 'many'"):
+        load(cfg(daemon={"processes": "many"}))
+    with pytest.raises(ConfigError, match="keep_releases must be a whole number"):
+        load(cfg(keep_releases=True))
+    with pytest.raises(ConfigError, match="mode must be one of daemon, embedded"):
+        load(cfg(mode="cgi"))
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("app", "imdb; rm -rf /"),
+        ("app", "$(id)"),
+        ("deploy_to", "/srv/my app"),
+        ("deploy_to", "srv/imdb"),
+        ("deploy_to", "/srv/../etc"),
+        ("server_name", "a b"),
+        ("wsgi", "imdb.wsgi:app;x"),
+    ],
+)
+def test_unsafe_names_rejected(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"setting {key}"):
+        load(cfg(**{key: value}))
+
+
+def test_stages_override_and_select() -> None:
+    data = cfg(
+        stages={"production": {"hosts": ["web1", "web2"], "daemon": {"processes": 4}}, "staging": {"hosts": ["s1"]}},
+        default_stage="staging",
+    )
+    assert load(data).hosts == ("s1",)
+    prod = load(data, stage="production")
+    assert prod.hosts == ("web1", "web2") and prod.daemon.processes == 4 and prod.daemon.threads == 15
+    assert prod.stage == "production"
+    with pytest.raises(ConfigError, match=r"unknown stage 'prod'; stages in config: production, staging"):
+        load(data, stage="prod")
+
+
+def test_environment_value_never_echoed() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(cfg(environment={"SECRET": ["hunter2"]}))
+    assert "hunter2" not in str(exc.value)
+
+
+def test_hooks_forms() -> None:
+    s = load(cfg(hooks=["python manage.py migrate", {"name": "static", "run": "python manage.py collectstatic"}]))
+    assert [h.name for h in s.hooks] == ["python", "static"]
+    with pytest.raises(ConfigError, match=r"hooks\[0\].run"):
+        load(cfg(hooks=[{"name": "x"}]))
+
+
+def test_listen_gives_check_address() -> None:
+    s = load(cfg(listen="*:8080"))
+    assert (s.http_addr, s.http_port) == ("127.0.0.1", 8080)

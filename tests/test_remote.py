@@ -1,0 +1,69 @@
+"""Phase scripts: every value reaches the host shell-quoted; run() streams stdin over one exec request."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from deploy import remote
+
+NASTY = ["; rm -rf /tmp/x", "$(touch /tmp/pwned)", "a'b\"c", "with space", "`id`", "\\n", ""]
+
+
+def test_header_quotes_every_value() -> None:
+    text = "".join(f"{k}={remote._bash(v)}\n" for k, v in {"A": NASTY[0], "B": NASTY[1], "L": NASTY}.items())
+    text += 'printf "%s\\n" "$A" "$B" "${L[@]}"\n'
+    out = subprocess.run(["bash", "-c", text], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:-1] == [NASTY[0], NASTY[1], *NASTY]
+
+
+def test_script_has_lib_and_phase() -> None:
+    text = remote.script("unlock", {"DEPLOY_TO": "/srv/x"})
+    assert text.startswith("DEPLOY_TO=/srv/x\n") and "lock_release()" in text and 'say "nolock"' in text
+    with pytest.raises(ValueError):
+        remote.script("nope", {})
+
+
+def test_scripts_parse() -> None:
+    for phase in remote.PHASES:
+        subprocess.run(["bash", "-n", "-c", remote.script(phase, {})], check=True)
+
+
+@pytest.fixture
+def mock_server(tmp_path: Path) -> Iterator[object]:
+    mockssh = pytest.importorskip("mockssh")
+    key = paramiko.RSAKey.generate(2048)
+    key_path = tmp_path / "id_rsa"
+    key.write_private_key_file(str(key_path))
+    with mockssh.Server({"tester": str(key_path)}) as server:
+        yield server
+
+
+def test_run_streams_stdin_and_events(mock_server: object) -> None:
+    from fabric import Connection
+
+    server = mock_server
+    c = Connection(
+        server.host,
+        port=server.port,
+        user="tester",  # type: ignore[attr-defined]
+        connect_kwargs={
+            "key_filename": server._users["tester"][0],
+            "look_for_keys": False,  # type: ignore[attr-defined]
+            "allow_agent": False,
+        },
+    )
+    c.open()
+    try:
+        seen: list[str] = []
+        data = bytes(range(256)) * 1000
+        # mock-ssh-server does not pass the channel's EOF on: read exactly what is sent.
+        script = f'n=$(head -c {len(data)} | wc -c); echo "@@got $n"; echo oops >&2; exit 7'
+        out = remote.run(c, script, stdin=data, on_event=seen.append)
+        assert out.code == 7 and seen == [f"got {len(data)}"] and "oops" in out.stderr
+    finally:
+        c.close()

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.config import load
+from deploy.errors import ConfigError
+from deploy.render import render
+
+BASE = {
+    "app": "imdb",
+    "deploy_to": "/srv/imdb",
+    "server_name": "imdb.example.com",
+    "wsgi": "imdb.wsgi:application",
+    "django_settings": "imdb.settings",
+    "static": {"/static/": "staticfiles"},
+}
+
+
+def directives(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_daemon_vhost() -> None:
+    out = render(load({**BASE, "daemon": {"user": "imdb", "processes": 3}}), "20260101T000000Z-abc", "abc")
+    lines = directives(out["vhost.conf"])
+    assert ["WSGIRestrictEmbedded", "On"] in lines
+    daemon = next(d for d in lines if d[0] == "WSGIDaemonProcess")
+    assert daemon[1] == "imdb"
+    for opt in (
+        "user=imdb",
+        "processes=3",
+        "threads=15",
+        "python-home=/srv/imdb/current/.venv",
+        "python-path=/srv/imdb/current",
+        "display-name=%{GROUP}",
+        "graceful-timeout=15",
+    ):
+        assert opt in daemon
+    assert ["WSGIProcessGroup", "imdb"] in lines
+    alias = next(d for d in lines if d[0] == "WSGIScriptAlias")
+    assert alias[1:] == ["/", "/srv/imdb/current/.release/app.wsgi", "process-group=imdb", "application-group=%{GLOBAL}"]
+    assert ["Alias", "/static/", "/srv/imdb/current/staticfiles/"] in lines
+    assert not any(d[0] == "WSGIPythonHome" for d in lines)
+
+
+def test_embedded_vhost_with_mpm_tuning() -> None:
+    out = render(load({**BASE, "mode": "embedded", "mpm": {"StartServers": 2, "MaxRequestWorkers": 30}}), "r", "x")
+    lines = directives(out["vhost.conf"])
+    assert ["WSGIPythonHome", "/srv/imdb/current/.venv"] in lines
+    assert ["StartServers", "2"] in lines and ["MaxRequestWorkers", "30"] in lines
+    assert not any(d[0] in ("WSGIDaemonProcess", "WSGIProcessGroup", "WSGIRestrictEmbedded") for d in lines)
+
+
+def test_wsgi_script_assigns_settings_and_compiles() -> None:
+    out = render(load({**BASE, "environment": {"API_TOKEN": "s3cr'et"}}), "20260101T000000Z-abc", "abc")
+    script = out["app.wsgi"]
+    compile(script, "app.wsgi", "exec")
+    assert "os.environ[\"DJANGO_SETTINGS_MODULE\"] = 'imdb.settings'" in script
+    assert "setdefault" not in script.replace("not setdefault", "")
+    assert "import_module('imdb.wsgi'), 'application'" in script
+    assert "'s3cr\\'et'" in script or '"s3cr\'et"' in script
+
+
+def test_any_wsgi_callable() -> None:
+    out = render(load({**BASE, "wsgi": "myapp.web:app", "django_settings": None}), "r", "x")
+    assert "import_module('myapp.web'), 'app'" in out["app.wsgi"]
+    assert "DJANGO_SETTINGS_MODULE" not in out["app.wsgi"]
+
+
+def test_template_errors_name_the_template(tmp_path: Path) -> None:
+    (tmp_path / "conf_templates").mkdir()
+    (tmp_path / "conf_templates" / "vhost.conf.j2").write_text("ServerName {{ no_such_thing }}\n")
+    with pytest.raises(ConfigError, match="vhost.conf.j2.*no_such_thing"):
+        render(load(BASE), "r", "x", tmp_path)
+    (tmp_path / "conf_templates" / "vhost.conf.j2").write_text("{% if %}\n")
+    with pytest.raises(ConfigError, match="vhost.conf.j2 line 1"):
+        render(load(BASE), "r", "x", tmp_path)
