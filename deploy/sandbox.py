@@ -8,7 +8,9 @@ Needs root and the Debian packages openssh-server, apache2, libapache2-mod-wsgi-
 
 from __future__ import annotations
 
+import argparse
 import http.client
+import json
 import os
 import pwd
 import secrets
@@ -16,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -331,3 +334,69 @@ def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: obj
     }
     cfg.update(over)
     return cfg
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def example_repo(sb: Sandbox, dest: Path, mode: str = "daemon", **over: object) -> Path:
+    """A git repository at `dest` holding a copy of example/, a one-line fabfile and its config."""
+    shutil.copytree(REPO_ROOT / "example", dest, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles"))
+    (dest / "fabfile.py").write_text("from deploy.tasks import *  # noqa: F403\n")
+    cfg = app_config(sb, mode=mode)
+    cfg.update(over)
+    (dest / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
+    git = ["git", "-c", "user.email=demo@example.com", "-c", "user.name=demo"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "initial"], cwd=dest, check=True)
+    return dest
+
+
+def fab_argv(sb: Sandbox, *args: str) -> list[str]:
+    """`fab` against this sandbox, reading only its ssh_config (never ~/.ssh/config)."""
+    return [sys.executable, "-m", "fabric", "-S", str(sb.ssh_config), "-H", sb.host_alias, *args]
+
+
+def demo(argv: list[str] | None = None) -> int:
+    """The README's demo: a real deploy of the example app to a sandbox host on loopback."""
+    ap = argparse.ArgumentParser(prog="python -m deploy.sandbox", description=demo.__doc__)
+    ap.add_argument("--mode", choices=("daemon", "embedded"), default="daemon")
+    ap.add_argument("--no-wait", action="store_true", help="stop the sandbox right after the deploy")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("the sandbox needs root (it creates a user and starts sshd and Apache)", file=sys.stderr)
+        return 2
+    user = DeployUser.ensure(random_user())
+    sb = Sandbox(user, mpm="event" if args.mode == "daemon" else "prefork")
+    try:
+        sb.start()
+        repo = example_repo(sb, sb.root / "app", args.mode)
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        for task in ("setup", "deploy", "status"):
+            print(f"$ fab -H {sb.host_alias} {task}", flush=True)
+            if subprocess.run(fab_argv(sb, task), cwd=repo, env=env).returncode != 0:
+                return 1
+        status, headers, body = sb.get("/movie", host="imdb.test")
+        print(
+            f"\nGET http://{sb.bind}:{sb.http_port}/movie (Host: imdb.test) -> {status}, "
+            f"release {headers.get('x-deploy-release')}"
+        )
+        print(body[:300] + ("..." if len(body) > 300 else ""))
+        if not args.no_wait:
+            print(f"\ntry: curl -H 'Host: imdb.test' http://{sb.bind}:{sb.http_port}/movie")
+            print(f"     cd {repo} && {' '.join(fab_argv(sb, 'releases'))}")
+            print("Ctrl-C stops the sandbox and removes everything it made.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0 if status == 200 else 1
+    finally:
+        sb.stop()
+        user.remove()
+
+
+if __name__ == "__main__":
+    sys.exit(demo())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import DeployUser, Sandbox, app_config, random_user
+from deploy.sandbox import DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +54,7 @@ class App:
 
     def write_config(self, **over: object) -> dict[str, object]:
         cfg = app_config(self.sb, **over)  # type: ignore[arg-type]
-        (self.path / "fabric.json").write_text(json.dumps({"deploy": cfg}))
+        (self.path / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
         return cfg
 
     def commit(self, message: str = "change") -> None:
@@ -78,7 +77,7 @@ class App:
         # -S: only this ssh_config (never the user's ~/.ssh/config); HOME: no ~/.fabric.yaml either.
         env = dict(os.environ, HOME=str(self.home), PYTHONPATH=str(ROOT))
         return subprocess.run(
-            ["fab", "-S", str(self.sb.ssh_config), "-H", self.sb.host_alias, *args],
+            fab_argv(self.sb, *args),
             cwd=self.path,
             env=env,
             capture_output=True,
@@ -120,13 +119,6 @@ class App:
 
 
 def make_app(sb: Sandbox, base: Path, mode: str) -> App:
-    path = base / "app"
-    shutil.copytree(ROOT / "example", path, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles"))
-    (path / "fabfile.py").write_text("from deploy.tasks import *  # noqa: F403\n")
-    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
     home = base / "home"
     home.mkdir()
-    app = App(path, sb, home)
-    app.write_config(mode=mode)
-    app.commit("initial")
-    return app
+    return App(example_repo(sb, base / "app", mode), sb, home)
