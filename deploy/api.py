@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -9,10 +10,10 @@ from pathlib import Path
 
 from fabric import Connection
 
-from deploy import host, lock, releases, render, source
+from deploy import hooks, host, lock, releases, remote, render, source
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import ConfigError
+from deploy.errors import ConfigError, RemoteError
 from deploy.output import Reporter
 
 
@@ -36,7 +37,10 @@ def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> sourc
     return source.from_tree(path, s.exclude)
 
 
-def build_archive(s: Settings, src: source.Source, release_id: str, project_dir: Path) -> bytes:
+def build_archive(
+    s: Settings, src: source.Source, release_id: str, project_dir: Path, delta: source.Delta | None = None
+) -> bytes:
+    """The release's files (only the changed ones with a delta) plus what the tool generates for it."""
     rendered = render.render(s, release_id, src.revision, project_dir)
     # A WSGI script holding secrets must not be world-readable.
     script_mode = 0o640 if s.environment and s.mode == "daemon" else 0o644
@@ -48,7 +52,26 @@ def build_archive(s: Settings, src: source.Source, release_id: str, project_dir:
     if s.environment:
         env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
-    return source.archive(src.files, extra, src.mtime)
+    files = src.files
+    if delta is not None and not delta.full:
+        files = delta.send
+        extra[".release/linked"] = ("\0".join(delta.link).encode(), 0o644)
+    return source.archive(files, extra, src.mtime)
+
+
+def plan_release(
+    s: Settings, src: source.Source, release_id: str, current: str | None, manifest: str, rep: Reporter, host_name: str
+) -> tuple[host.Plan, source.Delta]:
+    base = source.parse_manifest(manifest) if current else None
+    delta = source.delta(src, base or None)
+    decisions = hooks.decide(s.hooks, delta.changed if base else None, s.requirements)
+    for d in decisions:
+        if not d.run:
+            rep.line(host_name, f"hook:{d.hook.name:<12} skipped ({d.reason})")
+    run = tuple((d.hook.name, d.hook.run) for d in decisions if d.run)
+    carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
+    note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
+    return host.Plan(release_id, src.revision, run, None if delta.full else current, carry, note), delta
 
 
 def deploy(
@@ -65,19 +88,27 @@ def deploy(
     src = src or load_source(s, project_dir, ref)
     release_id = releases.new_id(src.short_revision)
     # Render before connecting: a template error must not cost a lock.
-    archive = build_archive(s, src, release_id, project_dir)
+    render.render(s, release_id, src.revision, project_dir)
     open_connection(c)
     info = lock.info("deploy")
-    listing = host.begin(c, s, info, rep)
+    listing, manifest = host.begin(c, s, info, rep)
     acquired = True
     try:
         taken = tuple(r.id for r in listing.releases)
         if release_id in taken:
             release_id = releases.new_id(src.short_revision, taken=taken)
-            archive = build_archive(s, src, release_id, project_dir)
-        plan = host.Plan(release_id, src.revision, tuple((h.name, h.run) for h in s.hooks))
-        rep.line(c.original_host, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive)")
-        host.prepare(c, s, plan, archive, info, rep)
+        plan, delta = plan_release(s, src, release_id, listing.current, manifest, rep, c.original_host)
+        archive = build_archive(s, src, release_id, project_dir, delta)
+        rep.line(c.original_host, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note})")
+        try:
+            host.prepare(c, s, plan, archive, info, rep)
+        except RemoteError as exc:
+            if exc.code != remote.EXIT_LINK_FAILED:
+                raise
+            # The live release's files were not all there to link: send everything instead.
+            rep.line(c.original_host, "linking from the live release failed; sending the full archive")
+            plan = dataclasses.replace(plan, base=None, note="full")
+            host.prepare(c, s, plan, build_archive(s, src, release_id, project_dir), info, rep)
         host.switch(c, s, plan, info, rep)
         acquired = False  # the switch phase released it
     finally:

@@ -42,6 +42,10 @@ class Hook:
 
     name: str
     run: str
+    # Run only when a changed path (vs the live release) matches one of these globs; empty = always.
+    when_changed: tuple[str, ...] = ()
+    # What the hook makes inside the release; when it is skipped these are hard-linked from the live one.
+    outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -313,13 +317,17 @@ def _hooks(value: Any) -> tuple[Hook, ...]:
             item = {"name": item.split()[0] if item.split() else f"hook{i}", "run": item}
         if not isinstance(item, dict):
             raise ConfigError(f"setting hooks[{i}] must be a mapping with 'name' and 'run', got {item!r}")
-        _check_keys(f"hooks[{i}].", item, ["name", "run"])
+        _check_keys(f"hooks[{i}].", item, ["name", "run", "when_changed", "outputs"])
         run = item.get("run")
         if not isinstance(run, str) or not run.strip():
             raise ConfigError(f"setting hooks[{i}].run must be a shell command")
         name = item.get("name") or run.split()[0]
         _match(f"hooks[{i}].name", name, re.compile(r"^[A-Za-z0-9._-]+$"), "a plain name")
-        out.append(Hook(name=name, run=run))
+        when = _str_list(f"hooks[{i}].when_changed", item.get("when_changed", []))
+        outputs = _str_list(f"hooks[{i}].outputs", item.get("outputs", []))
+        for p in outputs:
+            _match(f"hooks[{i}].outputs", p, REL_PATH_RE, "a list of paths relative to the release")
+        out.append(Hook(name=name, run=run, when_changed=when, outputs=outputs))
     return tuple(out)
 
 

@@ -32,10 +32,11 @@ class RemoteError(DeployError):
 
     exit_code = 5
 
-    def __init__(self, host: str, step: str, message: str, tail: str = "") -> None:
+    def __init__(self, host: str, step: str, message: str, tail: str = "", code: int = 1) -> None:
         self.host = host
         self.step = step
         self.tail = tail
+        self.code = code  # the phase script's own exit code
         super().__init__(f"{host}: {step} failed: {message}")
 
 

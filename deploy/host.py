@@ -23,6 +23,7 @@ STEP_OF_CODE = {
     14: "hook",
     15: "configtest",
     16: "reload",
+    17: "link unchanged files",
     20: "setup check",
 }
 
@@ -59,7 +60,7 @@ def _run(
     if out.code == remote.EXIT_NO_TARGET:
         raise NothingToRollBack(f"{host}: {out.error_line()}")
     if out.code != 0:
-        raise RemoteError(host, STEP_OF_CODE.get(out.code, phase), out.error_line() + _indent(out.tail()), out.tail())
+        raise RemoteError(host, STEP_OF_CODE.get(out.code, phase), out.error_line() + _indent(out.tail()), out.tail(), out.code)
     return out
 
 
@@ -68,17 +69,21 @@ def _indent(tail: str) -> str:
     return ("\n" + "\n".join(lines)) if lines else ""
 
 
-def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> releases.Listing:
-    """Take the deploy lock and list the releases."""
+def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> tuple[releases.Listing, str]:
+    """Take the deploy lock; list the releases and return the live release's manifest text."""
     out = _run(c, s, "begin", {}, reporter, lock_info)
-    return releases.parse(["@@" + e for e in out.events])
+    manifest = "".join(e[2:] + "\n" for e in out.events if e.startswith("m "))
+    return releases.parse(["@@" + e for e in out.events if not e.startswith("m ")]), manifest
 
 
 @dataclass(frozen=True)
 class Plan:
     release_id: str
     revision: str
-    hooks: tuple[tuple[str, str], ...]
+    hooks: tuple[tuple[str, str], ...]  # (name, command) of the hooks to run
+    base: str | None = None  # live release to hard-link unchanged files from
+    carry: tuple[str, ...] = ()  # outputs of skipped hooks, linked from base
+    note: str = ""
 
 
 def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: str, reporter: Reporter | None = None) -> Outcome:
@@ -92,6 +97,9 @@ def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: s
         "HOOK_NAMES": [h[0] for h in plan.hooks],
         "HOOK_CMDS": [h[1] for h in plan.hooks],
         "DJANGO_SETTINGS": s.django_settings,
+        "BASE": plan.base,
+        "CARRY": list(plan.carry),
+        "UNPACK_NOTE": plan.note,
     }
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
 

@@ -325,8 +325,13 @@ def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: obj
         "shared_files": ["db.sqlite3"],
         "shared_dirs": ["media"],
         "hooks": [
-            {"name": "migrate", "run": "python manage.py migrate --noinput"},
-            {"name": "collectstatic", "run": "python manage.py collectstatic --noinput -v0"},
+            {"name": "migrate", "run": "python manage.py migrate --noinput", "when_changed": ["*/migrations/*"]},
+            {
+                "name": "collectstatic",
+                "run": "python manage.py collectstatic --noinput -v0",
+                "when_changed": ["*/static/*", "*/settings.py"],
+                "outputs": ["staticfiles"],
+            },
         ],
         "release_header": True,
         "daemon": {"user": sb.user.name, "group": sb.user.name, "processes": 2, "threads": 15},

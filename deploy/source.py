@@ -129,3 +129,36 @@ def archive(files: list[File] | tuple[File, ...], extra: dict[str, tuple[bytes, 
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def parse_manifest(text: str) -> dict[str, str]:
+    """'sha256  path' lines -> {path: sha256}."""
+    out = {}
+    for line in text.splitlines():
+        digest, sep, path = line.partition("  ")
+        if sep and len(digest) == 64:
+            out[path] = digest
+    return out
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What differs between a release about to be made and the live one's manifest."""
+
+    send: tuple[File, ...]  # new or changed: shipped
+    link: tuple[str, ...]  # identical: hard-linked on the host from the live release
+    changed: tuple[str, ...]  # added, changed or removed paths
+
+    @property
+    def full(self) -> bool:
+        return not self.link
+
+
+def delta(src: Source, base: dict[str, str] | None) -> Delta:
+    if not base:
+        return Delta(src.files, (), tuple(f.path for f in src.files))
+    send = tuple(f for f in src.files if base.get(f.path) != f.digest)
+    paths = {f.path for f in src.files}
+    link = tuple(sorted(paths - {f.path for f in send}))
+    removed = sorted(set(base) - paths)
+    return Delta(send, link, tuple(sorted(f.path for f in send)) + tuple(removed))

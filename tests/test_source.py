@@ -51,3 +51,19 @@ def test_archive_round_trip(tmp_path: Path) -> None:
     assert members["run.sh"].mode == 0o755
     assert members[".release/env.sh"].mode == 0o600
     assert "run.sh" in src.manifest()
+
+
+def test_delta_sends_only_changes(tmp_path: Path) -> None:
+    from deploy.source import delta, parse_manifest
+
+    (tmp_path / "a.py").write_text("a")
+    (tmp_path / "b.py").write_text("b")
+    old = from_tree(tmp_path, ())
+    (tmp_path / "b.py").write_text("B")
+    (tmp_path / "c.py").write_text("c")
+    new = from_tree(tmp_path, ())
+    d = delta(new, parse_manifest(old.manifest()))
+    assert [f.path for f in d.send] == ["b.py", "c.py"] and d.link == ("a.py",) and not d.full
+    assert delta(new, None).full
+    (tmp_path / "a.py").unlink()
+    assert "a.py" in delta(from_tree(tmp_path, ()), parse_manifest(old.manifest())).changed

@@ -19,6 +19,7 @@ PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status",
 EXIT_LOCKED = 3
 EXIT_NO_TARGET = 4
 EXIT_NOT_SET_UP = 20
+EXIT_LINK_FAILED = 17
 
 Value = str | int | bool | None | Sequence[str]
 

@@ -16,7 +16,12 @@ t0=$(date +%s.%N)
 tar -xzf - -C "$REL" --no-same-owner 2> "$REL/.release/unpack.log" || { tail_of "$REL/.release/unpack.log"; die 10 "unpacking the release into $REL failed"; }
 echo preparing > "$REL/.release/state"
 printf '%s\n' "$REVISION" > "$REL/.release/revision"
-say "step unpack $(date +%s.%N) $t0"
+# Files identical to the live release's come as a list, not as bytes: hard-link them.
+if [ -n "$BASE" ] && [ -s "$REL/.release/linked" ]; then
+  (cd "$R/$BASE" && xargs -0 cp -lP --parents -t "$REL" --) < "$REL/.release/linked" 2> "$REL/.release/link.log" \
+    || { tail_of "$REL/.release/link.log"; die 17 "linking unchanged files from release $BASE failed"; }
+fi
+say "step unpack $(date +%s.%N) $t0 $UNPACK_NOTE"
 
 for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do
   mkdir -p "$SH/$p" "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p" || die 10 "could not link shared dir $p"
@@ -46,6 +51,13 @@ else
   say "step venv $(date +%s.%N) $t0 built $key"
 fi
 ln -sfn "../../shared/venvs/$key" "$REL/.venv"
+
+# Outputs of hooks skipped this time (their inputs did not change) come from the live release.
+for p in ${CARRY[@]+"${CARRY[@]}"}; do
+  if [ -e "$R/$BASE/$p" ]; then
+    mkdir -p "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && cp -al "$R/$BASE/$p" "$REL/$p" || die 14 "could not carry $p over from $BASE"
+  fi
+done
 
 for i in ${!HOOK_NAMES[@]}; do
   t0=$(date +%s.%N)

@@ -48,10 +48,28 @@ def test_changed_view_is_served_after_deploy(app: App) -> None:
     assert data["release"] == app.current()
 
 
+def test_redeploy_sends_only_changes_and_skips_unneeded_hooks(app: App) -> None:
+    p = app.ok("deploy")
+    assert "0 sent" in p.stderr and "linked" in p.stderr
+    assert "hook:migrate" in p.stderr and "skipped" in p.stderr
+    app.wait_version("2")
+    status, _, body = app.get("/static/movies/site.css")
+    assert status == 200 and "font-family" in body  # collectstatic's output carried over
+    rel = app.deploy_to / "releases" / str(app.current())
+    assert (rel / "movies" / "views.py").stat().st_nlink >= 2  # hard-linked, not copied
+
+
+def finished(app: App) -> list[str]:
+    rels = app.deploy_to / "releases"
+    return sorted(d.name for d in rels.iterdir() if (d / ".release" / "state").read_text().strip() == "finished")
+
+
 def test_rollback_serves_old_code_and_its_venv(app: App) -> None:
     live = app.current()
+    ids = finished(app)
     app.ok("rollback")
-    assert app.current() != live
+    assert app.current() == ids[ids.index(str(live)) - 1]
+    app.ok("rollback", f"--to={ids[0]}")
     app.wait_version("1")
     # Each release links its own venv: the rolled-back release runs with the one it was built with.
     venv = os.readlink(app.deploy_to / "current" / ".venv")
