@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
-
 from deploy.config import Settings
 from deploy.errors import ConfigError
 
@@ -55,6 +53,8 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
 
 def render(s: Settings, release_id: str, revision: str, project_dir: Path | None = None) -> dict[str, str]:
     """{'app.wsgi': ..., 'vhost.conf': ...} for this release; a template error names the file and line."""
+    import jinja2  # here, not at the top: rollback, reload and status never render, and start faster
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dirs(project_dir)),
         undefined=jinja2.StrictUndefined,

@@ -1,0 +1,141 @@
+"""Speed benchmark: deploy scenarios on loopback and over a 50 ms RTT link, as ratios to the floor.
+
+    python3 -m bench.speed [--runs 5]      (root; uses a sandbox host: real sshd + Apache/mod_wsgi)
+
+Each figure is the wall time of a fresh `fab` process, as a user would see it. The slow link is a
+user-space relay holding each chunk 25 ms each way (this kernel has no netem); its RTT is measured
+and printed. Commands are counted from sshd's log ('request exec' / 'subsystem request').
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from bench.relay import DelayRelay, measure_rtt
+from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, example_repo, random_user
+
+DELAY = 0.025
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--links", default="loopback,50ms")
+    args = ap.parse_args()
+    user = DeployUser.ensure(random_user())
+    sb = Sandbox(user).start()
+    relay = DelayRelay((sb.bind, sb.ssh_port), DELAY).start()
+    rows: list[tuple[str, str, list[float], float, float]] = []
+    try:
+        ssh_config = sb.root / "bench_ssh_config"
+        ssh_config.write_text(
+            sb.ssh_config.read_text()
+            + f"Host slow\n    HostName {sb.bind}\n    Port {relay.port}\n    User {user.name}\n    IdentityFile {sb.key}\n"
+        )
+        repo = example_repo(sb, sb.root / "app")
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(sb.root))
+        rtt = measure_rtt(DELAY)
+        print(f"# link: loopback, and a relay with {DELAY * 1000:.0f} ms each way; measured echo RTT {rtt * 1000:.1f} ms")
+
+        def fab(alias: str, *a: str) -> float:
+            t = time.perf_counter()
+            p = subprocess.run(
+                [sys.executable, "-m", "fabric", "-S", str(ssh_config), "-H", alias, *a],
+                cwd=repo,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if p.returncode:
+                raise SystemExit(f"fab {' '.join(a)} failed:\n{p.stderr}")
+            return time.perf_counter() - t
+
+        def floor(alias: str) -> float:
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "bench.floor", str(ssh_config), alias], cwd=REPO_ROOT, env=env, check=True)
+            return time.perf_counter() - t
+
+        def commit(change: Callable[[], None], msg: str) -> None:
+            change()
+            git = "git -c user.email=b@e -c user.name=b"
+            subprocess.run(f"git add -A && {git} commit -qm {msg}", shell=True, cwd=repo, check=True)
+
+        def bump_view(n: list[int] = [0]) -> None:  # noqa: B006 - a counter across calls
+            n[0] += 1
+            views = repo / "movies" / "views.py"
+            views.write_text(views.read_text() + f"\n# change {n[0]}\n")
+
+        def bump_requirements(n: list[int] = [0]) -> None:  # noqa: B006
+            n[0] += 1
+            req = repo / "requirements.txt"
+            req.write_text(req.read_text() + f"# change {n[0]}\n")
+
+        deploy_to = sb.deploy_to / "imdb"
+        floors: dict[str, float] = {}
+        for link in args.links.split(","):
+            alias = "sandbox" if link == "loopback" else "slow"
+
+            def measure(
+                name: str,
+                before: Callable[[], None] | None,
+                task: Callable[[], list[str]],
+                alias: str = alias,
+                link: str = link,
+            ) -> None:
+                times, cmds = [], []
+                for _ in range(args.runs):
+                    if before:
+                        before()
+                    argv = task()
+                    n0 = sb.exec_requests()
+                    times.append(fab(alias, *argv) if argv[0] != "@first" else fab(alias, "setup") + fab(alias, "deploy"))
+                    cmds.append(sb.exec_requests() - n0)
+                fl = floors[link]
+                rows.append((name, link, times, statistics.median(cmds), fl))
+                print(
+                    f"{name:<28} {link:<9} median {statistics.median(times):6.3f}s  min {min(times):6.3f}  "
+                    f"max {max(times):6.3f}  commands {statistics.median(cmds):.0f}  "
+                    f"x{statistics.median(times) / fl:.2f} floor",
+                    flush=True,
+                )
+
+            floor_s = floors[link] = statistics.median([floor(alias) for _ in range(args.runs)])
+            rows.append(("floor (process+connect+true)", link, [floor_s], 1, floor_s))
+            print(f"{'floor (process+connect+true)':<28} {link:<9} median {floor_s:6.3f}s", flush=True)
+
+            def wipe() -> None:
+                shutil.rmtree(deploy_to, ignore_errors=True)
+                (sb.sites_dir / "imdb.conf").unlink(missing_ok=True)
+
+            measure("first deploy (setup+deploy)", wipe, lambda: ["@first"])
+            measure("redeploy, nothing changed", None, lambda: ["deploy"])
+            measure("redeploy, one .py changed", lambda: commit(bump_view, "view"), lambda: ["deploy"])
+            measure("redeploy, requirements chg", lambda: commit(bump_requirements, "req"), lambda: ["deploy"])
+            ids = sorted(d.name for d in (deploy_to / "releases").iterdir())
+            targets = [ids[-1], ids[-2]]
+            # Flip before each run: every rollback goes to the release that is not live.
+            measure("rollback", targets.reverse, lambda t=targets: ["rollback", f"--to={t[0]}"])
+        print()
+        print("| scenario | link | median s | min | max | SSH commands | x floor |")
+        print("|---|---|---|---|---|---|---|")
+        for name, link, times, cmds, fl in rows:
+            print(
+                f"| {name} | {link} | {statistics.median(times):.3f} | {min(times):.3f} | {max(times):.3f} | "
+                f"{cmds:.0f} | {statistics.median(times) / fl:.2f} |"
+            )
+    finally:
+        relay.stop()
+        sb.stop()
+        user.remove()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
