@@ -11,9 +11,10 @@ from pathlib import Path
 from fabric import Connection
 
 from deploy import hooks, host, lock, releases, remote, render, source
+from deploy import reload as reloading
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import ConfigError, RemoteError
+from deploy.errors import ConfigError, HealthCheckFailed, RemoteError
 from deploy.output import Reporter
 
 
@@ -81,10 +82,17 @@ def deploy(
     ref: str | None = None,
     reporter: Reporter | None = None,
     src: source.Source | None = None,
+    rollback_on_failure: bool = True,
 ) -> Result:
-    """Ship, prepare, switch and reload one host; on any failure the live release stays live."""
+    """Ship, prepare, switch and reload one host; on any failure the live release stays (or is again) live.
+
+    A failed health check after the switch rolls back to the previous release in the same SSH
+    command, unless `rollback_on_failure` is false (`fab deploy --no-rollback`).
+    """
     t0 = time.monotonic()
     rep = reporter or Reporter(quiet=True)
+    if s.reload_note:
+        rep.line(c.original_host, s.reload_note)
     src = src or load_source(s, project_dir, ref)
     release_id = releases.new_id(src.short_revision)
     # Render before connecting: a template error must not cost a lock.
@@ -109,7 +117,11 @@ def deploy(
             rep.line(c.original_host, "linking from the live release failed; sending the full archive")
             plan = dataclasses.replace(plan, base=None, note="full")
             host.prepare(c, s, plan, build_archive(s, src, release_id, project_dir), info, rep)
-        host.switch(c, s, plan, info, rep)
+        try:
+            host.switch(c, s, plan, info, rep, rollback_on_failure)
+        except HealthCheckFailed:
+            acquired = False  # the switch phase rolled back (or kept the release) and unlocked
+            raise
         acquired = False  # the switch phase released it
     finally:
         if acquired:
@@ -124,8 +136,9 @@ def rollback(c: Connection, s: Settings, to: str | None = None, reporter: Report
     return Result(c.original_host, "rollback", target, previous, None, time.monotonic() - t0)
 
 
-def reload(c: Connection, s: Settings, reporter: Reporter | None = None) -> Result:
+def reload(c: Connection, s: Settings, reporter: Reporter | None = None, strategy: str | None = None) -> Result:
     t0 = time.monotonic()
+    s = reloading.with_strategy(s, strategy)
     open_connection(c)
     host.reload(c, s, lock.info("reload"), reporter)
     return Result(c.original_host, "reload", seconds=time.monotonic() - t0)

@@ -23,7 +23,8 @@ PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9*]([A-Za-z0-9.*-]{0,252})$")
 LISTEN_RE = re.compile(r"^(\*|[A-Za-z0-9.:\[\]-]+):[0-9]{1,5}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*)?$")
-URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/?=&%-]*$")
+CMD_RE = re.compile(r"^[A-Za-z0-9._/+-]+$")
 REL_PATH_RE = re.compile(r"^[A-Za-z0-9._+-][A-Za-z0-9._/+-]*$")
 MPM_KEYS = (
     "StartServers",
@@ -76,6 +77,21 @@ class Apache:
 
 
 @dataclass(frozen=True)
+class Health:
+    """The HTTP check run on each host after every reload, through the vhost (Host: server_name).
+
+    The new release must first answer on `status_path` with its own id; then `path`, when set,
+    must answer `status` (and contain `contains`), all within `timeout` seconds.
+    """
+
+    enabled: bool = True
+    path: str | None = None
+    status: int = 200
+    contains: str | None = None
+    timeout: int = 30
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one deploy needs to know, validated."""
 
@@ -108,12 +124,23 @@ class Settings:
     mpm: Mapping[str, int] = field(default_factory=dict)
     daemon: Daemon = field(default_factory=Daemon)
     apache: Apache = field(default_factory=Apache)
+    health: Health = field(default_factory=Health)
+    warmup: tuple[str, ...] = ()
 
     @property
     def reload_strategy(self) -> str:
-        if self.reload:
-            return self.reload
-        return "touch" if self.mode == "daemon" else "graceful"
+        """rolling (daemon, 2+ processes), touch (daemon, 1 process), graceful (embedded)."""
+        if self.mode == "embedded":
+            return "graceful"
+        wanted = self.reload or "rolling"
+        # One process cannot be restarted while another serves: a rolling reload would be a touch.
+        return "touch" if wanted == "rolling" and self.daemon.processes < 2 else wanted
+
+    @property
+    def reload_note(self) -> str | None:
+        if self.reload == "rolling" and self.reload_strategy == "touch":
+            return "reload: rolling needs daemon.processes >= 2; with 1 process the WSGI script is touched instead"
+        return None
 
     @property
     def vhost_name(self) -> str:
@@ -265,12 +292,33 @@ def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Set
     s["environment"] = _environment(data.get("environment") or {})
     s["hooks"] = _hooks(data.get("hooks") or [])
     s["mpm"] = _mpm(data.get("mpm") or {})
+    s["health"] = _health(data.get("health"))
+    if "warmup" in data:
+        s["warmup"] = _str_list("warmup", data["warmup"])
+        for w in s["warmup"]:
+            _match("warmup", w, URL_PATH_RE, "a list of URL paths like /movie")
     s["daemon"] = _section("daemon", Daemon, data.get("daemon"))
     s["apache"] = _section("apache", Apache, data.get("apache"))
     if s["daemon"].processes < 1 or s["daemon"].threads < 1:
         raise ConfigError("settings daemon.processes and daemon.threads must be at least 1")
     _match("apache.sites_dir", s["apache"].sites_dir, PATH_RE, "an absolute path")
+    _match("apache.ctl", s["apache"].ctl, CMD_RE, "a command name or absolute path")
+    if s["apache"].enable:
+        _match("apache.enable", s["apache"].enable, CMD_RE, "a command name or absolute path, or empty")
+    if s.get("mode") == "embedded" and s.get("reload") in ("touch", "rolling"):
+        raise ConfigError(f"setting reload: {s['reload']} needs mode: daemon; embedded mode reloads with graceful")
     return Settings(**s)
+
+
+def _health(value: Any) -> Health:
+    h = _section("health", Health, value)
+    if h.path is not None:
+        _match("health.path", h.path, URL_PATH_RE, "a URL path like /movie")
+    if not 100 <= h.status <= 599:
+        raise ConfigError(f"setting health.status must be an HTTP status, got {h.status!r}")
+    if h.timeout < 1:
+        raise ConfigError("setting health.timeout must be at least 1 (seconds)")
+    return h  # type: ignore[no-any-return]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from fabric import Connection
 
 from deploy import apache, lock, releases, remote
+from deploy import reload as reloading
 from deploy.config import Settings
-from deploy.errors import DeployError, LockHeld, NothingToRollBack, RemoteError
+from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NothingToRollBack, RemoteError
 from deploy.output import Reporter
 from deploy.remote import Outcome, Value
 
@@ -39,6 +40,7 @@ def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:
         "RELOAD": s.reload_strategy,
         "KEEP": s.keep_releases,
         **apache.variables(s),
+        **reloading.variables(s),
     }
 
 
@@ -59,6 +61,8 @@ def _run(
         raise lock.held_error(host, event)
     if out.code == remote.EXIT_NO_TARGET:
         raise NothingToRollBack(f"{host}: {out.error_line()}")
+    if out.code == remote.EXIT_UNHEALTHY:
+        raise HealthCheckFailed(f"{host}: {out.error_line()}")
     if out.code != 0:
         raise RemoteError(host, STEP_OF_CODE.get(out.code, phase), out.error_line() + _indent(out.tail()), out.tail(), out.code)
     return out
@@ -104,8 +108,11 @@ def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: s
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
 
 
-def switch(c: Connection, s: Settings, plan: Plan, lock_info: str, reporter: Reporter | None = None) -> Outcome:
-    return _run(c, s, "switch", {"ID": plan.release_id, "REVISION": plan.revision}, reporter, lock_info)
+def switch(
+    c: Connection, s: Settings, plan: Plan, lock_info: str, reporter: Reporter | None = None, rollback_on_failure: bool = True
+) -> Outcome:
+    extra: dict[str, Value] = {"ID": plan.release_id, "REVISION": plan.revision, "NO_ROLLBACK": not rollback_on_failure}
+    return _run(c, s, "switch", extra, reporter, lock_info)
 
 
 def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None) -> None:
@@ -132,12 +139,12 @@ def _switched(out: Outcome) -> tuple[str, str]:
 
 
 def reload(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Outcome:
+    """Reload with `s.reload_strategy` (use dataclasses.replace(s, reload=...) for another)."""
     return _run(c, s, "reload", {}, reporter, lock_info)
 
 
 def status(c: Connection, s: Settings) -> dict[str, object]:
-    url = f"http://{s.http_addr}:{s.http_port}{s.status_path}"
-    out = _run(c, s, "status", {"STATUS_URL": url, "SERVER_NAME": s.server_name}, None)
+    out = _run(c, s, "status", {"STATUS_URL": reloading.http_base(s) + s.status_path}, None)
     listing = releases.parse(["@@" + e for e in out.events])
     result: dict[str, object] = {
         "host": c.original_host,

@@ -125,6 +125,10 @@ class Sandbox:
         return self.apache_root / "logs" / "error.log"
 
     @property
+    def access_log(self) -> Path:
+        return self.apache_root / "logs" / "access.log"
+
+    @property
     def deploy_to(self) -> Path:
         return self.root / "srv"
 
@@ -230,6 +234,8 @@ Group www-data
 PidFile {ar}/run/httpd.pid
 DefaultRuntimeDir {ar}/run
 ErrorLog {self.error_log}
+LogFormat "%h %t \\"%r\\" %>s %D %{{X-Deploy-Release}}o" timing
+CustomLog {ar}/logs/access.log timing
 LogLevel warn wsgi:info
 TypesConfig /etc/mime.types
 WSGISocketPrefix {ar}/run/wsgi

@@ -57,16 +57,22 @@ def _targets(c: Context, s: config.Settings) -> list[Connection]:
     return [Connection(h, config=c.config) for h in s.hosts]
 
 
-@task(help={"ref": "git ref to deploy (default: deploy.ref, HEAD)", "stage": "stage from deploy.stages"})
+@task(
+    help={
+        "ref": "git ref to deploy (default: deploy.ref, HEAD)",
+        "stage": "stage from deploy.stages",
+        "no-rollback": "keep a release that fails its health check live, for debugging",
+    }
+)
 @_boundary
-def deploy(c: Context, ref: str | None = None, stage: str | None = None) -> None:
-    """Ship the app as a new release, prepare it (venv, hooks, configtest), switch and reload."""
+def deploy(c: Context, ref: str | None = None, stage: str | None = None, no_rollback: bool = False) -> None:
+    """Ship the app as a new release, prepare it (venv, hooks, configtest), switch, reload, health-check."""
     s = _settings(c, stage)
     rep = Reporter()
     project = _project_dir(c)
     src = api.load_source(s, project, ref)
     for conn in _targets(c, s):
-        r = api.deploy(conn, s, project, ref, rep, src=src)
+        r = api.deploy(conn, s, project, ref, rep, src=src, rollback_on_failure=not no_rollback)
         rep.line(r.host, f"deployed {r.release} (was {r.previous or 'nothing'}) in {r.seconds:.2f}s")
 
 
@@ -81,14 +87,14 @@ def rollback(c: Context, to: str | None = None, stage: str | None = None) -> Non
         rep.line(r.host, f"rolled back {r.previous} -> {r.release} in {r.seconds:.2f}s")
 
 
-@task(help={"stage": "stage from deploy.stages"})
+@task(help={"stage": "stage from deploy.stages", "strategy": "rolling, touch or graceful (default: by mode, see README)"})
 @_boundary
-def reload(c: Context, stage: str | None = None) -> None:
-    """Reload the live release (daemon mode: touch the WSGI script; embedded: apachectl graceful)."""
+def reload(c: Context, stage: str | None = None, strategy: str | None = None) -> None:
+    """Reload the live release: rolling daemon restart, touch of the WSGI script, or apachectl graceful."""
     s = _settings(c, stage)
     rep = Reporter()
     for conn in _targets(c, s):
-        r = api.reload(conn, s, rep)
+        r = api.reload(conn, s, rep, strategy)
         rep.line(r.host, f"reloaded in {r.seconds:.2f}s")
 
 

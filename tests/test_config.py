@@ -21,7 +21,7 @@ def cfg(**over: Any) -> dict[str, Any]:
 
 def test_defaults() -> None:
     s = load(cfg())
-    assert s.mode == "daemon" and s.reload_strategy == "touch" and s.keep_releases == 5
+    assert s.mode == "daemon" and s.reload_strategy == "rolling" and s.keep_releases == 5
     assert s.daemon.processes == 2 and s.apache.ctl == "apache2ctl" and s.apache.sudo
     assert load(cfg(mode="embedded")).reload_strategy == "graceful"
 
@@ -101,3 +101,18 @@ def test_hooks_forms() -> None:
 def test_listen_gives_check_address() -> None:
     s = load(cfg(listen="*:8080"))
     assert (s.http_addr, s.http_port) == ("127.0.0.1", 8080)
+
+
+def test_rolling_falls_back_to_touch_with_one_process() -> None:
+    s = load(cfg(reload="rolling", daemon={"processes": 1}))
+    assert s.reload_strategy == "touch" and "processes" in (s.reload_note or "")
+    assert load(cfg(daemon={"processes": 1})).reload_strategy == "touch"
+    with pytest.raises(ConfigError, match="embedded mode reloads with graceful"):
+        load(cfg(mode="embedded", reload="rolling"))
+
+
+def test_health_settings() -> None:
+    s = load(cfg(health={"path": "/movie", "contains": "Godfather"}, warmup=["/movie"]))
+    assert s.health.path == "/movie" and s.health.status == 200 and s.warmup == ("/movie",)
+    with pytest.raises(ConfigError, match="health.status"):
+        load(cfg(health={"status": 42}))

@@ -18,6 +18,7 @@ PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status",
 # Exit codes of the phase scripts (see lib.sh's die calls).
 EXIT_LOCKED = 3
 EXIT_NO_TARGET = 4
+EXIT_UNHEALTHY = 7
 EXIT_NOT_SET_UP = 20
 EXIT_LINK_FAILED = 17
 

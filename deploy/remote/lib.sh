@@ -87,18 +87,116 @@ switch_to() {
   ln -sfn "releases/$1" "$DEPLOY_TO/current.tmp" && mv -T "$DEPLOY_TO/current.tmp" "$CUR"
 }
 
+# Live daemon processes of this app that loaded our WSGI script (it leaves shared/run/ready.<pid>).
+daemon_pids() {
+  local f p
+  for f in "$SH"/run/ready.*; do
+    [ -e "$f" ] || continue
+    p=${f##*.}
+    if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q "^(wsgi:$APP)"; then
+      echo "$p"
+    else
+      rm -f "$f" 2>/dev/null
+    fi
+  done
+}
+
+signal_daemon() {  # $1 = pid: SIGUSR1 is mod_wsgi's graceful restart of one daemon process
+  kill -USR1 "$1" 2>/dev/null || sudo -n -u "$DAEMON_USER" kill -USR1 "$1"
+}
+
+# One daemon process at a time: signal it, wait until it is gone and a new one has loaded the app,
+# then the next; the others serve meanwhile. Returns 2 when no daemon process was found.
+reload_rolling() {
+  local old p k=0 new deadline t0
+  old=$(daemon_pids)
+  [ -n "$old" ] || return 2
+  for p in $old; do
+    k=$((k + 1))
+    t0=$(date +%s.%N)
+    signal_daemon "$p" || { say "reload failed signal $p"; return 1; }
+    deadline=$(($(date +%s) + ROLL_TIMEOUT))
+    while :; do
+      new=$(daemon_pids | grep -cvxF "$old")
+      [ ! -d "/proc/$p" ] && [ "$new" -ge "$k" ] && break
+      if [ "$(date +%s)" -ge "$deadline" ]; then say "reload failed rolling: process $p not replaced in ${ROLL_TIMEOUT}s"; return 1; fi
+      sleep 0.05
+    done
+    say "step restart:$p $(date +%s.%N) $t0"
+  done
+  say "reload rolling $k processes"
+}
+
 # Make the daemon processes (or Apache's children) run what `current` points at.
 # $1 = 1 when Apache must re-read its config (vhost changed, or the app was not loaded before).
 reload_app() {
-  local strategy="$RELOAD"
+  local strategy="$RELOAD" rc
   if [ "$1" = 1 ] || [ "$strategy" = graceful ]; then
     configtest || { say "reload failed graceful"; return 1; }
     ctl graceful > /dev/null 2>&1 || { say "reload failed graceful"; return 1; }
     say "reload graceful"
     return 0
   fi
+  if [ "$strategy" = rolling ]; then
+    reload_rolling
+    rc=$?
+    [ "$rc" = 2 ] || return "$rc"
+    # Nothing to restart one by one (Apache just started?): a graceful restart always works.
+    ctl graceful > /dev/null 2>&1 || { say "reload failed graceful"; return 1; }
+    say "reload graceful (no running daemon process found)"
+    return 0
+  fi
   touch "$CUR/.release/app.wsgi" || return 1
   say "reload touch"
+}
+
+# Warm-up requests, then the health check, on this host through the vhost. Prints why it failed.
+http_check() {  # $1 = release id that must answer
+  [ "$HEALTH" = 1 ] || return 0
+  "$PYTHON" - "$1" "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" \
+    "$HEALTH_TIMEOUT" ${WARMUP[@]+"${WARMUP[@]}"} <<'PY'
+import json, sys, time, urllib.error, urllib.request
+release, base, host, status_path, path, want, contains, timeout, *warmup = sys.argv[1:]
+deadline = time.monotonic() + float(timeout)
+
+def get(p):
+    req = urllib.request.Request(base + p, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=max(1.0, deadline - time.monotonic())) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except Exception as e:
+        return None, str(e)
+
+why = "no answer"
+while time.monotonic() < deadline:
+    code, body = get(status_path)
+    try:
+        seen = json.loads(body).get("release") if code == 200 else None
+    except ValueError:
+        seen = None
+    if seen == release:
+        break
+    why = f"{status_path} answered {code} ({seen or body[:80].strip()}), not release {release}"
+    time.sleep(0.2)
+else:
+    print(why)
+    sys.exit(1)
+for w in warmup:
+    get(w)
+if path:
+    while True:
+        code, body = get(path)
+        ok = code == int(want) and (not contains or contains in body)
+        if ok:
+            break
+        why = f"GET {path} answered {code}" + (f", body without {contains!r}" if code == int(want) else "")
+        if time.monotonic() >= deadline:
+            print(why)
+            sys.exit(1)
+        time.sleep(0.2)
+PY
 }
 
 log_revision() {  # action release revision result

@@ -4,4 +4,5 @@ require_setup
 lock_acquire
 trap lock_release EXIT
 reload_app 0 || die 16 "reload failed"
+why=$(http_check "$(current_id)") || die 7 "health check failed after the reload: $why"
 say "reloaded $(current_id)"

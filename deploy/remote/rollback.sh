@@ -24,5 +24,6 @@ if ! reload_app "$VHOST_CHANGED"; then
   [ -n "$cur" ] && switch_to "$cur"
   die 16 "reloading Apache failed; $cur is live again"
 fi
+why=$(http_check "$target") || { log_revision rollback "$target" - unhealthy; die 7 "health check failed after the rollback: $why; $target is live"; }
 say "switched $cur $target"
 log_revision rollback "$target" "$(cat "$R/$target/.release/revision" 2>/dev/null)" ok

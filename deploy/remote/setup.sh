@@ -1,6 +1,8 @@
 # Create the layout, install and enable the vhost (from stdin), check python and Apache.
 mkdir -p "$R" "$SH/venvs" "$SH/run" || die 10 "could not create $DEPLOY_TO (does the deploy user own its parent?)"
 touch "$DEPLOY_TO/revisions.log"
+# Daemon processes (maybe another user) leave ready.<pid> markers here for rolling reloads.
+chmod 1777 "$SH/run"
 for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do mkdir -p "$SH/$p"; done
 for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do mkdir -p "$(dirname "$SH/$p")"; done
 say "layout $DEPLOY_TO"
