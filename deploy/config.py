@@ -81,7 +81,7 @@ class Health:
     """The HTTP check run on each host after every reload, through the vhost (Host: server_name).
 
     The new release must first answer on `status_path` with its own id; then `path`, when set,
-    must answer `status` (and contain `contains`), all within `timeout` seconds.
+    must answer `status` (and contain `contains`) within `attempts` tries, all within `timeout` seconds.
     """
 
     enabled: bool = True
@@ -89,6 +89,9 @@ class Health:
     status: int = 200
     contains: str | None = None
     timeout: int = 30
+    # A wrong answer from the loaded release is tried again this often, 0.5 s apart, then it fails:
+    # a broken release should be rolled back in seconds, not after `timeout`.
+    attempts: int = 3
 
 
 @dataclass(frozen=True)

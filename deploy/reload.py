@@ -40,6 +40,7 @@ def variables(s: Settings) -> dict[str, Value]:
         "HEALTH_STATUS": s.health.status,
         "HEALTH_CONTAINS": s.health.contains or "",
         "HEALTH_TIMEOUT": s.health.timeout,
+        "HEALTH_ATTEMPTS": max(1, s.health.attempts),
         "WARMUP": list(s.warmup),
         "NO_ROLLBACK": False,
     }

@@ -154,9 +154,9 @@ reload_app() {
 http_check() {  # $1 = release id that must answer
   [ "$HEALTH" = 1 ] || return 0
   "$PYTHON" - "$1" "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" \
-    "$HEALTH_TIMEOUT" ${WARMUP[@]+"${WARMUP[@]}"} <<'PY'
+    "$HEALTH_TIMEOUT" "$HEALTH_ATTEMPTS" ${WARMUP[@]+"${WARMUP[@]}"} <<'PY'
 import json, sys, time, urllib.error, urllib.request
-release, base, host, status_path, path, want, contains, timeout, *warmup = sys.argv[1:]
+release, base, host, status_path, path, want, contains, timeout, attempts, *warmup = sys.argv[1:]
 deadline = time.monotonic() + float(timeout)
 
 def get(p):
@@ -186,16 +186,15 @@ else:
 for w in warmup:
     get(w)
 if path:
-    while True:
+    for attempt in range(int(attempts)):
         code, body = get(path)
-        ok = code == int(want) and (not contains or contains in body)
-        if ok:
+        if code == int(want) and (not contains or contains in body):
             break
         why = f"GET {path} answered {code}" + (f", body without {contains!r}" if code == int(want) else "")
-        if time.monotonic() >= deadline:
+        if attempt + 1 == int(attempts) or time.monotonic() >= deadline:
             print(why)
             sys.exit(1)
-        time.sleep(0.2)
+        time.sleep(0.5)
 PY
 }
 

@@ -1,0 +1,226 @@
+"""Zero-downtime benchmark: real `fab reload`s and `fab deploy`s under HTTP load, per strategy and profile.
+
+    python3 -m bench.zero_downtime [--duration 20] [--only rolling]     (root; ~8 min with defaults)
+
+A sandbox host (real sshd + Apache 2.4/mod_wsgi, event MPM for daemon mode, prefork for embedded)
+runs the example app (daemon: processes=2 threads=15). A second process (bench/load.py) sends load;
+at 25% of the run a `fab reload`, at 60% a `fab deploy` with a code change. Profiles:
+  plain      ~200 req/s from 16 connections, a new connection per request
+  slow       plain + 4 connections looping on a 2 s view + 2.5/4.5/7 s requests in flight at each action
+  keepalive  plain on kept-alive connections
+Then a deploy of a broken release (its /movie answers 500) under plain load: the health check
+fails and the tool rolls back; the table shows how long the broken release was live and what
+failed beyond its own answers.
+Gap = longest time in which no request completed. "stale" = /movie requests started after the
+deploy command returned that were answered by another release than the new one (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "plain": {"connections": 16, "rate": 200, "keepalive": False, "slow_loops": 0},
+    "slow": {"connections": 16, "rate": 200, "keepalive": False, "slow_loops": 4},
+    "keepalive": {"connections": 16, "rate": 200, "keepalive": True, "slow_loops": 0},
+}
+HEALTH = {"path": "/movie", "contains": "Godfather", "timeout": 30}
+
+
+class Host:
+    def __init__(self, sb: Sandbox, mode: str) -> None:
+        self.sb = sb
+        self.mode = mode
+        self.repo = example_repo(sb, sb.root / "app", mode, health=HEALTH)
+        self.env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(sb.root))
+        self.n = 0
+
+    def fab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(fab_argv(self.sb, *args), cwd=self.repo, env=self.env, capture_output=True, text=True)
+        if check and p.returncode:
+            raise SystemExit(f"fab {' '.join(args)} failed:\n{p.stderr}")
+        return p
+
+    def configure(self, reload: str | None) -> None:
+        cfg = app_config(self.sb, mode=self.mode, health=HEALTH)
+        if reload:
+            cfg["reload"] = reload
+        (self.repo / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
+        self.commit("config")
+
+    def commit(self, msg: str) -> None:
+        git = "git -c user.email=b@e -c user.name=b"
+        subprocess.run(f"git add -A && {git} commit --allow-empty -qm {msg}", shell=True, cwd=self.repo, check=True)
+
+    def change_code(self, broken: bool = False) -> None:
+        self.n += 1
+        views = self.repo / "movies" / "views.py"
+        text = views.read_text().split("\n# bench change")[0]
+        text = text.replace('    raise RuntimeError("bench: broken")\n', "")
+        if broken:
+            text = text.replace('    movies = [{"title"', '    raise RuntimeError("bench: broken")\n    movies = [{"title"')
+        views.write_text(text + f"\n# bench change {self.n}\n")
+        self.commit(f"change-{self.n}")
+
+    def current(self) -> str:
+        return os.readlink(self.sb.deploy_to / "imdb" / "current").rsplit("/", 1)[-1]
+
+
+def run_load(h: Host, profile: str, duration: float, actions: bool, broken: bool = False) -> dict[str, Any]:
+    start = time.time() + 1.0
+    at_reload, at_deploy = duration * 0.25, duration * 0.6
+    spec = {
+        "host": h.sb.bind,
+        "port": h.sb.http_port,
+        "vhost": "imdb.test",
+        "duration": duration,
+        "start_at": start,
+        **PROFILES[profile],
+    }
+    if profile == "slow" and actions:
+        spec["probes"] = [[at - 0.5, sec] for at in (at_reload, at_deploy) for sec in (2.5, 4.5, 7)]
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "out.jsonl"
+        spec_file.write_text(json.dumps(spec))
+        loader = subprocess.Popen([sys.executable, "-m", "bench.load", str(spec_file), str(out_file)], cwd=REPO_ROOT)
+        events: dict[str, Any] = {}
+
+        def act() -> None:
+            if broken:
+                time.sleep(max(0.0, start + at_reload - time.time()))
+                before = h.current()
+                h.change_code(broken=True)
+                t0 = time.time()
+                p = h.fab("deploy", check=False)
+                events.update(broken_t0=t0, broken_t1=time.time(), rc=p.returncode, old=before, err=p.stderr.strip()[-300:])
+                h.change_code()
+                return
+            time.sleep(max(0.0, start + at_reload - time.time()))
+            h.fab("reload")
+            time.sleep(max(0.0, start + at_deploy - time.time()))
+            h.change_code()
+            h.fab("deploy")
+            events.update(deployed_at=time.time(), release=h.current())
+
+        t = threading.Thread(target=act)
+        if actions:
+            t.start()
+        loader.wait(timeout=duration + 120)
+        if actions:
+            t.join()
+        results = [json.loads(line) for line in out_file.read_text().splitlines()]
+    return analyse(results, start, duration, events)
+
+
+def analyse(results: list[dict[str, Any]], start: float, duration: float, ev: dict[str, Any]) -> dict[str, Any]:
+    movie = [r for r in results if r["path"] == "/movie"]
+    ok_lat = sorted((r["t1"] - r["t0"]) * 1000 for r in movie if r["kind"] == "ok")
+    kinds: dict[str, int] = {}
+    for r in results:
+        if r["kind"] != "ok":
+            kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    ends = sorted([start] + [r["t1"] for r in results if start <= r["t1"] <= start + duration] + [start + duration])
+    gap = max(b - a for a, b in zip(ends, ends[1:], strict=False)) * 1000
+    out: dict[str, Any] = {
+        "requests": len(results),
+        "failed": sum(kinds.values()),
+        "kinds": kinds,
+        "p50": statistics.median(ok_lat) if ok_lat else 0,
+        "p99": ok_lat[int(len(ok_lat) * 0.99) - 1] if ok_lat else 0,
+        "max": ok_lat[-1] if ok_lat else 0,
+        "gap": gap,
+    }
+    if "deployed_at" in ev:
+        out["stale"] = sum(
+            1 for r in movie if r["t0"] > ev["deployed_at"] and r["kind"] == "ok" and r["release"] != ev["release"]
+        )
+    if "broken_t0" in ev:
+        bad = [r for r in results if r["kind"] == "5xx" and r["release"] and r["release"] != ev["old"]]
+        other = [r for r in results if r["kind"] != "ok" and r not in bad]
+        out["broken"] = {
+            "rc": ev["rc"],
+            "answers_from_broken": len(bad),
+            "other_failures": len(other),
+            "broken_live_s": (max(r["t1"] for r in bad) - min(r["t0"] for r in bad)) if bad else 0.0,
+            "old_serving_again_s": (ev["broken_t1"] - min(r["t0"] for r in bad)) if bad else 0.0,
+            "message": ev["err"].splitlines()[-1] if ev["err"] else "",
+        }
+    return out
+
+
+def row(mode: str, strategy: str, profile: str, m: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(m["kinds"].items())) or "-"
+    stale = m.get("stale", "-")
+    return (
+        f"| {mode} | {strategy} | {profile} | {m['requests']} | {m['failed']} ({kinds}) | "
+        f"{m['p50']:.0f} / {m['p99']:.0f} / {m['max']:.0f} | {m['gap']:.0f} | {stale} |"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--only", help="comma-separated strategies: control,touch,graceful,rolling,embedded,broken")
+    args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    user = DeployUser.ensure(random_user())
+    lines = [
+        "| mode | strategy | profile | requests | failed (kinds) | ms p50 / p99 / max | gap ms | stale |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    broken_report = None
+    try:
+        plans = [
+            ("daemon", "event", ["control", "touch", "graceful", "rolling", "broken"]),
+            ("embedded", "prefork", ["control", "graceful"]),
+        ]
+        for mode, mpm, strategies in plans:
+            if only and not (only & set(strategies)) and not (mode == "embedded" and "embedded" in only):
+                continue
+            with Sandbox(user, mpm=mpm) as sb:
+                h = Host(sb, mode)
+                h.fab("setup")
+                h.fab("deploy")
+                for strategy in strategies:
+                    if only and strategy not in only and not (mode == "embedded" and "embedded" in only):
+                        continue
+                    h.configure(None if strategy in ("control", "broken") else strategy)
+                    h.fab("deploy")  # the config change goes live before the load starts
+                    time.sleep(2)
+                    if strategy == "broken":
+                        m = run_load(h, "plain", args.duration, True, broken=True)
+                        broken_report = m["broken"]
+                        lines.append(row(mode, "rolling + broken deploy", "plain", m))
+                        print(lines[-1], flush=True)
+                        continue
+                    for profile in PROFILES:
+                        m = run_load(h, profile, args.duration, strategy != "control")
+                        lines.append(row(mode, strategy, profile, m))
+                        print(lines[-1], flush=True)
+    finally:
+        user.remove()
+    print("\n" + "\n".join(lines))
+    if broken_report:
+        print(
+            f"\nbroken deploy: exit {broken_report['rc']}, broken release answered {broken_report['answers_from_broken']} "
+            f"requests over {broken_report['broken_live_s']:.2f}s, old release serving again "
+            f"{broken_report['old_serving_again_s']:.2f}s after the broken one's first answer, "
+            f"other failures {broken_report['other_failures']}\n  {broken_report['message']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
