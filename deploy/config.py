@@ -47,6 +47,8 @@ class Hook:
     when_changed: tuple[str, ...] = ()
     # What the hook makes inside the release; when it is skipped these are hard-linked from the live one.
     outputs: tuple[str, ...] = ()
+    # With several hosts: run on the first one only (e.g. migrate on a shared database).
+    once: bool = False
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,7 @@ def _hooks(value: Any) -> tuple[Hook, ...]:
             item = {"name": item.split()[0] if item.split() else f"hook{i}", "run": item}
         if not isinstance(item, dict):
             raise ConfigError(f"setting hooks[{i}] must be a mapping with 'name' and 'run', got {item!r}")
-        _check_keys(f"hooks[{i}].", item, ["name", "run", "when_changed", "outputs"])
+        _check_keys(f"hooks[{i}].", item, ["name", "run", "when_changed", "outputs", "once"])
         run = item.get("run")
         if not isinstance(run, str) or not run.strip():
             raise ConfigError(f"setting hooks[{i}].run must be a shell command")
@@ -378,7 +380,8 @@ def _hooks(value: Any) -> tuple[Hook, ...]:
         outputs = _str_list(f"hooks[{i}].outputs", item.get("outputs", []))
         for p in outputs:
             _match(f"hooks[{i}].outputs", p, REL_PATH_RE, "a list of paths relative to the release")
-        out.append(Hook(name=name, run=run, when_changed=when, outputs=outputs))
+        once = _typed(f"hooks[{i}].once", item.get("once", False), bool, "true or false")
+        out.append(Hook(name=name, run=run, when_changed=when, outputs=outputs, once=once))
     return tuple(out)
 
 

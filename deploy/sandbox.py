@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -92,6 +93,13 @@ class Sandbox:
     ssh_port: int = 0
     http_port: int = 0
     sshd_log_level: str = "DEBUG1"
+    sshd_extra: str = ""
+    # In its own network namespace (a "remote" host at 10.231.N.2, reached over a veth pair).
+    netns: bool = False
+    # With netns: the host sees its root at this path too (a private bind mount for sshd and Apache),
+    # so that several hosts can share one config (deploy_to, apachectl, sites dir) as real hosts do.
+    common_root: str | None = None
+    _ns: str | None = None
     _sshd: subprocess.Popen[bytes] | None = None
     _sudoers: Path | None = None
 
@@ -135,11 +143,42 @@ class Sandbox:
     # ---- lifecycle
     def start(self) -> Sandbox:
         self.root.chmod(0o755)
+        if self.netns:
+            self._make_netns()
+            self.ssh_port, self.http_port = self.ssh_port or 22, self.http_port or 80
         self.ssh_port = self.ssh_port or free_port(self.bind)
         self.http_port = self.http_port or free_port(self.bind)
         self._start_sshd()
         self._start_apache()
         return self
+
+    def _in_ns(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self._ns, *argv] if self._ns else argv
+
+    def on_host(self, path: Path) -> str:
+        """`path` (below root) as the host's processes see it."""
+        if self.common_root:
+            return f"{self.common_root}/{path.relative_to(self.root)}"
+        return str(path)
+
+    def _make_netns(self) -> None:
+        for idx in range(1, 250):
+            veth = f"fdv{idx}"
+            if subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0:
+                break
+        else:
+            raise RuntimeError("no free veth index for a sandbox namespace")
+        ns = f"fabdeploy{idx}"
+        _run("ip", "netns", "add", ns)
+        self._ns = ns
+        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", f"fdp{idx}")
+        _run("ip", "link", "set", f"fdp{idx}", "netns", ns)
+        _run("ip", "addr", "add", f"10.231.{idx}.1/30", "dev", veth)
+        _run("ip", "link", "set", veth, "up")
+        _run("ip", "netns", "exec", ns, "ip", "addr", "add", f"10.231.{idx}.2/30", "dev", f"fdp{idx}")
+        _run("ip", "netns", "exec", ns, "ip", "link", "set", f"fdp{idx}", "up")
+        _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        self.bind = f"10.231.{idx}.2"
 
     def stop(self) -> None:
         pid = self.apache_pid()
@@ -157,6 +196,15 @@ class Sandbox:
             self._sudoers.unlink(missing_ok=True)
         # The deploy user's leftovers (e.g. a sleeping hook) must not outlive the sandbox.
         subprocess.run(["pkill", "-KILL", "-u", self.user.name, "-f", str(self.root)], capture_output=True)
+        if self._ns:
+            # Deleting the namespace deletes its end of the veth pair, and so the pair.
+            subprocess.run(["ip", "netns", "del", self._ns], capture_output=True)
+            self._ns = None
+        if self.common_root:
+            try:
+                Path(self.common_root).rmdir()  # only the empty mount point; another host may still use it
+            except OSError:
+                pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:
@@ -192,10 +240,16 @@ LogLevel {self.sshd_log_level}
 MaxSessions 50
 MaxStartups 100:30:200
 Subsystem sftp internal-sftp
+{self.sshd_extra}
 """
         )
+        argv = [SSHD_BIN, "-f", str(conf), "-D", "-E", str(self.sshd_log)]
+        if self.common_root:
+            Path(self.common_root).mkdir(parents=True, exist_ok=True)
+            mount = f"mount --bind {shlex.quote(str(self.root))} {shlex.quote(self.common_root)} && exec \"$@\""
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh", *argv]
         self._sshd = subprocess.Popen(
-            [SSHD_BIN, "-f", str(conf), "-D", "-E", str(self.sshd_log)],
+            self._in_ns(argv),
             stdin=subprocess.DEVNULL,
         )
         wait_for_port(self.bind, self.ssh_port)
@@ -269,10 +323,17 @@ esac
         )
         self.apachectl.chmod(0o755)
         sudoers = Path("/etc/sudoers.d") / f"fabdeploy-{self.root.name.replace('.', '_')}"
-        sudoers.write_text(f"{self.user.name} ALL=(root) NOPASSWD: {self.apachectl}\n")
+        ctl = {str(self.apachectl), self.on_host(self.apachectl)}
+        sudoers.write_text(f"{self.user.name} ALL=(root) NOPASSWD: {', '.join(sorted(ctl))}\n")
         sudoers.chmod(0o440)
         self._sudoers = sudoers
-        subprocess.run([str(self.apachectl), "start"], check=True, capture_output=True)
+        start = [str(self.apachectl), "start"]
+        if self.common_root and self._sshd is not None:
+            # Apache must see the same private mount as the deploy user's sessions.
+            start = ["nsenter", "-t", str(self._sshd.pid), "-m", "-n", *start]
+        else:
+            start = self._in_ns(start)
+        subprocess.run(start, check=True, capture_output=True)
         wait_for_port(self.bind, self.http_port)
 
     def apache_pid(self) -> int | None:
@@ -321,7 +382,7 @@ def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: obj
         "app": app,
         "path": ".",
         "source": "git",
-        "deploy_to": f"{sb.deploy_to}/{app}",
+        "deploy_to": f"{sb.on_host(sb.deploy_to)}/{app}",
         "server_name": f"{app}.test",
         "listen": f"{sb.bind}:{sb.http_port}",
         "wsgi": "imdb.wsgi:application",
@@ -341,7 +402,7 @@ def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: obj
         ],
         "release_header": True,
         "daemon": {"user": sb.user.name, "group": sb.user.name, "processes": 2, "threads": 15},
-        "apache": {"ctl": str(sb.apachectl), "sudo": True, "sites_dir": str(sb.sites_dir), "enable": ""},
+        "apache": {"ctl": sb.on_host(sb.apachectl), "sudo": True, "sites_dir": sb.on_host(sb.sites_dir), "enable": ""},
     }
     cfg.update(over)
     return cfg

@@ -1,0 +1,221 @@
+"""Many hosts at once: prepare everywhere, then switch all-or-none (or in batches); never half-switched.
+
+Built on Fabric's ThreadingGroup/GroupResult: the hosts are a group, each phase runs on every host
+of a batch in threads (at most `parallel` at a time), and a GroupResult says which hosts failed.
+
+- All-or-none (default): every host prepares (upload, venv, hooks, configtest) under its lock; only
+  when all succeed does any host switch. A failed prepare anywhere: no host switches, the prepared
+  releases are removed, the locks freed. A failed switch/reload/health check on one host: the hosts
+  already switched are rolled back, so the fleet ends on one version.
+- Batches (`batch=2` or `"25%"`): switch, reload and health-check one batch, then the next. A failed
+  batch stops the rollout and is rolled back; earlier batches stay on the new release (said in the
+  error) unless `rollback_all_on_failure`.
+- Hooks with `once: true` (e.g. migrate on a shared database) run on the first host only, before any switch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fabric import Connection, GroupResult, ThreadingGroup
+from invoke.util import ExceptionHandlingThread
+
+from deploy import api, host, lock, releases, render
+from deploy.config import Settings
+from deploy.connect import open_connection
+from deploy.errors import ConfigError, DeployError
+from deploy.output import Reporter
+
+
+class FleetError(DeployError):
+    """Some hosts failed; carries each host's error and what the fleet was left on."""
+
+    def __init__(self, message: str, errors: dict[str, BaseException]) -> None:
+        self.errors = errors
+        codes = {getattr(e, "exit_code", 1) for e in errors.values()}
+        self.exit_code = codes.pop() if len(codes) == 1 else 5
+        details = "; ".join(f"{h}: {_short(h, e)}" for h, e in errors.items())
+        super().__init__(f"{message} ({details})")
+
+
+def _short(name: str, exc: BaseException) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg[len(name) + 2 :] if msg.startswith(f"{name}: ") else msg
+
+
+@dataclass
+class HostRun:
+    conn: Connection
+    lock_info: str
+    plan: host.Plan | None = None
+    previous: str | None = None
+    locked: bool = False
+    switched: bool = False
+    result: str = "pending"
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return str(self.conn.original_host)
+
+
+def batches(hosts: Sequence[Any], batch: str | int | None) -> list[list[Any]]:
+    """Split hosts into switch batches: None = one batch (all-or-none), N hosts, or 'P%' of them."""
+    if batch in (None, "", 0, "0"):
+        return [list(hosts)]
+    text = str(batch)
+    try:
+        size = math.ceil(len(hosts) * float(text[:-1]) / 100) if text.endswith("%") else int(text)
+    except ValueError as exc:
+        raise ConfigError(f"--batch must be a number of hosts or a percentage like 25%, got {batch!r}") from exc
+    if size < 1:
+        raise ConfigError(f"--batch must select at least one host, got {batch!r}")
+    return [list(hosts[i : i + size]) for i in range(0, len(hosts), size)]
+
+
+def each(conns: Sequence[Connection], fn: Callable[[Connection], Any], parallel: int) -> GroupResult:
+    """Run fn on every connection in threads, `parallel` at a time (as ThreadingGroup does for run())."""
+    group = ThreadingGroup.from_connections(conns)
+    results = GroupResult()
+    members = list(group)
+    for start in range(0, len(members), max(1, parallel)):
+        chunk = members[start : start + max(1, parallel)]
+        threads = []
+        for c in chunk:
+            t = ExceptionHandlingThread(target=lambda c=c: results.__setitem__(c, fn(c)))
+            threads.append((c, t))
+            t.start()
+        for c, t in threads:
+            t.join()
+            wrapper = t.exception()
+            if wrapper is not None:
+                results[c] = wrapper.value
+    return results
+
+
+def deploy(
+    conns: Sequence[Connection],
+    s: Settings,
+    project_dir: Path,
+    ref: str | None = None,
+    reporter: Reporter | None = None,
+    parallel: int = 10,
+    batch: str | int | None = None,
+    rollback_all_on_failure: bool = False,
+    rollback_on_failure: bool = True,
+) -> list[HostRun]:
+    rep = reporter or Reporter(quiet=True)
+    src = api.load_source(s, project_dir, ref)
+    release_id = releases.new_id(src.short_revision)
+    render.render(s, release_id, src.revision, project_dir)  # template errors before any lock
+    plan_batches = batches(conns, batch)
+    runs = {c: HostRun(c, lock.info("deploy")) for c in conns}
+    first = conns[0]
+
+    def prepare(c: Connection) -> None:
+        run = runs[c]
+        open_connection(c)
+        listing, manifest = host.begin(c, s, run.lock_info, rep)
+        run.locked = True
+        run.previous = listing.current
+        if listing.get(release_id):
+            raise DeployError(f"{run.name}: release {release_id} already exists; deploy again in a second")
+        # once-hooks (a migration on a shared database) run on the first host only.
+        hs = s if c is first else _without_once_hooks(s)
+        plan, delta = api.plan_release(hs, src, release_id, listing.current, manifest, rep, run.name)
+        host.prepare(c, hs, plan, api.build_archive(hs, src, release_id, project_dir, delta), run.lock_info, rep)
+        run.plan = plan
+        run.result = "prepared"
+
+    prepared = each(conns, prepare, parallel)
+    if prepared.failed:
+        for c in prepared.failed:
+            runs[c].result = "failed"
+        _abort(conns, runs, s, parallel, release_id)
+        raise FleetError(
+            f"prepare failed on {len(prepared.failed)} of {len(conns)} hosts; no host was switched", _errors(prepared, runs)
+        )
+
+    done: list[Connection] = []
+    for i, group in enumerate(plan_batches):
+
+        def switch(c: Connection) -> None:
+            run = runs[c]
+            assert run.plan is not None
+            host.switch(c, s, run.plan, run.lock_info, rep, rollback_on_failure)
+            run.switched, run.locked, run.result = True, False, "live"
+            run.seconds = time.monotonic() - run.started
+
+        switched = each(group, switch, parallel)
+        for c in switched.failed:
+            runs[c].locked = False  # the switch phase unlocks (and rolls itself back) on failure
+            runs[c].result = "failed, rolled back"
+        if not switched.failed:
+            done.extend(group)
+            continue
+        later = [c for g in plan_batches[i + 1 :] for c in g]
+        _abort(later, runs, s, parallel, release_id)
+        back = [c for c in group if c in switched.succeeded]
+        if batch is None or rollback_all_on_failure:
+            back += done
+        _rollback(back, runs, s, parallel, rep)
+        kept = [runs[c].name for c in done if c not in back]
+        where = f"batch {i + 1} of {len(plan_batches)}" if len(plan_batches) > 1 else "the switch"
+        tail = f"; {', '.join(kept)} stay on {release_id} (earlier batches)" if kept else "; the fleet is on its previous release"
+        raise FleetError(f"{where} failed{tail}", _errors(switched, runs))
+    return list(runs.values())
+
+
+def _without_once_hooks(s: Settings) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(s, hooks=tuple(h for h in s.hooks if not h.once))
+
+
+def _errors(result: GroupResult, runs: dict[Connection, HostRun]) -> dict[str, BaseException]:
+    return {runs[c].name: exc for c, exc in result.failed.items()}
+
+
+def _abort(conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, release_id: str) -> None:
+    """Unlock hosts that prepared (or were preparing) and remove their unused release."""
+
+    def abort(c: Connection) -> None:
+        run = runs[c]
+        if run.locked:
+            host.abort(c, s, run.lock_info, release_id, remove=run.result != "failed")
+            run.locked = False
+            if run.result != "failed":
+                run.result = "not switched"
+
+    each([c for c in conns if runs[c].locked], abort, parallel)
+
+
+def _rollback(conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, rep: Reporter) -> None:
+    def back(c: Connection) -> None:
+        run = runs[c]
+        if run.previous:
+            host.rollback(c, s, run.previous, lock.info("rollback"), rep)
+            run.result = f"rolled back to {run.previous}"
+        else:
+            run.result = "live (nothing to roll back to)"
+
+    each(conns, back, parallel)
+
+
+def table(runs: Sequence[HostRun]) -> str:
+    width = max((len(r.name) for r in runs), default=4)
+    lines = [f"{'host':<{width}}  {'release':<26} {'time':>7}  result"]
+    for r in runs:
+        rel = r.plan.release_id if r.plan else "-"
+        seconds = r.seconds or time.monotonic() - r.started
+        lines.append(f"{r.name:<{width}}  {rel:<26} {seconds:6.2f}s  {r.result}")
+    return "\n".join(lines)
+
+
+__all__ = ["FleetError", "HostRun", "batches", "deploy", "each", "table"]
