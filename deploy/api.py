@@ -10,11 +10,11 @@ from pathlib import Path
 
 from fabric import Connection
 
-from deploy import hooks, host, lock, releases, remote, render, source
+from deploy import hooks, host, lock, remote, render, source
 from deploy import reload as reloading
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import ConfigError, HealthCheckFailed, RemoteError
+from deploy.errors import ConfigError, RemoteError
 from deploy.output import Reporter
 
 
@@ -75,6 +75,34 @@ def plan_release(
     return host.Plan(release_id, src.revision, run, None if delta.full else current, carry, note), delta
 
 
+def prepare_release(
+    c: Connection,
+    s: Settings,
+    src: source.Source,
+    release_id: str,
+    current: str | None,
+    manifest: str,
+    lock_info: str,
+    rep: Reporter,
+    project_dir: Path,
+) -> host.Plan:
+    """Plan (delta, hooks) and run the prepare phase on one host that holds its lock."""
+    name = str(c.original_host)
+    plan, delta = plan_release(s, src, release_id, current, manifest, rep, name)
+    archive = build_archive(s, src, release_id, project_dir, delta)
+    rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note})")
+    try:
+        host.prepare(c, s, plan, archive, lock_info, rep)
+    except RemoteError as exc:
+        if exc.code != remote.EXIT_LINK_FAILED:
+            raise
+        # The live release's files were not all there to link: send everything instead.
+        rep.line(name, "linking from the live release failed; sending the full archive")
+        plan = dataclasses.replace(plan, base=None, note="full")
+        host.prepare(c, s, plan, build_archive(s, src, release_id, project_dir), lock_info, rep)
+    return plan
+
+
 def deploy(
     c: Connection,
     s: Settings,
@@ -87,46 +115,15 @@ def deploy(
     """Ship, prepare, switch and reload one host; on any failure the live release stays (or is again) live.
 
     A failed health check after the switch rolls back to the previous release in the same SSH
-    command, unless `rollback_on_failure` is false (`fab deploy --no-rollback`).
+    command, unless `rollback_on_failure` is false (`fab deploy --no-rollback`). Three SSH
+    commands in all (begin, prepare, switch). Several hosts: `deploy.fleet.deploy`.
     """
-    t0 = time.monotonic()
-    rep = reporter or Reporter(quiet=True)
-    if s.reload_note:
-        rep.line(c.original_host, s.reload_note)
-    src = src or load_source(s, project_dir, ref)
-    release_id = releases.new_id(src.short_revision)
-    # Render before connecting: a template error must not cost a lock.
-    render.render(s, release_id, src.revision, project_dir)
-    open_connection(c)
-    info = lock.info("deploy")
-    listing, manifest = host.begin(c, s, info, rep)
-    acquired = True
-    try:
-        taken = tuple(r.id for r in listing.releases)
-        if release_id in taken:
-            release_id = releases.new_id(src.short_revision, taken=taken)
-        plan, delta = plan_release(s, src, release_id, listing.current, manifest, rep, c.original_host)
-        archive = build_archive(s, src, release_id, project_dir, delta)
-        rep.line(c.original_host, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note})")
-        try:
-            host.prepare(c, s, plan, archive, info, rep)
-        except RemoteError as exc:
-            if exc.code != remote.EXIT_LINK_FAILED:
-                raise
-            # The live release's files were not all there to link: send everything instead.
-            rep.line(c.original_host, "linking from the live release failed; sending the full archive")
-            plan = dataclasses.replace(plan, base=None, note="full")
-            host.prepare(c, s, plan, build_archive(s, src, release_id, project_dir), info, rep)
-        try:
-            host.switch(c, s, plan, info, rep, rollback_on_failure)
-        except HealthCheckFailed:
-            acquired = False  # the switch phase rolled back (or kept the release) and unlocked
-            raise
-        acquired = False  # the switch phase released it
-    finally:
-        if acquired:
-            host.abort(c, s, info, release_id)
-    return Result(c.original_host, "deploy", release_id, listing.current, src.revision, time.monotonic() - t0)
+    from deploy import fleet  # fleet builds on this module
+
+    run = fleet.deploy([c], s, project_dir, ref, reporter, src=src, rollback_on_failure=rollback_on_failure)[0]
+    release = run.plan.release_id if run.plan else None
+    revision = src.revision if src else None
+    return Result(run.name, "deploy", release, run.previous, revision, run.seconds)
 
 
 def rollback(c: Connection, s: Settings, to: str | None = None, reporter: Reporter | None = None) -> Result:

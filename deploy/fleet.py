@@ -25,7 +25,7 @@ from typing import Any
 from fabric import Connection, GroupResult, ThreadingGroup
 from invoke.util import ExceptionHandlingThread
 
-from deploy import api, host, lock, releases, render
+from deploy import api, host, lock, releases, render, source
 from deploy.config import Settings
 from deploy.connect import open_connection
 from deploy.errors import ConfigError, DeployError
@@ -35,8 +35,9 @@ from deploy.output import Reporter
 class FleetError(DeployError):
     """Some hosts failed; carries each host's error and what the fleet was left on."""
 
-    def __init__(self, message: str, errors: dict[str, BaseException]) -> None:
+    def __init__(self, message: str, errors: dict[str, BaseException], runs: Sequence[HostRun] = ()) -> None:
         self.errors = errors
+        self.runs = list(runs)
         codes = {getattr(e, "exit_code", 1) for e in errors.values()}
         self.exit_code = codes.pop() if len(codes) == 1 else 5
         details = "; ".join(f"{h}: {_short(h, e)}" for h, e in errors.items())
@@ -109,13 +110,56 @@ def deploy(
     batch: str | int | None = None,
     rollback_all_on_failure: bool = False,
     rollback_on_failure: bool = True,
+    src: source.Source | None = None,
 ) -> list[HostRun]:
+    """Deploy one release to every host; see the module's docstring for what happens on failure."""
     rep = reporter or Reporter(quiet=True)
-    src = api.load_source(s, project_dir, ref)
+    if s.reload_note:
+        rep.line("all", s.reload_note)
+    src = src or api.load_source(s, project_dir, ref)
     release_id = releases.new_id(src.short_revision)
     render.render(s, release_id, src.revision, project_dir)  # template errors before any lock
     plan_batches = batches(conns, batch)
     runs = {c: HostRun(c, lock.info("deploy")) for c in conns}
+    try:
+        return _deploy(
+            conns,
+            s,
+            project_dir,
+            rep,
+            parallel,
+            plan_batches,
+            batch,
+            rollback_all_on_failure,
+            rollback_on_failure,
+            src,
+            release_id,
+            runs,
+        )
+    except FleetError as exc:
+        if len(conns) == 1:
+            raise next(iter(exc.errors.values())) from None  # one host: its own error, unwrapped
+        raise
+    except BaseException:
+        # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
+        _abort(conns, runs, s, parallel, release_id, remove=False)
+        raise
+
+
+def _deploy(
+    conns: Sequence[Connection],
+    s: Settings,
+    project_dir: Path,
+    rep: Reporter,
+    parallel: int,
+    plan_batches: list[list[Connection]],
+    batch: str | int | None,
+    rollback_all_on_failure: bool,
+    rollback_on_failure: bool,
+    src: source.Source,
+    release_id: str,
+    runs: dict[Connection, HostRun],
+) -> list[HostRun]:
     first = conns[0]
 
     def prepare(c: Connection) -> None:
@@ -128,9 +172,7 @@ def deploy(
             raise DeployError(f"{run.name}: release {release_id} already exists; deploy again in a second")
         # once-hooks (a migration on a shared database) run on the first host only.
         hs = s if c is first else _without_once_hooks(s)
-        plan, delta = api.plan_release(hs, src, release_id, listing.current, manifest, rep, run.name)
-        host.prepare(c, hs, plan, api.build_archive(hs, src, release_id, project_dir, delta), run.lock_info, rep)
-        run.plan = plan
+        run.plan = api.prepare_release(c, hs, src, release_id, listing.current, manifest, run.lock_info, rep, project_dir)
         run.result = "prepared"
 
     prepared = each(conns, prepare, parallel)
@@ -139,7 +181,9 @@ def deploy(
             runs[c].result = "failed"
         _abort(conns, runs, s, parallel, release_id)
         raise FleetError(
-            f"prepare failed on {len(prepared.failed)} of {len(conns)} hosts; no host was switched", _errors(prepared, runs)
+            f"prepare failed on {len(prepared.failed)} of {len(conns)} hosts; no host was switched",
+            _errors(prepared, runs),
+            list(runs.values()),
         )
 
     done: list[Connection] = []
@@ -168,7 +212,7 @@ def deploy(
         kept = [runs[c].name for c in done if c not in back]
         where = f"batch {i + 1} of {len(plan_batches)}" if len(plan_batches) > 1 else "the switch"
         tail = f"; {', '.join(kept)} stay on {release_id} (earlier batches)" if kept else "; the fleet is on its previous release"
-        raise FleetError(f"{where} failed{tail}", _errors(switched, runs))
+        raise FleetError(f"{where} failed{tail}", _errors(switched, runs), list(runs.values()))
     return list(runs.values())
 
 
@@ -182,13 +226,20 @@ def _errors(result: GroupResult, runs: dict[Connection, HostRun]) -> dict[str, B
     return {runs[c].name: exc for c, exc in result.failed.items()}
 
 
-def _abort(conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, release_id: str) -> None:
+def _abort(
+    conns: Sequence[Connection],
+    runs: dict[Connection, HostRun],
+    s: Settings,
+    parallel: int,
+    release_id: str,
+    remove: bool = True,
+) -> None:
     """Unlock hosts that prepared (or were preparing) and remove their unused release."""
 
     def abort(c: Connection) -> None:
         run = runs[c]
         if run.locked:
-            host.abort(c, s, run.lock_info, release_id, remove=run.result != "failed")
+            host.abort(c, s, run.lock_info, release_id, remove=remove and run.result != "failed")
             run.locked = False
             if run.result != "failed":
                 run.result = "not switched"

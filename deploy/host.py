@@ -115,10 +115,14 @@ def switch(
     return _run(c, s, "switch", extra, reporter, lock_info)
 
 
-def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None) -> None:
-    """Best effort after a failure: the original error is what the user must see."""
+def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None, remove: bool = False) -> None:
+    """Best effort after a failure: the original error is what the user must see.
+
+    The release is marked failed (kept for a look, removed by the next deploy), or removed at
+    once with `remove` (a healthy host of a fleet whose deploy was called off).
+    """
     try:
-        _run(c, s, "abort", {"ID": release_id or ""}, None, lock_info)
+        _run(c, s, "abort", {"ID": release_id or "", "REMOVE": remove}, None, lock_info)
     except DeployError:
         pass
 

@@ -246,7 +246,7 @@ Subsystem sftp internal-sftp
         argv = [SSHD_BIN, "-f", str(conf), "-D", "-E", str(self.sshd_log)]
         if self.common_root:
             Path(self.common_root).mkdir(parents=True, exist_ok=True)
-            mount = f"mount --bind {shlex.quote(str(self.root))} {shlex.quote(self.common_root)} && exec \"$@\""
+            mount = f'mount --bind {shlex.quote(str(self.root))} {shlex.quote(self.common_root)} && exec "$@"'
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh", *argv]
         self._sshd = subprocess.Popen(
             self._in_ns(argv),

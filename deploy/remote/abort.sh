@@ -3,8 +3,12 @@ if [ -f "$LOCK/info" ] && grep -qxF -- "$LOCK_INFO" "$LOCK/info"; then
   pg=$(cat "$LOCK/remote_pgid" 2>/dev/null)
   [ -n "$pg" ] && [ "$pg" != "$(pgrp)" ] && kill -TERM -- "-$pg" 2>/dev/null
   if [ -n "$ID" ] && [ -d "$R/$ID" ] && [ "$(state_of "$ID")" != finished ]; then
-    echo failed > "$R/$ID/.release/state"
-    say "marked $ID failed"
+    if [ "$REMOVE" = 1 ]; then
+      rm -rf "${R:?}/$ID" && say "removed $ID"
+    else
+      echo failed > "$R/$ID/.release/state"
+      say "marked $ID failed"
+    fi
   fi
   lock_release
   say "unlocked"

@@ -1,5 +1,7 @@
 # Phase 3 of a deploy: switch `current`, reload, log, clean up, unlock. The only phase that changes what is live.
 REL="$R/$ID"
+# Whatever happens here, this deploy's lock ends with this command.
+trap lock_release EXIT
 [ "$(state_of "$ID")" = prepared ] || die 9 "release $ID is not prepared (state: $(state_of "$ID"))"
 prev=$(current_id)
 vhost_install "$REL/.release/vhost.conf"
