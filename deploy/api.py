@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fabric import Connection
 
-from deploy import hooks, host, lock, remote, render, source
+from deploy import hooks, host, lock, remote, render, source, venv
 from deploy import reload as reloading
 from deploy.config import Settings
 from deploy.connect import open_connection
@@ -39,7 +39,12 @@ def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> sourc
 
 
 def build_archive(
-    s: Settings, src: source.Source, release_id: str, project_dir: Path, delta: source.Delta | None = None
+    s: Settings,
+    src: source.Source,
+    release_id: str,
+    project_dir: Path,
+    delta: source.Delta | None = None,
+    wheels: dict[str, bytes] | None = None,
 ) -> bytes:
     """The release's files (only the changed ones with a delta) plus what the tool generates for it."""
     rendered = render.render(s, release_id, src.revision, project_dir)
@@ -53,6 +58,8 @@ def build_archive(
     if s.environment:
         env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
+    for name, data in (wheels or {}).items():
+        extra[f".release/wheels/{name}"] = (data, 0o644)
     files = src.files
     if delta is not None and not delta.full:
         files = delta.send
@@ -61,9 +68,10 @@ def build_archive(
 
 
 def plan_release(
-    s: Settings, src: source.Source, release_id: str, current: str | None, manifest: str, rep: Reporter, host_name: str
+    s: Settings, src: source.Source, release_id: str, facts: host.Facts, rep: Reporter, host_name: str
 ) -> tuple[host.Plan, source.Delta]:
-    base = source.parse_manifest(manifest) if current else None
+    current = facts.listing.current
+    base = source.parse_manifest(facts.manifest) if current else None
     delta = source.delta(src, base or None)
     decisions = hooks.decide(s.hooks, delta.changed if base else None, s.requirements)
     for d in decisions:
@@ -72,7 +80,9 @@ def plan_release(
     run = tuple((d.hook.name, d.hook.run) for d in decisions if d.run)
     carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
     note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
-    return host.Plan(release_id, src.revision, run, None if delta.full else current, carry, note), delta
+    key = venv.key(src.get(s.requirements), facts.python, s.pip_args)
+    plan = host.Plan(release_id, src.revision, run, None if delta.full else current, carry, note, key)
+    return plan, delta
 
 
 def prepare_release(
@@ -80,17 +90,19 @@ def prepare_release(
     s: Settings,
     src: source.Source,
     release_id: str,
-    current: str | None,
-    manifest: str,
+    facts: host.Facts,
     lock_info: str,
     rep: Reporter,
     project_dir: Path,
 ) -> host.Plan:
-    """Plan (delta, hooks) and run the prepare phase on one host that holds its lock."""
+    """Plan (delta, hooks, venv) and run the prepare phase on one host that holds its lock."""
     name = str(c.original_host)
-    plan, delta = plan_release(s, src, release_id, current, manifest, rep, name)
-    archive = build_archive(s, src, release_id, project_dir, delta)
-    rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note})")
+    plan, delta = plan_release(s, src, release_id, facts, rep, name)
+    requirements = src.get(s.requirements)
+    wheels = venv.wheels(s, requirements) if s.wheels and requirements and plan.venv_key not in facts.venvs else None
+    archive = build_archive(s, src, release_id, project_dir, delta, wheels)
+    shipped = f", {len(wheels)} wheels" if wheels else ""
+    rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note}{shipped})")
     try:
         host.prepare(c, s, plan, archive, lock_info, rep)
     except RemoteError as exc:
@@ -99,7 +111,7 @@ def prepare_release(
         # The live release's files were not all there to link: send everything instead.
         rep.line(name, "linking from the live release failed; sending the full archive")
         plan = dataclasses.replace(plan, base=None, note="full")
-        host.prepare(c, s, plan, build_archive(s, src, release_id, project_dir), lock_info, rep)
+        host.prepare(c, s, plan, build_archive(s, src, release_id, project_dir, None, wheels), lock_info, rep)
     return plan
 
 

@@ -113,6 +113,7 @@ class Settings:
     requirements: str = "requirements.txt"
     python: str = "/usr/bin/python3"
     pip_args: tuple[str, ...] = ()
+    wheels: bool = False
     mode: str = "daemon"
     reload: str | None = None
     django_settings: str | None = None
@@ -291,6 +292,8 @@ def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Set
         if _typed("keep_releases", data["keep_releases"], int, "a whole number") < 1:
             raise ConfigError(f"setting keep_releases must be at least 1, got {data['keep_releases']!r}")
         s["keep_releases"] = data["keep_releases"]
+    if "wheels" in data:
+        s["wheels"] = _typed("wheels", data["wheels"], bool, "true or false")
     if "release_header" in data:
         s["release_header"] = _typed("release_header", data["release_header"], bool, "true or false")
     s["static"] = _static(data.get("static") or {})

@@ -165,14 +165,14 @@ def _deploy(
     def prepare(c: Connection) -> None:
         run = runs[c]
         open_connection(c)
-        listing, manifest = host.begin(c, s, run.lock_info, rep)
+        facts = host.begin(c, s, run.lock_info, rep)
         run.locked = True
-        run.previous = listing.current
-        if listing.get(release_id):
+        run.previous = facts.listing.current
+        if facts.listing.get(release_id):
             raise DeployError(f"{run.name}: release {release_id} already exists; deploy again in a second")
         # once-hooks (a migration on a shared database) run on the first host only.
         hs = s if c is first else _without_once_hooks(s)
-        run.plan = api.prepare_release(c, hs, src, release_id, listing.current, manifest, run.lock_info, rep, project_dir)
+        run.plan = api.prepare_release(c, hs, src, release_id, facts, run.lock_info, rep, project_dir)
         run.result = "prepared"
 
     prepared = each(conns, prepare, parallel)

@@ -73,11 +73,24 @@ def _indent(tail: str) -> str:
     return ("\n" + "\n".join(lines)) if lines else ""
 
 
-def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> tuple[releases.Listing, str]:
-    """Take the deploy lock; list the releases and return the live release's manifest text."""
+@dataclass(frozen=True)
+class Facts:
+    """What `begin` learnt about the host in its one command."""
+
+    listing: releases.Listing
+    manifest: str  # the live release's, '' without one
+    python: str  # sys.version of the host's Python
+    venvs: frozenset[str]  # keys of the complete venvs
+
+
+def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Facts:
+    """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version."""
     out = _run(c, s, "begin", {}, reporter, lock_info)
     manifest = "".join(e[2:] + "\n" for e in out.events if e.startswith("m "))
-    return releases.parse(["@@" + e for e in out.events if not e.startswith("m ")]), manifest
+    python = next((e[7:] for e in out.events if e.startswith("python ")), "")
+    venvs = frozenset(e[5:] for e in out.events if e.startswith("venv "))
+    listing = releases.parse(["@@" + e for e in out.events if e.startswith(("release ", "current "))])
+    return Facts(listing, manifest, python, venvs)
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class Plan:
     base: str | None = None  # live release to hard-link unchanged files from
     carry: tuple[str, ...] = ()  # outputs of skipped hooks, linked from base
     note: str = ""
+    venv_key: str = ""
 
 
 def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: str, reporter: Reporter | None = None) -> Outcome:
@@ -104,6 +118,7 @@ def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: s
         "BASE": plan.base,
         "CARRY": list(plan.carry),
         "UNPACK_NOTE": plan.note,
+        "VENV_KEY": plan.venv_key,
     }
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
 

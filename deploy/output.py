@@ -29,7 +29,7 @@ class Reporter:
             except ValueError:
                 seconds = 0.0
             self.line(host, f"{parts[1]:<16} {' '.join(parts[4:])} ({seconds:.2f}s)".rstrip())
-        elif kind in ("release", "current", "lock", "app", "mpm", "log"):
+        elif kind in ("release", "current", "lock", "app", "mpm", "log", "m", "python", "venv"):
             return  # data for the tool, shown by the task itself
         else:
             self.line(host, " ".join(parts))

@@ -142,6 +142,13 @@ class Sandbox:
 
     # ---- lifecycle
     def start(self) -> Sandbox:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # a half-started sandbox leaves nothing behind either
+            raise
+
+    def _start(self) -> Sandbox:
         self.root.chmod(0o755)
         if self.netns:
             self._make_netns()
@@ -281,7 +288,7 @@ Subsystem sftp internal-sftp
         (ar / "httpd.conf").write_text(
             f"""ServerRoot "{ar}"
 ServerName {self.host_alias}
-Listen {self.bind}:{self.http_port}
+Listen {self.http_port if self._ns else f"{self.bind}:{self.http_port}"}
 {loads}
 User www-data
 Group www-data

@@ -31,9 +31,10 @@ for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do
 done
 
 t0=$(date +%s.%N)
-pyver=$("$PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null) || die 11 "python $PYTHON not found on this host (setting python)"
 req="$REL/$REQUIREMENTS"
-key=$({ [ -f "$req" ] && cat "$req"; printf '%s\n' "$pyver" ${PIP_ARGS[@]+"${PIP_ARGS[@]}"}; } | sha256sum | cut -c1-16)
+# The key (hash of requirements, Python version, pip args) was computed by the tool from what
+# `begin` reported: see deploy/venv.py.
+key=$VENV_KEY
 venv="$SH/venvs/$key"
 if [ -f "$venv/.complete" ]; then
   say "step venv $(date +%s.%N) $t0 reused $key"
@@ -44,12 +45,16 @@ else
   { "$PYTHON" -m virtualenv -q "$venv" || { rm -rf "$venv"; "$PYTHON" -m venv "$venv"; }; } > "$REL/.release/venv.log" 2>&1 \
     || { tail_of "$REL/.release/venv.log"; die 11 "creating the virtualenv with $PYTHON failed (install python3-virtualenv or python3-venv on the host)"; }
   if [ -f "$req" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" > "$REL/.release/pip.log" 2>&1 \
+    # Wheels built by the tool come in the archive: the host needs no package index.
+    index=()
+    [ -d "$REL/.release/wheels" ] && index=(--no-index --find-links "$REL/.release/wheels")
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" > "$REL/.release/pip.log" 2>&1 \
       || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "pip install -r $REQUIREMENTS failed"; }
   fi
   touch "$venv/.complete"
   say "step venv $(date +%s.%N) $t0 built $key"
 fi
+rm -rf "$REL/.release/wheels"
 ln -sfn "../../shared/venvs/$key" "$REL/.venv"
 
 # Outputs of hooks skipped this time (their inputs did not change) come from the live release.

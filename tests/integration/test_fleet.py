@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,38 +12,25 @@ import pytest
 
 from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo
 
-HOSTS = 3
-
-
-@pytest.fixture(scope="module")
-def fleet(deploy_user: DeployUser) -> Iterator[list[Sandbox]]:
-    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        pytest.skip("needs iproute2 and network namespaces")
-    hosts: list[Sandbox] = []
-    try:
-        for i in range(HOSTS):
-            # web3's pip can reach no index: a requirements change fails there only.
-            extra = "SetEnv PIP_INDEX_URL=http://127.0.0.1:9/ PIP_RETRIES=0 PIP_TIMEOUT=2" if i == 2 else ""
-            hosts.append(Sandbox(deploy_user, netns=True, host_alias=f"web{i + 1}", sshd_extra=extra).start())
-        yield hosts
-    finally:
-        for sb in hosts:
-            sb.stop()
+NAMES = ["web1", "web2", "web3"]
 
 
 class Fleet:
     def __init__(self, hosts: list[Sandbox], base: Path) -> None:
         self.hosts = hosts
         self.ssh_config = base / "ssh_config"
-        self.ssh_config.write_text("".join(sb.ssh_config.read_text() for sb in hosts))
-        # One config for all: the same deploy_to on every host (each host has its own filesystem
-        # root in a real fleet; here each sandbox's deploy_to differs, so use a per-host path
-        # through a symlink made below).
-        self.deploy_to = Path(f"/tmp/fabdeploy-fleet-{os.getpid()}")
+        self.ssh_config.write_text(
+            "".join(sb.ssh_config.read_text() for sb in hosts) + "Host nohost\n    HostName 127.0.0.1\n    Port 9\n"
+        )
         self.repo = example_repo(hosts[0], base / "app", "daemon")
-        cfg = app_config(hosts[0], listen="*:80", deploy_to=str(self.deploy_to))
+        cfg = app_config(hosts[0], listen="*:80")
         cfg["health"] = {"path": "/movie", "contains": "Godfather", "timeout": 30}
-        cfg["hooks"][0]["once"] = True  # type: ignore[index]
+        cfg["wheels"] = True  # the hosts cannot reach a package index
+        cfg["hooks"] = [  # each host has its own SQLite file: migrate everywhere; the marker once
+            {"name": "migrate", "run": "python manage.py migrate --noinput"},
+            {"name": "collectstatic", "run": "python manage.py collectstatic --noinput -v0"},
+            {"name": "once", "run": "date +%s%N >> ../../shared/once.log", "once": True},
+        ]
         (self.repo / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
         self.commit("fleet")
         self.home = base / "home"
@@ -59,21 +45,114 @@ class Fleet:
         argv = ["python3", "-m", "fabric", "-S", str(self.ssh_config), "-H", hosts, *args]
         return subprocess.run(argv, cwd=self.repo, env=env, capture_output=True, text=True, timeout=600)
 
-    def current(self, sb: Sandbox) -> str | None:
-        link = sb.deploy_to / "app" / "current"
-        return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
+    def app_dir(self, sb: Sandbox) -> Path:
+        return sb.deploy_to / "imdb"
 
-    def served(self, sb: Sandbox) -> str | None:
-        status, headers, _ = sb.get("/movie", host="imdb.test")
-        return headers.get("x-deploy-release") if status == 200 else f"HTTP {status}"
+    def currents(self) -> list[str | None]:
+        out = []
+        for sb in self.hosts:
+            link = self.app_dir(sb) / "current"
+            out.append(os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None)
+        return out
+
+    def served(self) -> list[str | None]:
+        out = []
+        for sb in self.hosts:
+            status, headers, _ = sb.get("/movie", host="imdb.test")
+            out.append(headers.get("x-deploy-release") if status == 200 else f"HTTP {status}")
+        return out
+
+    def locks(self) -> list[bool]:
+        return [(self.app_dir(sb) / ".lock").exists() for sb in self.hosts]
 
 
 @pytest.fixture(scope="module")
-def f(fleet: list[Sandbox], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    fl = Fleet(fleet, tmp_path_factory.mktemp("fleet"))
-    yield fl
+def fleet(deploy_user: DeployUser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        pytest.skip("needs iproute2 and network namespaces")
+    common = f"/srv/fabdeploy-fleet-{os.getpid()}"
+    hosts: list[Sandbox] = []
+    try:
+        for name in NAMES:
+            sb = Sandbox(deploy_user, netns=True, host_alias=name, common_root=common)
+            # The test breaks pip on one host by writing this file.
+            sb.sshd_extra = f"SetEnv PIP_CONFIG_FILE={common}/pip.conf"
+            hosts.append(sb.start())
+        fl = Fleet(hosts, tmp_path_factory.mktemp("fleet"))
+        p = fl.fab("setup")
+        assert p.returncode == 0, p.stderr
+        yield fl
+    finally:
+        for sb in hosts:
+            sb.stop()
 
 
-def test_placeholder(f: Fleet) -> None:
-    assert len(f.hosts) == HOSTS
-    time.sleep(0)
+def test_three_hosts_all_succeed(fleet: Fleet) -> None:
+    p = fleet.fab("deploy")
+    assert p.returncode == 0, p.stderr
+    currents = fleet.currents()
+    assert currents[0] is not None and len(set(currents)) == 1
+    assert fleet.served() == currents
+    # The once-hook ran on the first host only.
+    assert [(fleet.app_dir(sb) / "shared" / "once.log").exists() for sb in fleet.hosts] == [True, False, False]
+    for name in NAMES:
+        assert name in p.stderr
+    out = fleet.fab("status")
+    assert out.returncode == 0 and "disagree" not in out.stdout
+
+
+def test_one_host_failing_prepare_switches_no_host(fleet: Fleet) -> None:
+    before = fleet.currents()
+    broken = fleet.hosts[2].root / "pip.conf"
+    broken.write_text("[install]\nrequire-hashes = true\n")  # pip refuses requirements without hashes
+    req = fleet.repo / "requirements.txt"
+    good = req.read_text()
+    req.write_text(good + "sqlparse>=0.4\n")
+    fleet.commit("new-requirement")
+    try:
+        p = fleet.fab("deploy")
+    finally:
+        broken.unlink()
+        req.write_text(good)
+        fleet.commit("revert-requirement")
+    assert p.returncode == 5, p.stderr
+    assert "no host was switched" in p.stderr and "web3" in p.stderr and "pip install" in p.stderr
+    assert fleet.currents() == before
+    assert fleet.locks() == [False, False, False]
+    # The healthy hosts' prepared releases are gone; web3 keeps its failed one for a look.
+    for sb in fleet.hosts[:2]:
+        assert sorted(d.name for d in (fleet.app_dir(sb) / "releases").iterdir()) == [before[0]]
+
+
+def test_failed_health_in_batch_two_rolls_back_that_batch(fleet: Fleet) -> None:
+    before = fleet.currents()
+    web3 = fleet.hosts[2]
+    breaker = web3.sites_dir / "zz-break.conf"
+    breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
+    subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+    fleet.commit("batch")
+    try:
+        p = fleet.fab("deploy", "--batch=2")
+    finally:
+        breaker.unlink()
+        subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+    assert p.returncode == 7, p.stderr
+    assert "batch 2 of 2 failed" in p.stderr and "stay on" in p.stderr
+    after = fleet.currents()
+    assert after[0] == after[1] != before[0]
+    assert after[2] == before[2]
+    assert fleet.locks() == [False, False, False]
+    out = fleet.fab("status")
+    assert "disagree" in out.stdout
+    # Bring the fleet back to one version for the next test.
+    assert fleet.fab("deploy").returncode == 0
+
+
+def test_unreachable_host_named_and_nothing_switched(fleet: Fleet) -> None:
+    before = fleet.currents()
+    fleet.commit("unreachable")
+    p = fleet.fab("deploy", hosts="web1,web2,nohost")
+    assert p.returncode == 3, p.stderr
+    assert "nohost" in p.stderr and "no host was switched" in p.stderr
+    assert fleet.currents() == before
+    assert fleet.locks() == [False, False, False]
