@@ -13,13 +13,30 @@ CONNECT_TIMEOUT = 15
 
 
 def connection(host: str, config: Config) -> Connection:
-    return Connection(host, config=config)
+    """A Connection with a config of its own.
+
+    Fabric 3.2's resolve_connect_kwargs appends each host's IdentityFile to the *shared* config's
+    key list, so with one config the 7th host of a fleet offers six other hosts' keys first and
+    sshd drops it (MaxAuthTries 6). A clone per connection, own keys first (see open_connection).
+    """
+    return Connection(host, config=config.clone())
+
+
+def _own_keys_first(c: Connection) -> None:
+    own = c.ssh_config.get("identityfile", [])
+    own = [own] if isinstance(own, str) else list(own)
+    keys = c.connect_kwargs.get("key_filename") or []
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    ordered = own + [k for k in keys if k not in own]
+    if ordered:
+        c.connect_kwargs["key_filename"] = list(dict.fromkeys(ordered))
 
 
 def open_connection(c: Connection) -> Connection:
     """Open `c` with Nagle off: paramiko never sets TCP_NODELAY, and each phase is a small exchange."""
     if c.is_connected:
         return c
+    _own_keys_first(c)
     try:
         if not c.gateway and "sock" not in c.connect_kwargs:
             timeout = c.connect_timeout or CONNECT_TIMEOUT

@@ -19,6 +19,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from deploy import api, config, fleet
+from deploy.connect import connection
 from deploy.errors import ConfigError, DeployError
 from deploy.output import Reporter
 
@@ -84,10 +85,10 @@ def _targets(c: Context, s: config.Settings, task_name: str) -> list[Connection]
         if task_name in _HANDLED:
             return []
         _HANDLED.add(task_name)
-        return [c] + [Connection(h, config=c.config) for h in hosts[1:]]
+        return [c] + [connection(h, c.config) for h in hosts[1:]]
     if not s.hosts:
         raise ConfigError("no host to work on: pass -H HOST, or set deploy.hosts or a stage's hosts")
-    return [Connection(h, config=c.config) for h in s.hosts]
+    return [connection(h, c.config) for h in s.hosts]
 
 
 @task(
