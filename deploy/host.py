@@ -11,6 +11,7 @@ from fabric import Connection
 from deploy import apache, lock, releases, remote
 from deploy import reload as reloading
 from deploy.config import Settings
+from deploy.connect import open_connection
 from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NothingToRollBack, RemoteError
 from deploy.output import Reporter
 from deploy.remote import Outcome, Value
@@ -137,6 +138,10 @@ def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None, re
     once with `remove` (a healthy host of a fleet whose deploy was called off).
     """
     try:
+        if c.transport is None or not c.transport.is_active():
+            # The connection dropped mid-phase: a new one frees the lock and stops the orphaned step.
+            c.close()
+            open_connection(c)
         _run(c, s, "abort", {"ID": release_id or "", "REMOVE": remove}, None, lock_info)
     except DeployError:
         pass

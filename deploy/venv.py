@@ -12,6 +12,7 @@ import hashlib
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from deploy.config import Settings
@@ -26,19 +27,25 @@ def key(requirements: bytes | None, python_version: str, pip_args: tuple[str, ..
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+_building = threading.Lock()  # the hosts of a fleet ask at once; build once
+
+
 def wheels(s: Settings, requirements: bytes) -> dict[str, bytes]:
     """{file name: bytes} of the wheels for `requirements`, built once and cached by their hash."""
     digest = hashlib.sha256(requirements + " ".join(s.pip_args).encode()).hexdigest()[:16]
     out = CACHE / digest
-    if not (out / ".complete").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(suffix=".txt") as req:
-            req.write(requirements)
-            req.flush()
-            cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(out), "-r", req.name]
-            p = subprocess.run([*cmd, *s.pip_args], capture_output=True, text=True)
-        if p.returncode != 0:
-            last = (p.stderr.strip().splitlines() or ["?"])[-1]
-            raise ConfigError(f"building wheels for {s.requirements} failed here (setting wheels): {last}")
-        (out / ".complete").touch()
-    return {f.name: f.read_bytes() for f in sorted(out.glob("*.whl"))}
+    with _building:
+        if not out.is_dir():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+                req = Path(tmp) / "requirements.txt"
+                req.write_bytes(requirements)
+                build = Path(tmp) / "wheels"
+                cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check"]
+                cmd += ["-w", str(build), "-r", str(req)]
+                p = subprocess.run([*cmd, *s.pip_args], capture_output=True, text=True)
+                if p.returncode != 0:
+                    last = (p.stderr.strip().splitlines() or ["?"])[-1]
+                    raise ConfigError(f"building wheels for {s.requirements} failed here (setting wheels): {last}")
+                build.rename(out)  # complete or absent, never half-built
+        return {f.name: f.read_bytes() for f in sorted(out.glob("*.whl"))}
