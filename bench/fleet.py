@@ -26,6 +26,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--counts", default="1,2,5,10")
     ap.add_argument("--links", default="loopback,50ms")
+    ap.add_argument("--reload", default=None, help="reload strategy; touch isolates the tool cost")
+    ap.add_argument("--no-health", action="store_true", help="no health check: the app's restart is not waited for")
     args = ap.parse_args()
     counts = [int(n) for n in args.counts.split(",")]
     user = DeployUser.ensure(random_user())
@@ -49,11 +51,15 @@ def main() -> int:
         ssh_config.write_text(text)
         repo = example_repo(hosts[0], base / "app", "daemon")
         cfg = app_config(hosts[0], listen="*:80", wheels=True)
+        if args.reload:
+            cfg["reload"] = args.reload
+        if args.no_health:
+            cfg["health"] = {"enabled": False}
         (repo / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(base))
         n_change = [0]
 
-        def fab(names: list[str], *a: str) -> tuple[float, int]:
+        def fab(names: list[str], *a: str) -> tuple[float, int, float]:
             t = time.perf_counter()
             p = subprocess.Popen(
                 [sys.executable, "-m", "fabric", "-S", str(ssh_config), "-H", ",".join(names), *a],
@@ -68,7 +74,7 @@ def main() -> int:
             p.returncode = os.waitstatus_to_exitcode(status)
             if p.returncode:
                 raise SystemExit(f"fab {' '.join(a)} failed:\n{err}")
-            return time.perf_counter() - t, usage.ru_maxrss
+            return time.perf_counter() - t, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
         def change() -> None:
             n_change[0] += 1
@@ -78,21 +84,24 @@ def main() -> int:
             subprocess.run(f"git add -A && {git} commit -qm c", shell=True, cwd=repo, check=True)
 
         all_names = [f"web{i + 1}" for i in range(len(hosts))]
-        t_first, _ = fab(all_names, "setup")
-        t_first2, _ = fab(all_names, "deploy")
+        t_first, _, _ = fab(all_names, "setup")
+        t_first2, _, _ = fab(all_names, "deploy")
         print(f"# {len(hosts)} hosts: setup {t_first:.2f}s, first deploy (venvs from shipped wheels) {t_first2:.2f}s")
+        health = "off" if args.no_health else "on"
         print(f"# 50ms link: relay RTT {measure_rtt(0.025) * 1000:.1f} ms")
+        print(f"# reload: {args.reload or 'default (rolling)'}, health check {health}")
         for link in args.links.split(","):
             prefix = "web" if link == "loopback" else "slow"
             one = None
             for n in counts:
                 names = [f"{prefix}{i + 1}" for i in range(n)]
-                times, rss = [], []
+                times, rss, cpu = [], [], []
                 for _ in range(args.runs):
                     change()
-                    t, m = fab(names, "deploy")
+                    t, m, u = fab(names, "deploy")
                     times.append(t)
                     rss.append(m)
+                    cpu.append(u)
                 med = statistics.median(times)
                 one = one or med
                 rows.append((link, n, med, min(times), max(times), med / one, max(rss) / 1024))
@@ -101,9 +110,10 @@ def main() -> int:
                     f"x{med / one:.2f} of one host  fab max RSS {max(rss) / 1024:.0f} MiB",
                     flush=True,
                 )
-        print("\n| link | hosts | median s | min | max | x one host | fab max RSS MiB |\n|---|---|---|---|---|---|---|")
-        for link, n, med, lo, hi, ratio, mem in rows:
-            print(f"| {link} | {n} | {med:.2f} | {lo:.2f} | {hi:.2f} | {ratio:.2f} | {mem:.0f} |")
+        print("\n| link | hosts | median s | min | max | x one host | fab max RSS MiB | fab CPU s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for link, n, med, lo, hi, ratio, mem, cpu_s in rows:
+            print(f"| {link} | {n} | {med:.2f} | {lo:.2f} | {hi:.2f} | {ratio:.2f} | {mem:.0f} | {cpu_s:.2f} |")
     finally:
         for r in relays:
             r.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import paramiko
@@ -22,6 +23,19 @@ def connection(host: str, config: Config) -> Connection:
     return Connection(host, config=config.clone())
 
 
+def _known_hosts(c: Connection) -> None:
+    """Check host keys against known_hosts: Fabric loads none (AutoAddPolicy only), so a changed host key
+    would pass unnoticed. Hosts not listed are still accepted, as Fabric does."""
+    files = c.ssh_config.get("userknownhostsfile", "~/.ssh/known_hosts")
+    for name in files.split() if isinstance(files, str) else files:
+        path = os.path.expanduser(name)
+        if os.path.isfile(path):
+            try:
+                c.client.load_host_keys(path)
+            except (OSError, paramiko.SSHException):
+                pass  # an unreadable known_hosts must not stop a deploy; sshd still authenticates us
+
+
 def _own_keys_first(c: Connection) -> None:
     own = c.ssh_config.get("identityfile", [])
     own = [own] if isinstance(own, str) else list(own)
@@ -37,6 +51,7 @@ def open_connection(c: Connection) -> Connection:
     if c.is_connected:
         return c
     _own_keys_first(c)
+    _known_hosts(c)
     try:
         if not c.gateway and "sock" not in c.connect_kwargs:
             timeout = c.connect_timeout or CONNECT_TIMEOUT

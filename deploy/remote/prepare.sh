@@ -1,6 +1,8 @@
 # Phase 2 of a deploy: unpack the archive from stdin into a new release, venv, hooks, config test.
 # Nothing here touches what is live.
 REL="$R/$ID"
+# This step's process group: an abort (Ctrl-C, a dropped connection) stops it with its hooks.
+pgrp > "$LOCK/remote_pgid"
 cur=$(current_id)
 # Releases left half-made by failed or interrupted deploys are never rollback targets: drop them.
 for d in "$R"/*/; do

@@ -2,6 +2,7 @@
 REL="$R/$ID"
 # Whatever happens here, this deploy's lock ends with this command.
 trap lock_release EXIT
+pgrp > "$LOCK/remote_pgid"
 [ "$(state_of "$ID")" = prepared ] || die 9 "release $ID is not prepared (state: $(state_of "$ID"))"
 prev=$(current_id)
 vhost_install "$REL/.release/vhost.conf"

@@ -59,7 +59,7 @@ class App:
 
     def commit(self, message: str = "change") -> None:
         subprocess.run(
-            "git add -A && git -c user.email=t@example.com -c user.name=t commit -qm " + message,
+            "git add -A && git -c user.email=t@example.com -c user.name=t commit --allow-empty -qm " + message,
             shell=True,
             cwd=self.path,
             check=True,

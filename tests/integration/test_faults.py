@@ -100,7 +100,12 @@ def test_connection_failures(app: App, kind: str, ssh_extra: str, expect: str) -
     base = sb.ssh_config.read_text()
     cfg = app.home / f"ssh_config_{kind}"
     # Host-specific lines first: ssh_config takes the first value of a key.
-    cfg.write_text(f"Host bad\n    {ssh_extra.format(wrong_key=wrong_key)}\n" + base.replace("Host sandbox", "Host bad sandbox"))
+    lines = {k: v for k, v in (ln.strip().split(None, 1) for ln in base.splitlines()[1:] if ln.strip())}
+    for extra in ssh_extra.format(wrong_key=wrong_key).split("\n"):
+        if extra.strip():
+            key, value = extra.strip().split(None, 1)
+            lines[key] = value
+    cfg.write_text("Host bad\n" + "".join(f"    {k} {v}\n" for k, v in lines.items()))
     if kind == "hostkey":
         (app.home / ".ssh").mkdir(exist_ok=True)
         other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(app.home / "other")], check=True)
@@ -208,13 +213,16 @@ def test_health_check_failure(app: App) -> None:
     live.intact()
 
 
-def slow_prepare(app: App, seconds: int = 20) -> None:
-    configure(app, hooks=[{"name": "slow", "run": f"sleep {seconds}"}])
+def slow_prepare(app: App, seconds: float = 20) -> None:
+    app.sleep = f"sleep {seconds}.{time.monotonic_ns() % 1000:03d}"  # type: ignore[attr-defined]
+    configure(app, hooks=[{"name": "slow", "run": app.sleep}])  # type: ignore[attr-defined]
 
 
 def start_deploy(app: App) -> subprocess.Popen[str]:
     env = dict(os.environ, HOME=str(app.home), PYTHONPATH=str(REPO_ROOT))
-    return subprocess.Popen(fab_argv(app.sb, "deploy"), cwd=app.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        fab_argv(app.sb, "deploy"), cwd=app.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for_lock(app: App, timeout: float = 30) -> None:
@@ -225,8 +233,10 @@ def wait_for_lock(app: App, timeout: float = 30) -> None:
 
 
 def wait_for_hook(app: App, timeout: float = 30) -> None:
+    """Until this test's own slow hook runs (a unique sleep time: never an earlier test's)."""
     deadline = time.monotonic() + timeout
-    while subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", "^sleep "], capture_output=True).returncode != 0:
+    pattern = "^" + app.sleep.replace(".", "[.]")  # type: ignore[attr-defined]
+    while subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", pattern], capture_output=True).returncode != 0:
         assert time.monotonic() < deadline, "the slow hook never started"
         time.sleep(0.05)
 
@@ -283,9 +293,13 @@ def test_connection_dropped_mid_prepare(app: App) -> None:
 def test_sigkill_during_switch_ends_consistent(app: App) -> None:
     configure(app, warmup=["/slow?s=4"])
     proc = start_deploy(app)
+    assert proc.stderr is not None
     deadline = time.monotonic() + 60
-    while not any("reload" in line for line in (proc.stderr.readline() if proc.stderr else "",)):
-        assert time.monotonic() < deadline
+    while True:  # kill fab once the switch command is under way (its reload has been reported)
+        line = proc.stderr.readline()
+        assert line and time.monotonic() < deadline, "no reload reported"
+        if "reload " in line:
+            break
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 30
@@ -341,7 +355,9 @@ def test_disk_full(app: App, tmp_path: Path) -> None:
 
 
 # 10. Rollback refusals.
-@pytest.mark.parametrize("args,expect", [(["--to=../../etc"], "not a release id"), (["--to=20200101T000000Z-abc"], "not a finished release")])
+@pytest.mark.parametrize(
+    "args,expect", [(["--to=../../etc"], "not a release id"), (["--to=20200101T000000Z-abc"], "not a finished release")]
+)
 def test_rollback_refused(app: App, args: list[str], expect: str) -> None:
     live = Live(app)
     p = app.fab("rollback", *args)
@@ -351,7 +367,8 @@ def test_rollback_refused(app: App, args: list[str], expect: str) -> None:
 
 # 11./12. Metacharacters are data, never code; secrets never shown.
 def test_metacharacters_and_secrets(app: App) -> None:
-    configure(app, hooks=[{"name": "env", "run": "printenv WEIRD > .release/weird.txt; sleep 2"}])
+    app.sleep = "sleep 2.718"  # type: ignore[attr-defined]
+    configure(app, hooks=[{"name": "env", "run": "printenv WEIRD > .release/weird.txt; sleep 2.718"}])
     proc = start_deploy(app)
     wait_for_hook(app)
     cmdlines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
