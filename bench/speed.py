@@ -28,6 +28,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--links", default="loopback,50ms")
+    ap.add_argument("--reload", default=None, help="reload strategy (default: the tool's, rolling)")
+    ap.add_argument("--no-health", action="store_true", help="no health check after the reload")
     args = ap.parse_args()
     user = DeployUser.ensure(random_user())
     sb = Sandbox(user).start()
@@ -39,10 +41,16 @@ def main() -> int:
             sb.ssh_config.read_text()
             + f"Host slow\n    HostName {sb.bind}\n    Port {relay.port}\n    User {user.name}\n    IdentityFile {sb.key}\n"
         )
-        repo = example_repo(sb, sb.root / "app")
+        over: dict[str, object] = {}
+        if args.reload:
+            over["reload"] = args.reload
+        if args.no_health:
+            over["health"] = {"enabled": False}
+        repo = example_repo(sb, sb.root / "app", "daemon", **over)
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(sb.root))
         rtt = measure_rtt(DELAY)
         print(f"# link: loopback, and a relay with {DELAY * 1000:.0f} ms each way; measured echo RTT {rtt * 1000:.1f} ms")
+        print(f"# reload: {args.reload or 'default (rolling)'}; health check {'off' if args.no_health else 'on'}")
 
         def fab(alias: str, *a: str) -> float:
             t = time.perf_counter()

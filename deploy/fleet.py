@@ -53,6 +53,7 @@ def _short(name: str, exc: BaseException) -> str:
 class HostRun:
     conn: Connection
     lock_info: str
+    release_id: str = ""
     plan: host.Plan | None = None
     previous: str | None = None
     locked: bool = False
@@ -120,7 +121,7 @@ def deploy(
     release_id = releases.new_id(src.short_revision)
     render.render(s, release_id, src.revision, project_dir)  # template errors before any lock
     plan_batches = batches(conns, batch)
-    runs = {c: HostRun(c, lock.info("deploy")) for c in conns}
+    runs = {c: HostRun(c, lock.info("deploy"), release_id) for c in conns}
     try:
         return _deploy(
             conns,
@@ -162,20 +163,30 @@ def _deploy(
 ) -> list[HostRun]:
     first = conns[0]
 
-    def prepare(c: Connection) -> None:
+    facts: dict[Connection, host.Facts] = {}
+
+    def begin(c: Connection) -> None:
         run = runs[c]
         open_connection(c)
-        facts = host.begin(c, s, run.lock_info, rep)
+        facts[c] = host.begin(c, s, run.lock_info, rep)
         run.locked = True
-        run.previous = facts.listing.current
-        if facts.listing.get(release_id):
-            raise DeployError(f"{run.name}: release {release_id} already exists; deploy again in a second")
+        run.previous = facts[c].listing.current
+
+    def prepare(c: Connection) -> None:
+        run = runs[c]
         # once-hooks (a migration on a shared database) run on the first host only.
         hs = s if c is first else _without_once_hooks(s)
-        run.plan = api.prepare_release(c, hs, src, release_id, facts, run.lock_info, rep, project_dir)
+        run.plan = api.prepare_release(c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir)
         run.result = "prepared"
 
-    prepared = each(conns, prepare, parallel)
+    prepared = each(conns, begin, parallel)
+    if not prepared.failed:
+        # One id on every host; a deploy within the same second as the last one takes the next second.
+        taken = tuple(r.id for f in facts.values() for r in f.listing.releases)
+        release_id = releases.new_id(src.short_revision, now=releases.id_time(release_id), taken=taken)
+        for run in runs.values():
+            run.release_id = release_id
+        prepared = each(conns, prepare, parallel)
     if prepared.failed:
         for c in prepared.failed:
             runs[c].result = "failed"
@@ -239,7 +250,7 @@ def _abort(
     def abort(c: Connection) -> None:
         run = runs[c]
         if run.locked:
-            host.abort(c, s, run.lock_info, release_id, remove=remove and run.result != "failed")
+            host.abort(c, s, run.lock_info, run.release_id or release_id, remove=remove and run.result != "failed")
             run.locked = False
             if run.result != "failed":
                 run.result = "not switched"

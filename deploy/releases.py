@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ def new_id(short_revision: str, now: float | None = None, taken: tuple[str, ...]
         if rid not in taken:
             return rid
         t += 1
+
+
+def id_time(release_id: str) -> float:
+    """The UTC time a release id was made at."""
+    return float(calendar.timegm(time.strptime(release_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ")))
 
 
 def valid_id(release_id: str) -> bool:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from deploy.releases import new_id, parse, valid_id
+from deploy.releases import id_time, new_id, parse, valid_id
 
 
 def test_new_id_is_utc_timestamp_plus_revision() -> None:
@@ -27,3 +27,7 @@ def test_parse_listing() -> None:
     assert listing.current == "20260102T000000Z-b"
     assert [r.id for r in listing.releases] == ["20260101T000000Z-a", "20260102T000000Z-b"]
     assert listing.get("20260101T000000Z-a").finished  # type: ignore[union-attr]
+
+
+def test_id_time_round_trip() -> None:
+    assert id_time(new_id("abc", now=1700000000)) == 1700000000
