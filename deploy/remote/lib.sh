@@ -111,6 +111,21 @@ reload_rolling() {
   local old p k=0 new deadline t0
   old=$(daemon_pids)
   [ -n "$old" ] || return 2
+  if [ "${ALL_AT_ONCE:-0}" = 1 ]; then
+    # Rolling back a release that failed its health check: the site is already broken, so bring
+    # the old code back in every process at once (still the graceful path) rather than one by one.
+    t0=$(date +%s.%N)
+    for p in $old; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
+    k=$(printf '%s\n' $old | wc -l)
+    deadline=$(($(date +%s) + ROLL_TIMEOUT))
+    until [ "$(daemon_pids | grep -cvxF "$old")" -ge "$k" ]; do
+      if [ "$(date +%s)" -ge "$deadline" ]; then say "reload failed rolling: not replaced in ${ROLL_TIMEOUT}s"; return 1; fi
+      sleep 0.05
+    done
+    say "step restart:all $(date +%s.%N) $t0"
+    say "reload rolling $k processes at once"
+    return 0
+  fi
   for p in $old; do
     k=$((k + 1))
     t0=$(date +%s.%N)

@@ -28,7 +28,7 @@ if ! why=$(http_check "$ID"); then
   echo failed > "$REL/.release/state"
   [ "$VHOST_CHANGED" = 1 ] && vhost_restore
   switch_to "$prev"
-  reload_app "$VHOST_CHANGED" || true
+  ALL_AT_ONCE=1 reload_app "$VHOST_CHANGED" || true
   log_revision deploy "$ID" "$REVISION" rolled-back
   lock_release
   die 7 "health check failed: $why; rolled back: $prev is live again"
