@@ -132,10 +132,10 @@ def deploy(
     """
     from deploy import fleet  # fleet builds on this module
 
+    src = src or load_source(s, project_dir, ref)
     run = fleet.deploy([c], s, project_dir, ref, reporter, src=src, rollback_on_failure=rollback_on_failure)[0]
     release = run.plan.release_id if run.plan else None
-    revision = src.revision if src else None
-    return Result(run.name, "deploy", release, run.previous, revision, run.seconds)
+    return Result(run.name, "deploy", release, run.previous, src.revision, run.seconds)
 
 
 def rollback(c: Connection, s: Settings, to: str | None = None, reporter: Reporter | None = None) -> Result:
