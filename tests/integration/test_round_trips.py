@@ -37,3 +37,28 @@ def test_command_budgets(app: App) -> None:
     assert count(app, "rollback") <= 2
     assert count(app, "reload") <= 2
     assert count(app, "status") <= 1
+
+
+def test_python_api(app: App) -> None:
+    """The same steps from a release pipeline: `from deploy import load, deploy, rollback`."""
+    import json
+
+    from fabric import Config
+
+    from deploy import DeployError, deploy, load, rollback
+    from deploy.connect import connection
+
+    config = Config(runtime_ssh_path=str(app.sb.ssh_config))
+    config.load_ssh_config()
+    s = load(json.loads((app.path / "fabric.json").read_text())["deploy"])
+    before = app.current()
+    r = deploy(connection(app.sb.host_alias, config), s, app.path)
+    assert r.release == app.current() and r.previous == before and r.revision and r.seconds > 0
+    back = rollback(connection(app.sb.host_alias, config), s, to=before)
+    assert back.release == before == app.current() and back.previous == r.release
+    try:
+        rollback(connection(app.sb.host_alias, config), s, to="../../etc")
+    except DeployError as exc:
+        assert exc.exit_code == 6
+    else:
+        raise AssertionError("rollback --to a path was accepted")
