@@ -104,10 +104,11 @@ def main() -> int:
                     cpu.append(u)
                 med = statistics.median(times)
                 one = one or med
-                rows.append((link, n, med, min(times), max(times), med / one, max(rss) / 1024))
+                cpu_med = statistics.median(cpu)
+                rows.append((link, n, med, min(times), max(times), med / one, max(rss) / 1024, cpu_med))
                 print(
                     f"{link:<9} {n:>2} hosts  median {med:6.2f}s  min {min(times):6.2f}  max {max(times):6.2f}  "
-                    f"x{med / one:.2f} of one host  fab max RSS {max(rss) / 1024:.0f} MiB",
+                    f"x{med / one:.2f} of one host  fab max RSS {max(rss) / 1024:.0f} MiB  fab CPU {cpu_med:.2f}s",
                     flush=True,
                 )
         print("\n| link | hosts | median s | min | max | x one host | fab max RSS MiB | fab CPU s |")
