@@ -15,6 +15,7 @@ of a batch in threads (at most `parallel` at a time), and a GroupResult says whi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -57,7 +58,6 @@ class HostRun:
     plan: host.Plan | None = None
     previous: str | None = None
     locked: bool = False
-    switched: bool = False
     result: str = "pending"
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
@@ -134,7 +134,6 @@ def deploy(
             rollback_all_on_failure,
             rollback_on_failure,
             src,
-            release_id,
             runs,
         )
     except FleetError as exc:
@@ -143,7 +142,7 @@ def deploy(
         raise
     except BaseException:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
-        _abort(conns, runs, s, parallel, release_id, remove=False)
+        _abort(conns, runs, s, parallel, remove=False)
         raise
 
 
@@ -158,7 +157,6 @@ def _deploy(
     rollback_all_on_failure: bool,
     rollback_on_failure: bool,
     src: source.Source,
-    release_id: str,
     runs: dict[Connection, HostRun],
 ) -> list[HostRun]:
     first = conns[0]
@@ -183,14 +181,14 @@ def _deploy(
     if not prepared.failed:
         # One id on every host; a deploy within the same second as the last one takes the next second.
         taken = tuple(r.id for f in facts.values() for r in f.listing.releases)
-        release_id = releases.new_id(src.short_revision, now=releases.id_time(release_id), taken=taken)
+        release_id = releases.new_id(src.short_revision, now=releases.id_time(runs[first].release_id), taken=taken)
         for run in runs.values():
             run.release_id = release_id
         prepared = each(conns, prepare, parallel)
     if prepared.failed:
         for c in prepared.failed:
             runs[c].result = "failed"
-        _abort(conns, runs, s, parallel, release_id)
+        _abort(conns, runs, s, parallel)
         raise FleetError(
             f"prepare failed on {len(prepared.failed)} of {len(conns)} hosts; no host was switched",
             _errors(prepared, runs),
@@ -204,7 +202,7 @@ def _deploy(
             run = runs[c]
             assert run.plan is not None
             host.switch(c, s, run.plan, run.lock_info, rep, rollback_on_failure)
-            run.switched, run.locked, run.result = True, False, "live"
+            run.locked, run.result = False, "live"
             run.seconds = time.monotonic() - run.started
 
         switched = each(group, switch, parallel)
@@ -215,21 +213,23 @@ def _deploy(
             done.extend(group)
             continue
         later = [c for g in plan_batches[i + 1 :] for c in g]
-        _abort(later, runs, s, parallel, release_id)
+        _abort(later, runs, s, parallel)
         back = [c for c in group if c in switched.succeeded]
         if batch is None or rollback_all_on_failure:
             back += done
         _rollback(back, runs, s, parallel, rep)
         kept = [runs[c].name for c in done if c not in back]
         where = f"batch {i + 1} of {len(plan_batches)}" if len(plan_batches) > 1 else "the switch"
-        tail = f"; {', '.join(kept)} stay on {release_id} (earlier batches)" if kept else "; the fleet is on its previous release"
+        tail = (
+            f"; {', '.join(kept)} stay on {runs[first].release_id} (earlier batches)"
+            if kept
+            else "; the fleet is on its previous release"
+        )
         raise FleetError(f"{where} failed{tail}", _errors(switched, runs), list(runs.values()))
     return list(runs.values())
 
 
 def _without_once_hooks(s: Settings) -> Settings:
-    import dataclasses
-
     return dataclasses.replace(s, hooks=tuple(h for h in s.hooks if not h.once))
 
 
@@ -242,7 +242,6 @@ def _abort(
     runs: dict[Connection, HostRun],
     s: Settings,
     parallel: int,
-    release_id: str,
     remove: bool = True,
 ) -> None:
     """Unlock hosts that prepared (or were preparing) and remove their unused release."""
@@ -250,7 +249,7 @@ def _abort(
     def abort(c: Connection) -> None:
         run = runs[c]
         if run.locked:
-            host.abort(c, s, run.lock_info, run.release_id or release_id, remove=remove and run.result != "failed")
+            host.abort(c, s, run.lock_info, run.release_id, remove=remove and run.result != "failed")
             run.locked = False
             if run.result != "failed":
                 run.result = "not switched"

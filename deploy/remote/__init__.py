@@ -19,7 +19,6 @@ PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status",
 EXIT_LOCKED = 3
 EXIT_NO_TARGET = 4
 EXIT_UNHEALTHY = 7
-EXIT_NOT_SET_UP = 20
 EXIT_LINK_FAILED = 17
 
 Value = str | int | bool | None | Sequence[str]

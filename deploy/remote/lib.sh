@@ -105,23 +105,32 @@ signal_daemon() {  # $1 = pid: SIGUSR1 is mod_wsgi's graceful restart of one dae
   kill -USR1 "$1" 2>/dev/null || sudo -n -u "$DAEMON_USER" kill -USR1 "$1"
 }
 
+# Wait until $1 processes not in $old have loaded the app and none of the pids in $2 is left.
+await_replaced() {
+  local want=$1 gone=$2 p deadline
+  deadline=$(($(date +%s) + ROLL_TIMEOUT))
+  while :; do
+    p=""
+    for p in $gone; do [ -d "/proc/$p" ] && break; p=""; done
+    [ -z "$p" ] && [ "$(daemon_pids | grep -cvxF "$old")" -ge "$want" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then say "reload failed rolling: not replaced in ${ROLL_TIMEOUT}s"; return 1; fi
+    sleep 0.05
+  done
+}
+
 # One daemon process at a time: signal it, wait until it is gone and a new one has loaded the app,
 # then the next; the others serve meanwhile. Returns 2 when no daemon process was found.
+# ALL_AT_ONCE=1 (rolling back a release that failed its health check: the site is already broken)
+# signals every process at once, still on mod_wsgi's graceful path.
 reload_rolling() {
-  local old p k=0 new deadline t0
+  local old p k=0 t0
   old=$(daemon_pids)
   [ -n "$old" ] || return 2
   if [ "${ALL_AT_ONCE:-0}" = 1 ]; then
-    # Rolling back a release that failed its health check: the site is already broken, so bring
-    # the old code back in every process at once (still the graceful path) rather than one by one.
     t0=$(date +%s.%N)
     for p in $old; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
     k=$(printf '%s\n' $old | wc -l)
-    deadline=$(($(date +%s) + ROLL_TIMEOUT))
-    until [ "$(daemon_pids | grep -cvxF "$old")" -ge "$k" ]; do
-      if [ "$(date +%s)" -ge "$deadline" ]; then say "reload failed rolling: not replaced in ${ROLL_TIMEOUT}s"; return 1; fi
-      sleep 0.05
-    done
+    await_replaced "$k" "" || return 1
     say "step restart:all $(date +%s.%N) $t0"
     say "reload rolling $k processes at once"
     return 0
@@ -130,13 +139,7 @@ reload_rolling() {
     k=$((k + 1))
     t0=$(date +%s.%N)
     signal_daemon "$p" || { say "reload failed signal $p"; return 1; }
-    deadline=$(($(date +%s) + ROLL_TIMEOUT))
-    while :; do
-      new=$(daemon_pids | grep -cvxF "$old")
-      [ ! -d "/proc/$p" ] && [ "$new" -ge "$k" ] && break
-      if [ "$(date +%s)" -ge "$deadline" ]; then say "reload failed rolling: process $p not replaced in ${ROLL_TIMEOUT}s"; return 1; fi
-      sleep 0.05
-    done
+    await_replaced "$k" "$p" || return 1
     say "step restart:$p $(date +%s.%N) $t0"
   done
   say "reload rolling $k processes"

@@ -15,14 +15,12 @@ if ! reload_app "$need_restart"; then
   [ "$VHOST_CHANGED" = 1 ] && vhost_restore
   if [ -n "$prev" ]; then switch_to "$prev"; reload_app "$VHOST_CHANGED" || true; fi
   log_revision deploy "$ID" "$REVISION" failed
-  lock_release
   die 16 "reloading Apache failed; ${prev:-nothing} is live again"
 fi
 t0=$(date +%s.%N)
 if ! why=$(http_check "$ID"); then
   if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
     log_revision deploy "$ID" "$REVISION" unhealthy
-    lock_release
     die 7 "health check failed: $why; release $ID stays live (${prev:+--no-rollback}${prev:-nothing to roll back to})"
   fi
   echo failed > "$REL/.release/state"
@@ -30,11 +28,9 @@ if ! why=$(http_check "$ID"); then
   switch_to "$prev"
   ALL_AT_ONCE=1 reload_app "$VHOST_CHANGED" || true
   log_revision deploy "$ID" "$REVISION" rolled-back
-  lock_release
   die 7 "health check failed: $why; rolled back: $prev is live again"
 fi
 [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
 say "switched $prev $ID"
 log_revision deploy "$ID" "$REVISION" ok
 cleanup "$ID"
-lock_release
