@@ -17,6 +17,9 @@ from deploy.errors import ConfigError
 MODES = ("daemon", "embedded")
 RELOADS = ("touch", "graceful", "rolling")
 SOURCES = ("git", "tree")
+OUTPUTS = ("text", "json")
+# Stages with these names are production unless they say `production: false`.
+PRODUCTION_STAGES = ("production", "prod", "live")
 # Names end up as directory names and Apache tokens (WSGIDaemonProcess NAME): keep them plain.
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
@@ -132,13 +135,18 @@ class Settings:
     apache: Apache = field(default_factory=Apache)
     health: Health = field(default_factory=Health)
     warmup: tuple[str, ...] = ()
+    output: str = "text"
+    # dev: the WSGI script gets mod_wsgi's code-change monitor (restart on a changed module) and
+    # `fab watch` may ship saved files; refused where production is true.
+    dev: bool = False
+    production: bool = False
 
     @property
     def reload_strategy(self) -> str:
-        """rolling (daemon, 2+ processes), touch (daemon, 1 process), graceful (embedded)."""
+        """rolling (daemon, 2+ processes), touch (daemon, 1 process; and dev stages), graceful (embedded)."""
         if self.mode == "embedded":
             return "graceful"
-        wanted = self.reload or "rolling"
+        wanted = self.reload or ("touch" if self.dev else "rolling")
         # One process cannot be restarted while another serves: a rolling reload would be a touch.
         return "touch" if wanted == "rolling" and self.daemon.processes < 2 else wanted
 
@@ -294,6 +302,20 @@ def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Set
         s["keep_releases"] = data["keep_releases"]
     if "wheels" in data:
         s["wheels"] = _typed("wheels", data["wheels"], bool, "true or false")
+    if "output" in data:
+        s["output"] = _choice("output", data["output"], OUTPUTS)
+    s["production"] = _typed("production", data.get("production", stage in PRODUCTION_STAGES), bool, "true or false")
+    if "dev" in data:
+        s["dev"] = _typed("dev", data["dev"], bool, "true or false")
+        where = f"stage {stage!r}" if stage else "this config"
+        if s["dev"] and s["production"]:
+            raise ConfigError(
+                f"setting dev: true is refused in {where}, which is production (production: true or a stage named"
+                f" {'/'.join(PRODUCTION_STAGES)}): the code-change monitor restarts the app on every changed file;"
+                " set dev only in a development stage"
+            )
+        if s["dev"] and data.get("mode", "daemon") != "daemon":
+            raise ConfigError("setting dev: true needs mode: daemon (the code-change monitor restarts daemon processes)")
     if "release_header" in data:
         s["release_header"] = _typed("release_header", data["release_header"], bool, "true or false")
     s["static"] = _static(data.get("static") or {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,7 +57,13 @@ def _run(
 ) -> Outcome:
     host = c.original_host
     text = remote.script(phase, {**variables(s, lock_info), **extra})
-    out = remote.run(c, text, stdin=stdin, on_event=(lambda e: reporter.event(host, e)) if reporter else None)
+    out = remote.run(
+        c,
+        text,
+        stdin=stdin,
+        on_event=(lambda e: reporter.event(host, e)) if reporter else None,
+        on_sent=(lambda n: reporter.upload(host, n, len(stdin or b""))) if reporter and reporter.live else None,
+    )
     if out.code == remote.EXIT_LOCKED:
         event = next((e for e in out.events if e.startswith("lock ")), "lock")
         raise lock.held_error(host, event)
@@ -103,6 +110,44 @@ class Plan:
     carry: tuple[str, ...] = ()  # outputs of skipped hooks, linked from base
     note: str = ""
     venv_key: str = ""
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What `plan` learnt about the host in one read-only command."""
+
+    set_up: bool
+    facts: Facts
+    live_venv: str | None  # venv key of the live release
+    wsgi: str | None  # the live release's WSGI script
+    vhost: str | None  # the installed vhost
+    lock: dict[str, str] | None
+
+
+def survey(c: Connection, s: Settings) -> Survey:
+    """Look at the host without changing it (no lock): the inputs of a deploy's plan."""
+    out = _run(c, s, "plan", {}, None)
+    events = out.events
+
+    def text(kind: str) -> str:
+        return "".join(e[len(kind) + 1 :] + "\n" for e in events if e.startswith(kind + " ") or e == kind)
+
+    held = next((e for e in events if e.startswith("lock ")), None)
+    listing = releases.parse(["@@" + e for e in events if e.startswith(("release ", "current "))])
+    facts = Facts(
+        listing,
+        text("m"),
+        next((e[7:] for e in events if e.startswith("python ")), ""),
+        frozenset(e[5:] for e in events if e.startswith("venv ")),
+    )
+    return Survey(
+        set_up="setup yes" in events,
+        facts=facts,
+        live_venv=next((e[9:] for e in events if e.startswith("livevenv ")), None),
+        wsgi=text("wsgi") if any(e.startswith("wsgi") for e in events) else None,
+        vhost=text("vhost") if "hasvhost" in events else None,
+        lock=lock.parse(held) if held else None,
+    )
 
 
 def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: str, reporter: Reporter | None = None) -> Outcome:
@@ -168,19 +213,28 @@ def reload(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None
 
 
 def status(c: Connection, s: Settings) -> dict[str, object]:
-    out = _run(c, s, "status", {"STATUS_URL": reloading.http_base(s) + s.status_path}, None)
+    """What the host runs (one command): releases, lock, MPM, the app's own word, processes, health, disk."""
+    out = _run(c, s, "status", {}, None)
     listing = releases.parse(["@@" + e for e in out.events])
     result: dict[str, object] = {
         "host": c.original_host,
         "current": listing.current,
-        "releases": [r.__dict__ for r in listing.releases],
+        "releases": [
+            {**r.__dict__, "live": r.id == listing.current, "date": _date(r.id)} for r in listing.releases
+        ],
         "mpm": None,
         "mode": None,
         "app": None,
         "lock": None,
+        "health": None,
+        "deployed": None,
+        "processes": [],
+        "disk_kib": {},
     }
     log: list[str] = []
+    procs: list[dict[str, object]] = []
     result["log"] = log
+    result["processes"] = procs
     for e in out.events:
         kind, _, rest = e.partition(" ")
         if kind == "mpm":
@@ -189,14 +243,36 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
             try:
                 app = json.loads(rest)
                 result["app"] = app
-                result["mode"] = apache.mode_of(app.get("process_group", ""))
+                if "process_group" in app:
+                    result["mode"] = apache.mode_of(app.get("process_group", ""))
             except ValueError:
                 result["app"] = {"error": rest.strip()}
+        elif kind == "health":
+            result["health"] = rest.strip()
+        elif kind == "proc":
+            pid, _, more = rest.strip().partition(" ")
+            age, _, started = more.strip().partition(" ")
+            procs.append({"pid": int(pid), "seconds": int(age or 0), "started": started.strip()})
+        elif kind == "disk":
+            sizes = (rest.split() + ["0", "0"])[:2]
+            result["disk_kib"] = {"releases": int(sizes[0] or 0), "venvs": int(sizes[1] or 0)}
+        elif kind == "deployed":
+            # 'TIME DEPLOYER ACTION ID REVISION RESULT' (log_revision in lib.sh)
+            f = rest.split()
+            if len(f) >= 6:
+                result["deployed"] = {"at": f[0], "by": f[1], "action": f[2], "release": f[3], "revision": f[4]}
         elif kind == "lock":
             result["lock"] = lock.parse(e)
         elif kind == "log":
             log.append(rest)
     return result
+
+
+def _date(release_id: str) -> str | None:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(releases.id_time(release_id)))
+    except ValueError:
+        return None
 
 
 def unlock(c: Connection, s: Settings) -> dict[str, str] | None:
@@ -205,9 +281,30 @@ def unlock(c: Connection, s: Settings) -> dict[str, str] | None:
     return lock.parse(held) if held else None
 
 
+def ship(c: Connection, s: Settings, archive: bytes, lock_info: str, reporter: Reporter | None = None) -> Outcome:
+    """`fab watch`: rename saved files into the live release and reload (deploy/watch.py)."""
+    # The monitor restarts a process within a second or two of a changed module; past that, reload.
+    extra: dict[str, Value] = {"MONITOR": s.dev, "ROLL_TIMEOUT": 5 + s.daemon.shutdown_timeout}
+    return _run(c, s, "ship", extra, reporter, lock_info, stdin=archive)
+
+
 def setup(c: Connection, s: Settings, vhost: str, reporter: Reporter | None = None) -> Outcome:
     extra: dict[str, Value] = {"SHARED_DIRS": list(s.shared_dirs), "SHARED_FILES": list(s.shared_files)}
     return _run(c, s, "setup", extra, reporter, stdin=vhost.encode())
 
 
-__all__ = ["LockHeld", "Plan", "abort", "begin", "prepare", "reload", "rollback", "setup", "status", "switch", "unlock"]
+__all__ = [
+    "LockHeld",
+    "Plan",
+    "abort",
+    "begin",
+    "prepare",
+    "reload",
+    "rollback",
+    "setup",
+    "ship",
+    "status",
+    "survey",
+    "switch",
+    "unlock",
+]

@@ -1,35 +1,127 @@
-"""Progress for people (stderr): one line per step, prefixed by the host."""
+"""Progress for people on stderr: one line per step with its duration, a live spinner on a terminal.
+
+On a terminal (stderr is a TTY) lines are coloured with `rich` and a spinner shows what each host is
+doing right now (upload size, pip install, a hook); `NO_COLOR` turns colour off. Anywhere else
+(CI logs, pipes) the output is plain `[host] step ... (1.23s)` lines and rich is not even imported.
+Every step is also recorded, per host, for the `--json` document (deploy/report.py).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
-from typing import TextIO
+from typing import Any, TextIO
+
+# Remote events that are data for the tool, not news for a person.
+_DATA_EVENTS = ("release", "current", "lock", "app", "mpm", "log", "m", "python", "venv", "proc", "disk", "health", "deployed")
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class Reporter:
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+    """Where the tool says what it does. `quiet` keeps the record but prints nothing."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False, live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.start = time.monotonic()
+        self.steps: dict[str, list[dict[str, Any]]] = {}
+        self.events: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self._doing: dict[str, str] = {}
+        self._console: Any = None
+        self._status: Any = None
+        if live is None:
+            live = _is_tty(self.stream) and os.environ.get("TERM") != "dumb"
+        if live and not quiet:
+            from rich.console import Console  # only on a terminal: a pipeline never pays its import
 
-    def line(self, host: str, text: str) -> None:
-        if not self.quiet:
+            self._console = Console(file=self.stream, highlight=False)
+
+    @property
+    def live(self) -> bool:
+        return self._console is not None
+
+    def line(self, host: str, text: str, style: str = "") -> None:
+        if self.quiet:
+            return
+        if self._console is not None:
+            from rich.markup import escape
+
+            body = f"[{style}]{escape(text)}[/]" if style else escape(text)
+            self._console.print(f"[cyan]\\[{escape(host)}][/] {body}")
+        else:
             print(f"[{host}] {text}", file=self.stream, flush=True)
 
+    def note(self, text: str) -> None:
+        """A line that belongs to no host (a summary, a table)."""
+        if self.quiet:
+            return
+        if self._console is not None:
+            from rich.markup import escape
+
+            self._console.print(escape(text))
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def record(self, host: str, step: str, seconds: float, note: str = "") -> None:
+        with self._lock:
+            self.steps.setdefault(host, []).append({"step": step, "seconds": round(seconds, 3), "note": note})
+
     def event(self, host: str, event: str) -> None:
-        """Show a phase script's '@@' event in words."""
+        """Show a phase script's '@@' event in words (and keep it for the JSON document)."""
         parts = event.split()
         if not parts:
             return
         kind = parts[0]
+        with self._lock:
+            self.events.setdefault(host, []).append(event)
         if kind == "step" and len(parts) >= 4:
             try:
                 seconds = float(parts[2]) - float(parts[3])
             except ValueError:
                 seconds = 0.0
-            self.line(host, f"{parts[1]:<16} {' '.join(parts[4:])} ({seconds:.2f}s)".rstrip())
-        elif kind in ("release", "current", "lock", "app", "mpm", "log", "m", "python", "venv"):
-            return  # data for the tool, shown by the task itself
+            note = " ".join(parts[4:])
+            self.record(host, parts[1], seconds, note)
+            self.doing(host, None)
+            self.line(host, f"{parts[1]:<16} {note} ({seconds:.2f}s)".rstrip())
+        elif kind == "begin":
+            self.doing(host, " ".join(parts[1:]))
+        elif kind in _DATA_EVENTS:
+            return
         else:
-            self.line(host, " ".join(parts))
+            self.line(host, " ".join(parts), "red" if "failed" in parts else "")
+
+    def doing(self, host: str, what: str | None) -> None:
+        """What a host is busy with now: the spinner's text on a terminal, nothing elsewhere."""
+        if self._console is None or self.quiet:
+            return
+        with self._lock:
+            if what:
+                self._doing[host] = what
+            else:
+                self._doing.pop(host, None)
+            text = "  ".join(f"[cyan]{h}[/] {w}" for h, w in self._doing.items())
+            if self._status is None and text:
+                self._status = self._console.status(text, spinner="dots")
+                self._status.start()
+            elif self._status is not None:
+                self._status.update(text or "working")
+
+    def upload(self, host: str, sent: int, total: int) -> None:
+        if self._console is not None:
+            self.doing(host, f"uploading {sent / 1024:.0f} / {total / 1024:.0f} KiB" if sent < total else "unpacking")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+            self._doing.clear()

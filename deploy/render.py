@@ -48,6 +48,7 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
         "daemon": s.daemon,
         "release_header": s.release_header,
         "status_path": s.status_path,
+        "dev": s.dev,
     }
 
 

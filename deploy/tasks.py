@@ -8,8 +8,10 @@ Hosts come from `-H` (one task run per host, as Fabric does) or, without `-H`, f
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,26 +21,68 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from deploy import api, config, fleet
+from deploy import plan as planning
+from deploy import watch as watching
 from deploy.connect import connection
 from deploy.errors import ConfigError, DeployError
 from deploy.output import Reporter
+from deploy.report import TaskRun
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+JSON_HELP = "print one JSON document on stdout at the end (progress stays on stderr); or set deploy.output: json"
+STAGE_HELP = "stage from deploy.stages (default: deploy.default_stage); its settings also apply to hosts given with -H"
 
-def _boundary(fn: F) -> F:
-    """The one place errors become a one-line message and an exit code."""
+
+def _wants_json(c: Context, flag: bool) -> bool:
+    raw = c.config.get("deploy")
+    return flag or (hasattr(raw, "get") and raw.get("output") == "json")
+
+
+def _task(fn: F) -> F:
+    """The one place errors become a one-line message and an exit code (and, with --json, a document).
+
+    The task body gets a TaskRun after its Context; Fabric sees the signature without it.
+    """
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
+        run = TaskRun(fn.__name__, _wants_json(c, bool(kwargs.get("json"))), Reporter(), stage=kwargs.get("stage"))
+        code, error = 0, None  # type: int, BaseException | None
         try:
-            return fn(*args, **kwargs)
+            if fn(c, run, *args, **kwargs) is False:
+                return None  # a later per-host call of a task that already handled every -H host
         except DeployError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from exc
+            code, error = exc.exit_code, exc
+            _failed(run, exc)
         except KeyboardInterrupt as exc:
-            raise Exit("interrupted: the live release was not changed by the unfinished step; lock released", code=130) from exc
+            code, error = 130, exc
+        finally:
+            run.reporter.close()
+        if run.json:
+            print(run.dump(error, code), flush=True)
+        if isinstance(error, KeyboardInterrupt):
+            raise Exit("interrupted: the live release was not changed by the unfinished step; lock released", code=130)
+        if error is not None:
+            raise Exit(f"error: {error}", code=code)
+        return None
 
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    wrapper.__signature__ = sig.replace(parameters=[params[0], *params[2:]])  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def _failed(run: TaskRun, exc: DeployError) -> None:
+    """Each host's part in a failure, for the JSON document."""
+    if isinstance(exc, fleet.FleetError):
+        for r in exc.runs:
+            run.host(r.name, result=r.result, release=r.release_id or None, previous=r.previous, seconds=round(r.seconds, 3))
+        return
+    name = getattr(exc, "host", None) or (str(exc).split(":", 1)[0] if ":" in str(exc) and len(run.hosts) == 1 else None)
+    for entry in run.hosts.values():
+        if entry["result"] == "pending" and (name is None or entry["host"] == name):
+            entry["result"] = "failed"
 
 
 def _settings(c: Context, stage: str | None) -> config.Settings:
@@ -91,38 +135,57 @@ def _targets(c: Context, s: config.Settings, task_name: str) -> list[Connection]
     return [connection(h, c.config) for h in s.hosts]
 
 
+def _health(rep: Reporter, name: str, s: config.Settings) -> str:
+    if not s.health.enabled:
+        return "off"
+    return "ok" if any(st["step"] == "health" for st in rep.steps.get(name, [])) else "not run"
+
+
+def _reloaded(rep: Reporter, name: str) -> str | None:
+    return next((e[7:] for e in reversed(rep.events.get(name, [])) if e.startswith("reload ")), None)
+
+
 @task(
     help={
         "ref": "git ref to deploy (default: deploy.ref, HEAD)",
-        "stage": "stage from deploy.stages",
+        "stage": STAGE_HELP,
         "no-rollback": "keep a release that fails its health check live, for debugging",
         "parallel": "how many hosts to work on at once (default 10; 1 = one after another)",
         "batch": "switch N hosts (or N%) at a time, health-checking each batch (default: all at once)",
         "rollback-all-on-failure": "with --batch: a failed batch also rolls back the earlier batches",
+        "dry-run": "only show what the deploy would do (same as fab plan); nothing changes on the hosts",
+        "json": JSON_HELP,
     }
 )
-@_boundary
+@_task
 def deploy(
     c: Context,
+    run: TaskRun,
     ref: str | None = None,
     stage: str | None = None,
     no_rollback: bool = False,
     parallel: int = 10,
     batch: str | None = None,
     rollback_all_on_failure: bool = False,
-) -> None:
+    dry_run: bool = False,
+    json: bool = False,
+) -> bool:
     """Ship the app as a new release to every host, prepare it everywhere, then switch, reload, health-check."""
+    if dry_run:
+        run.task, run.fields["dry_run"] = "plan", True
+        return _plan(c, run, ref, stage)
     s = _settings(c, stage)
     conns = _targets(c, s, "deploy")
     if not conns:
-        return
-    rep = Reporter()
-    project = _project_dir(c)
+        return False
+    rep = run.reporter
+    for conn in conns:
+        run.host(str(conn.original_host))
     try:
         runs = fleet.deploy(
             conns,
             s,
-            project,
+            _project_dir(c),
             ref,
             rep,
             parallel=parallel,
@@ -131,93 +194,235 @@ def deploy(
             rollback_on_failure=not no_rollback,
         )
     except fleet.FleetError as exc:
-        print(fleet.table(exc.runs), file=sys.stderr)
+        rep.close()
+        rep.note(fleet.table(exc.runs))
         raise
     for r in runs:
-        rep.line(r.name, f"deployed {r.plan.release_id if r.plan else '-'} (was {r.previous or 'nothing'}) in {r.seconds:.2f}s")
+        release = r.plan.release_id if r.plan else None
+        revision = r.plan.revision if r.plan else None
+        run.fields.update(release=release, revision=revision)
+        run.host(
+            r.name,
+            result=r.result,
+            release=release,
+            previous=r.previous,
+            revision=revision,
+            seconds=round(r.seconds, 3),
+            reload=_reloaded(rep, r.name),
+            health=_health(rep, r.name, s),
+        )
+    rep.close()
     if len(runs) > 1:
-        print(fleet.table(runs), file=sys.stderr)
+        rep.note(fleet.table(runs))
+    first = run.hosts[runs[0].name]
+    rep.note(
+        f"deployed {first['release']} (revision {str(first['revision'])[:12]}) to {len(runs)} host{'s' if len(runs) > 1 else ''}"
+        f" in {time.monotonic() - run.started:.2f}s; reload: {first['reload'] or s.reload_strategy};"
+        f" health check: {first['health']}"
+    )
+    return True
 
 
-@task(help={"to": "release id to go back to (default: the one before the live one)", "stage": "stage from deploy.stages"})
-@_boundary
-def rollback(c: Context, to: str | None = None, stage: str | None = None) -> None:
+@task(help={"ref": "git ref to plan for (default: deploy.ref, HEAD)", "stage": STAGE_HELP, "json": JSON_HELP})
+@_task
+def plan(c: Context, run: TaskRun, ref: str | None = None, stage: str | None = None, json: bool = False) -> bool:
+    """Show what a deploy would do on each host (revision, commits, files, venv, hooks, config diffs, reload); changes nothing."""
+    return _plan(c, run, ref, stage)
+
+
+def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None) -> bool:
+    s = _settings(c, stage)
+    conns = _targets(c, s, "plan")
+    if not conns:
+        return False
+    project = _project_dir(c)
+    src = api.load_source(s, project, ref)
+    run.fields["revision"] = src.revision
+    found = fleet.each(conns, lambda conn: planning.plan(conn, s, src, project), parallel=10)
+    for conn in conns:
+        run.host(str(conn.original_host))
+    for exc in found.failed.values():
+        raise exc
+    for conn in conns:
+        name = str(conn.original_host)
+        p = found[conn]
+        run.host(name, result="planned" if p["set_up"] else "not set up", plan=p, release=p["release"], revision=p["revision"])
+        run.say(planning.text(name, p))
+    return True
+
+
+@task(help={"to": "release id to go back to (default: the one before the live one)", "stage": STAGE_HELP, "json": JSON_HELP})
+@_task
+def rollback(c: Context, run: TaskRun, to: str | None = None, stage: str | None = None, json: bool = False) -> bool:
     """Point `current` back at the previous finished release (or --to ID) and reload."""
     s = _settings(c, stage)
-    rep = Reporter()
-    for conn in _targets(c, s, "rollback"):
-        r = api.rollback(conn, s, to, rep)
-        rep.line(r.host, f"rolled back {r.previous} -> {r.release} in {r.seconds:.2f}s")
+    conns = _targets(c, s, "rollback")
+    for conn in conns:
+        run.host(str(conn.original_host))
+    for conn in conns:
+        r = api.rollback(conn, s, to, run.reporter)
+        run.fields["release"] = r.release
+        run.host(r.host, result="live", release=r.release, previous=r.previous, seconds=round(r.seconds, 3))
+        run.reporter.line(r.host, f"rolled back {r.previous} -> {r.release} in {r.seconds:.2f}s")
+    return bool(conns)
 
 
-@task(help={"stage": "stage from deploy.stages", "strategy": "rolling, touch or graceful (default: by mode, see README)"})
-@_boundary
-def reload(c: Context, stage: str | None = None, strategy: str | None = None) -> None:
+@task(help={"stage": STAGE_HELP, "strategy": "rolling, touch or graceful (default: by mode, see README)", "json": JSON_HELP})
+@_task
+def reload(c: Context, run: TaskRun, stage: str | None = None, strategy: str | None = None, json: bool = False) -> bool:
     """Reload the live release: rolling daemon restart, touch of the WSGI script, or apachectl graceful."""
     s = _settings(c, stage)
-    rep = Reporter()
-    for conn in _targets(c, s, "reload"):
-        r = api.reload(conn, s, rep, strategy)
-        rep.line(r.host, f"reloaded in {r.seconds:.2f}s")
+    conns = _targets(c, s, "reload")
+    for conn in conns:
+        run.host(str(conn.original_host))
+    for conn in conns:
+        r = api.reload(conn, s, run.reporter, strategy)
+        run.host(
+            r.host,
+            result="ok",
+            seconds=round(r.seconds, 3),
+            reload=_reloaded(run.reporter, r.host),
+            health=_health(run.reporter, r.host, s),
+        )
+        run.reporter.line(r.host, f"reloaded in {r.seconds:.2f}s")
+    return bool(conns)
 
 
-@task(help={"stage": "stage from deploy.stages"})
-@_boundary
-def setup(c: Context, stage: str | None = None) -> None:
+@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@_task
+def setup(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """Create <deploy_to>/releases and shared/, install and enable the vhost, check Apache's config."""
     s = _settings(c, stage)
-    rep = Reporter()
-    for conn in _targets(c, s, "setup"):
-        r = api.setup(conn, s, _project_dir(c), rep)
-        rep.line(r.host, f"set up {s.deploy_to} in {r.seconds:.2f}s")
+    conns = _targets(c, s, "setup")
+    for conn in conns:
+        run.host(str(conn.original_host))
+    for conn in conns:
+        r = api.setup(conn, s, _project_dir(c), run.reporter)
+        run.host(r.host, result="ok", seconds=round(r.seconds, 3))
+        run.reporter.line(r.host, f"set up {s.deploy_to} in {r.seconds:.2f}s")
+    return bool(conns)
 
 
-@task(help={"stage": "stage from deploy.stages"})
-@_boundary
-def status(c: Context, stage: str | None = None) -> None:
-    """Show the live release, the mode the app really runs in (from the app itself) and Apache's MPM."""
+def _status_text(d: dict[str, Any]) -> str:
+    rel = next((r for r in d["releases"] if r["id"] == d["current"]), None)
+    lines = [f"{d['host']}: live {d['current'] or 'nothing'}" + (f" (revision {rel['revision'][:12]})" if rel else "")]
+    if d.get("deployed"):
+        dep = d["deployed"]
+        lines.append(f"  deployed   {dep['at']} by {dep['by']} ({dep['action']})")
+    app = d.get("app") or {}
+    if "error" in app:
+        lines.append(f"  app        {app['error']}")
+    else:
+        lines.append(
+            f"  app        {d['mode'] or 'unknown'} mode"
+            + (f" (group {app.get('process_group')})" if app.get("process_group") else "")
+            + f", mpm {d['mpm'] or 'unknown'}, python {app.get('python', '?')}, answering release {app.get('release', '?')}"
+        )
+    procs = d.get("processes") or []
+    if procs:
+        lines.append("  processes  " + ", ".join(f"{p['pid']} (up {_ago(p['seconds'])}, since {p['started']})" for p in procs))
+    elif d.get("mode") == "daemon":
+        lines.append("  processes  none has loaded the app yet")
+    lines.append(f"  health     {d.get('health') or 'unknown'}")
+    disk = d.get("disk_kib") or {}
+    if disk:
+        sizes = f"releases {disk['releases'] / 1024:.1f} MiB, venvs {disk['venvs'] / 1024:.1f} MiB"
+        lines.append(f"  disk       {sizes} ({len(d['releases'])} releases)")
+    if d.get("lock"):
+        lk = d["lock"]
+        lines.append(f"  LOCKED     by {lk.get('owner')}@{lk.get('host')} pid {lk.get('pid')} ({lk.get('cmd')})")
+    return "\n".join(lines)
+
+
+def _ago(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@_task
+def status(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
+    """Show each host's live release, who deployed it and when, the app's real mode, MPM, processes, health, disk."""
     s = _settings(c, stage)
     conns = _targets(c, s, "status")
+    if not conns:
+        return False
     found = fleet.each(conns, lambda conn: api.status(conn, s).details, parallel=10)
+    for conn in conns:
+        run.host(str(conn.original_host))
     for exc in found.failed.values():
         raise exc
     currents = {found[conn]["current"] for conn in conns}
     if len(currents) > 1:
-        print(f"hosts disagree on the current release: {', '.join(sorted(str(x) for x in currents))}")
+        run.fields["disagree"] = sorted(str(x) for x in currents)
+        run.say(f"hosts disagree on the current release: {', '.join(sorted(str(x) for x in currents))}")
     for conn in conns:
         d = found[conn]
-        app = d.get("app") or {}
-        rev = next((r["revision"] for r in d["releases"] if r["id"] == d["current"]), "-")
-        print(f"{d['host']}: current {d['current'] or '-'} ({rev[:12]})")
-        print(f"  mode {d['mode'] or 'unknown'}, mpm {d['mpm'] or 'unknown'}, app says: {app}")
-        if d.get("lock"):
-            print(f"  LOCKED: {d['lock']}")
-        for line in d.get("log") or []:
-            print(f"  log: {line}")
+        run.host(str(conn.original_host), result="ok", release=d["current"], status=d)
+        run.say(_status_text(d))
+    return True
 
 
-@task(help={"stage": "stage from deploy.stages"})
-@_boundary
-def releases(c: Context, stage: str | None = None) -> None:
-    """List the releases on the host: id, state, revision; '*' marks the live one."""
+@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@_task
+def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
+    """List each host's releases: id, date, state (finished/failed), revision; '*' marks the live one."""
     s = _settings(c, stage)
-    for conn in _targets(c, s, "releases"):
-        d = api.status(conn, s).details
-        print(f"{d['host']}:")
-        for r in d["releases"]:  # type: ignore[attr-defined]
-            mark = "*" if r["id"] == d["current"] else " "
-            print(f" {mark} {r['id']}  {r['state']:<9} {r['revision'][:12]}")
+    conns = _targets(c, s, "releases")
+    for conn in conns:
+        d: Any = api.status(conn, s).details
+        run.host(d["host"], result="ok", release=d["current"], releases=d["releases"])
+        run.say(f"{d['host']}:")
+        for r in d["releases"]:
+            mark = "*" if r["live"] else " "
+            run.say(f" {mark} {r['id']}  {r['date'] or '-':<23} {r['state']:<9} {r['revision'][:12]}")
+    return bool(conns)
 
 
-@task(help={"stage": "stage from deploy.stages"})
-@_boundary
-def unlock(c: Context, stage: str | None = None) -> None:
+@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@_task
+def unlock(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """Remove the deploy lock a killed deploy left behind (check that none is running first)."""
     s = _settings(c, stage)
-    for conn in _targets(c, s, "unlock"):
+    conns = _targets(c, s, "unlock")
+    for conn in conns:
         held: Any = api.unlock(conn, s).details.get("lock")
+        run.host(str(conn.original_host), result="unlocked" if held else "not locked", lock=held)
         msg = f"removed lock held by {held.get('owner')}@{held.get('host')} pid {held.get('pid')}" if held else "no lock"
-        print(f"{conn.original_host}: {msg}", file=sys.stderr)
+        run.reporter.line(str(conn.original_host), msg)
+    return bool(conns)
 
 
-__all__ = ["deploy", "releases", "reload", "rollback", "setup", "status", "unlock"]
+@task(
+    help={
+        "stage": STAGE_HELP + "; never a production stage",
+        "interval": "seconds between looks at the local files (default 0.5)",
+        "seconds": "stop after this many seconds (default 0: until Ctrl-C)",
+        "json": JSON_HELP,
+    }
+)
+@_task
+def watch(
+    c: Context, run: TaskRun, stage: str | None = None, interval: float = 0.5, seconds: float = 0.0, json: bool = False
+) -> bool:
+    """Dev loop: ship files as they are saved into the live release of a dev host and reload it (never production)."""
+    s = _settings(c, stage)
+    watching.refuse_production(s)
+    conns = _targets(c, s, "watch")
+    if len(conns) != 1:
+        raise ConfigError("fab watch works on one host: pass one -H HOST (or a stage with one host)")
+    name = str(conns[0].original_host)
+    run.host(name)
+    batches = watching.watch(conns[0], s, _project_dir(c), run.reporter, interval=interval, seconds=seconds)
+    run.host(
+        name,
+        result="stopped",
+        batches=[{"shipped": b.shipped, "removed": b.removed, "seconds": round(b.seconds, 3)} for b in batches],
+    )
+    return True
+
+
+__all__ = ["deploy", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch"]

@@ -13,7 +13,7 @@ from fabric import Connection
 from deploy.errors import ConnectError
 
 HERE = Path(__file__).parent
-PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup")
+PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship")
 
 # Exit codes of the phase scripts (see lib.sh's die calls).
 EXIT_LOCKED = 3
@@ -72,6 +72,7 @@ def run(
     stdin: bytes | None = None,
     on_event: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    on_sent: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run one phase script on the host as ONE exec request; stream `stdin` into it.
 
@@ -97,6 +98,8 @@ def run(
                 view = memoryview(stdin)
                 for i in range(0, len(view), 1 << 16):
                     chan.sendall(view[i : i + (1 << 16)])
+                    if on_sent:
+                        on_sent(min(len(view), i + (1 << 16)))
             chan.shutdown_write()
         except Exception as exc:  # the remote side may exit early; its exit code tells why
             send_error.append(exc)

@@ -138,6 +138,7 @@ reload_rolling() {
   for p in $old; do
     k=$((k + 1))
     t0=$(date +%s.%N)
+    say "begin restarting daemon process $p ($k of $(printf '%s\n' $old | wc -l))"
     signal_daemon "$p" || { say "reload failed signal $p"; return 1; }
     await_replaced "$k" "$p" || return 1
     say "step restart:$p $(date +%s.%N) $t0"

@@ -44,6 +44,7 @@ else
   # A venv without .complete was interrupted half-way: never trust it.
   rm -rf "$venv"
   mkdir -p "$SH/venvs"
+  say "begin building virtualenv $key (pip install -r $REQUIREMENTS)"
   { "$PYTHON" -m virtualenv -q "$venv" || { rm -rf "$venv"; "$PYTHON" -m venv "$venv"; }; } > "$REL/.release/venv.log" 2>&1 \
     || { tail_of "$REL/.release/venv.log"; die 11 "creating the virtualenv with $PYTHON failed (install python3-virtualenv or python3-venv on the host)"; }
   if [ -f "$req" ]; then
@@ -68,6 +69,7 @@ done
 
 for i in ${!HOOK_NAMES[@]}; do
   t0=$(date +%s.%N)
+  say "begin hook ${HOOK_NAMES[$i]}: ${HOOK_CMDS[$i]}"
   (
     cd "$REL" || exit 1
     export VIRTUAL_ENV="$REL/.venv" PATH="$REL/.venv/bin:$PATH" DEPLOY_RELEASE="$ID"
@@ -82,6 +84,7 @@ done
 
 # Test the candidate vhost in Apache's real config, then put the live one back until the switch.
 t0=$(date +%s.%N)
+say "begin apachectl configtest"
 vhost_install "$REL/.release/vhost.conf"
 if ! configtest; then
   [ "$VHOST_CHANGED" = 1 ] && vhost_restore

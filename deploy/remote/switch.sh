@@ -18,6 +18,7 @@ if ! reload_app "$need_restart"; then
   die 16 "reloading Apache failed; ${prev:-nothing} is live again"
 fi
 t0=$(date +%s.%N)
+[ "$HEALTH" = 1 ] && say "begin health check"
 if ! why=$(http_check "$ID"); then
   if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
     log_revision deploy "$ID" "$REVISION" unhealthy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -59,7 +60,7 @@ class App:
 
     def commit(self, message: str = "change") -> None:
         subprocess.run(
-            "git add -A && git -c user.email=t@example.com -c user.name=t commit --allow-empty -qm " + message,
+            "git add -A && git -c user.email=t@example.com -c user.name=t commit --allow-empty -qm " + shlex.quote(message),
             shell=True,
             cwd=self.path,
             check=True,
