@@ -116,3 +116,19 @@ def test_health_settings() -> None:
     assert s.health.path == "/movie" and s.health.status == 200 and s.warmup == ("/movie",)
     with pytest.raises(ConfigError, match="health.status"):
         load(cfg(health={"status": 42}))
+
+
+def test_dev_stage_and_production() -> None:
+    stages = {"dev": {"dev": True}, "production": {}, "prod2": {"production": True}}
+    dev = load(cfg(stages=stages), stage="dev")
+    assert dev.dev and not dev.production and dev.reload_strategy == "touch"
+    assert load(cfg(stages=stages), stage="production").production  # by its name
+    assert load(cfg(stages=stages), stage="prod2").production  # by its setting
+    with pytest.raises(ConfigError, match="setting dev: true is refused in stage 'production'"):
+        load(cfg(stages={"production": {"dev": True}}), stage="production")
+    with pytest.raises(ConfigError, match="setting dev: true is refused in stage 'x'"):
+        load(cfg(stages={"x": {"dev": True, "production": True}}), stage="x")
+    with pytest.raises(ConfigError, match="dev: true needs mode: daemon"):
+        load(cfg(dev=True, mode="embedded"))
+    with pytest.raises(ConfigError, match="setting output must be one of text, json"):
+        load(cfg(output="yaml"))

@@ -11,14 +11,12 @@ tar -xzf - -C "$tmp" --no-same-owner 2> "$tmp.log" || { tail_of "$tmp.log"; rm -
 rm -f "$tmp.log"
 old=$(daemon_pids)
 n=0
-py=0
 if [ -d "$tmp/files" ]; then
   # A rename, not a write: the old file may be hard-linked into earlier releases, which must not change.
   while IFS= read -r -d '' f; do
     f=${f#./}
     mkdir -p "$(dirname "$REL/$f")" && mv -f "$tmp/files/$f" "$REL/$f" || die 10 "could not replace $f in $REL"
     n=$((n + 1))
-    case "$f" in *.py) py=1 ;; esac
   done < <(cd "$tmp/files" && find . \( -type f -o -type l \) -print0)
 fi
 m=0
@@ -29,9 +27,9 @@ fi
 date -u +%Y-%m-%dT%H:%M:%SZ > "$REL/.release/watched"
 say "shipped $n $m $cur"
 t0=$(date +%s.%N)
-# With the code-change monitor a changed module restarts its process by itself: wait for that
-# (bounded), so that the next request is served by the new code; otherwise reload as configured.
-if [ "$MONITOR" = 1 ] && [ "$py" = 1 ] && [ -n "$old" ] && await_replaced "$(printf '%s\n' $old | wc -l)" "$old" > /dev/null; then
+# With the code-change monitor (dev: true) every process restarts by itself on the new manifest:
+# wait for that (bounded), so that the next request gets the new code; otherwise reload as configured.
+if [ "$MONITOR" = 1 ] && [ -n "$old" ] && await_replaced "$(printf '%s\n' $old | wc -l)" "$old" > /dev/null; then
   say "reload monitor"
 else
   reload_app 0 || die 16 "reloading after the shipped files failed"

@@ -1,0 +1,112 @@
+"""The dev loop on real sshd + Apache/mod_wsgi: a dev stage renders the code-change monitor, `fab watch`
+ships a saved (uncommitted) change that the very next request serves, and production refuses both."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from deploy.sandbox import Sandbox, fab_argv
+from tests.integration.conftest import ROOT, App, make_app
+
+STAGES = {"dev": {"dev": True}, "production": {}}
+
+
+@pytest.fixture(scope="module")
+def app(daemon_host: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    a = make_app(daemon_host, tmp_path_factory.mktemp("watch"), "daemon")
+    a.write_config(stages=STAGES)
+    a.commit("stages")
+    a.ok("setup", "--stage", "dev")
+    a.ok("deploy", "--stage", "dev")
+    a.set_version("2")
+    a.ok("deploy", "--stage", "dev")  # the live release's unchanged files are hard links into the first
+    a.wait_version("2")
+    yield a
+    shutil.rmtree(a.deploy_to, ignore_errors=True)
+
+
+def test_dev_stage_renders_the_monitor(app: App) -> None:
+    script = (app.deploy_to / "current" / ".release" / "app.wsgi").read_text()
+    assert "_monitor()" in script and "signal.SIGINT" in script
+    vhost = (app.sb.sites_dir / "imdb.conf").read_text()
+    assert "WSGIScriptReloading Off" not in vhost  # dev stages reload by touch unless told otherwise
+
+
+def test_production_refuses_dev_and_watch(app: App) -> None:
+    p = app.fab("watch", "--stage", "production", "--seconds", "1")
+    assert p.returncode == 2 and "refusing to watch stage 'production'" in p.stderr
+    app.write_config(stages={"production": {"dev": True}})
+    try:
+        p = app.fab("plan", "--stage", "production")
+        assert p.returncode == 2 and "setting dev: true is refused in stage 'production'" in p.stderr
+    finally:
+        app.write_config(stages=STAGES)
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    q: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            q.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+def _wait_for(q: queue.Queue[str], text: str, timeout: float, seen: list[str]) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = q.get(timeout=max(0.05, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"no {text!r} from fab watch within {timeout}s:\n{''.join(seen)}")
+
+
+def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None:
+    live = app.current()
+    first = sorted(p.name for p in (app.deploy_to / "releases").iterdir())[0]
+    views = app.path / "movies" / "views.py"
+    env = dict(os.environ, HOME=str(app.home), PYTHONPATH=str(ROOT))
+    argv = fab_argv(app.sb, "watch", "--stage", "dev", "--interval", "0.2", "--seconds", "120")
+    proc = subprocess.Popen(argv, cwd=app.path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen: list[str] = []
+    try:
+        q = _lines(proc)
+        _wait_for(q, "watching", 60, seen)
+        for n in (1, 2):
+            text = views.read_text()
+            start = text.index('VERSION = "')
+            views.write_text(text[:start] + f'VERSION = "saved-{n}"' + text[text.index('"', start + 11) + 1 :])
+            _wait_for(q, "shipped movies/views.py", 30, seen)
+            status, headers, body = app.get("/movie")  # the very next request
+            assert status == 200 and json.loads(body)["version"] == f"saved-{n}", body
+        assert app.current() == live  # into the live release, no new one
+        old = (app.deploy_to / "releases" / first / "movies" / "views.py").read_text()
+        assert 'VERSION = "1"' in old  # the earlier release, hard-linked, is untouched
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, "".join(seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (app.deploy_to / ".lock").exists()
+    # The next deploy compares with what watch shipped: the saved file is not sent again.
+    subprocess.run(["git", "checkout", "--", "movies/views.py"], cwd=app.path, check=True)
+    p = app.ok("plan", "--stage", "dev")
+    assert "~ movies/views.py" in p.stdout  # back to the committed version: a change again
