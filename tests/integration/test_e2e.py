@@ -35,7 +35,7 @@ def test_setup_and_first_deploy(app: App) -> None:
 
 def test_status_reads_mode_from_live_app(app: App) -> None:
     out = app.ok("status").stdout
-    assert f"mode {app.mode}" in out  # type: ignore[attr-defined]
+    assert f"{app.mode} mode" in out  # type: ignore[attr-defined]
     assert "mpm " + ("event" if app.mode == "daemon" else "prefork") in out  # type: ignore[attr-defined]
 
 
