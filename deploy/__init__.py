@@ -1,8 +1,22 @@
 """fabdeploy: deploy WSGI apps to Apache/mod_wsgi with Fabric. `from deploy import deploy, rollback`."""
 
-from deploy.api import Result, deploy, reload, rollback, setup, status, unlock
+from deploy.api import Project, Result, deploy, plan, project, reload, rollback, setup, status, unlock
 from deploy.config import Settings, load
 from deploy.errors import DeployError
 
-__all__ = ["DeployError", "Result", "Settings", "deploy", "load", "reload", "rollback", "setup", "status", "unlock"]
+__all__ = [
+    "DeployError",
+    "Project",
+    "Result",
+    "Settings",
+    "deploy",
+    "load",
+    "plan",
+    "project",
+    "reload",
+    "rollback",
+    "setup",
+    "status",
+    "unlock",
+]
 __version__ = "0.1.0"

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fabric import Connection
+from fabric import Config, Connection
 
 from deploy import hooks, host, lock, remote, render, source, venv
 from deploy import reload as reloading
-from deploy.config import Settings
-from deploy.connect import open_connection
+from deploy.config import Settings, load
+from deploy.connect import connection, open_connection
 from deploy.errors import ConfigError, RemoteError
 from deploy.output import Reporter
 
@@ -27,6 +27,33 @@ class Result:
     revision: str | None = None
     seconds: float = 0.0
     details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Project:
+    """An app's deploy config read as `fab` reads it, for scripts: `deploy.project("path/to/app")`."""
+
+    path: Path
+    settings: Settings
+    config: Config
+
+    def connections(self, hosts: list[str] | tuple[str, ...] | None = None) -> list[Connection]:
+        """Connections to `hosts` (default: the stage's hosts), each with its own copy of the config."""
+        names = list(hosts or self.settings.hosts)
+        if not names:
+            raise ConfigError("no host to work on: pass hosts, or set deploy.hosts or a stage's hosts")
+        return [connection(h, self.config) for h in names]
+
+
+def project(path: Path | str = ".", stage: str | None = None, ssh_config: Path | str | None = None) -> Project:
+    """Read the app's config like `fab` does (fabric.yaml/json/py in `path`, ~/.fabric.yaml, /etc/fabric.yaml,
+    FABRIC_* environment variables) and validate its `deploy:` section for `stage`."""
+    where = Path(path).resolve()
+    config = Config(project_location=str(where), runtime_ssh_path=str(ssh_config) if ssh_config else None)
+    config.load_project()
+    config.load_shell_env()
+    config.load_ssh_config()
+    return Project(where, load(config.get("deploy"), stage=stage), config)
 
 
 def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> source.Source:
@@ -136,6 +163,17 @@ def deploy(
     run = fleet.deploy([c], s, project_dir, ref, reporter, src=src, rollback_on_failure=rollback_on_failure)[0]
     release = run.plan.release_id if run.plan else None
     return Result(run.name, "deploy", release, run.previous, src.revision, run.seconds)
+
+
+def plan(c: Connection, s: Settings, project_dir: Path, ref: str | None = None) -> Result:
+    """What a deploy would do on this host (see deploy.plan); one SSH command, nothing changed."""
+    from deploy import planning
+
+    t0 = time.monotonic()
+    src = load_source(s, project_dir, ref)
+    p = planning.plan(c, s, src, project_dir)
+    live = p["live_release"]
+    return Result(c.original_host, "plan", p["release"], live, src.revision, time.monotonic() - t0, details=p)
 
 
 def rollback(c: Connection, s: Settings, to: str | None = None, reporter: Reporter | None = None) -> Result:

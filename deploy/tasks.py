@@ -20,8 +20,7 @@ from fabric import Connection, task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from deploy import api, config, fleet
-from deploy import plan as planning
+from deploy import api, config, fleet, planning
 from deploy import watch as watching
 from deploy.connect import connection
 from deploy.errors import ConfigError, DeployError

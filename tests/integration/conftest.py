@@ -81,6 +81,7 @@ class App:
             fab_argv(self.sb, *args),
             cwd=self.path,
             env=env,
+            stdin=subprocess.DEVNULL,  # a pipeline: nothing may wait for a terminal
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -40,24 +40,22 @@ def test_command_budgets(app: App) -> None:
 
 
 def test_python_api(app: App) -> None:
-    """The same steps from a release pipeline: `from deploy import load, deploy, rollback`."""
-    import json
+    """The same steps from a release pipeline: `import deploy`, the project's own config, result objects."""
+    import deploy
+    from deploy import DeployError
 
-    from fabric import Config
-
-    from deploy import DeployError, deploy, load, rollback
-    from deploy.connect import connection
-
-    config = Config(runtime_ssh_path=str(app.sb.ssh_config))
-    config.load_ssh_config()
-    s = load(json.loads((app.path / "fabric.json").read_text())["deploy"])
+    p = deploy.project(app.path, ssh_config=app.sb.ssh_config)  # fabric.json, as fab reads it
+    (conn,) = p.connections([app.sb.host_alias])
     before = app.current()
-    r = deploy(connection(app.sb.host_alias, config), s, app.path)
+    app.set_version("api")
+    planned = deploy.plan(conn, p.settings, p.path)
+    assert planned.previous == before and "movies/views.py" in planned.details["files"]["changed"]  # type: ignore[index]
+    r = deploy.deploy(p.connections([app.sb.host_alias])[0], p.settings, p.path)
     assert r.release == app.current() and r.previous == before and r.revision and r.seconds > 0
-    back = rollback(connection(app.sb.host_alias, config), s, to=before)
+    back = deploy.rollback(p.connections([app.sb.host_alias])[0], p.settings, to=before)
     assert back.release == before == app.current() and back.previous == r.release
     try:
-        rollback(connection(app.sb.host_alias, config), s, to="../../etc")
+        deploy.rollback(p.connections([app.sb.host_alias])[0], p.settings, to="../../etc")
     except DeployError as exc:
         assert exc.exit_code == 6
     else:

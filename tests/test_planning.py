@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from deploy import plan, render
+from deploy import planning as plan
+from deploy import render
 from deploy.config import load
 
 BASE = {"app": "imdb", "deploy_to": "/srv/imdb", "server_name": "imdb.example.com", "wsgi": "imdb.wsgi"}
