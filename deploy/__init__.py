@@ -1,5 +1,6 @@
 """fabdeploy: deploy WSGI apps to Apache/mod_wsgi with Fabric. `from deploy import deploy, rollback`."""
 
+from deploy import fleet
 from deploy.api import Project, Result, deploy, plan, project, reload, rollback, setup, status, unlock
 from deploy.config import Settings, load
 from deploy.errors import DeployError
@@ -10,6 +11,7 @@ __all__ = [
     "Result",
     "Settings",
     "deploy",
+    "fleet",
     "load",
     "plan",
     "project",

@@ -67,7 +67,6 @@ vhost_install() {
   if [ -f "$APACHE_SITES/$VHOST_NAME" ]; then cp "$APACHE_SITES/$VHOST_NAME" "$SH/.vhost.prev"; else rm -f "$SH/.vhost.prev"; fi
   vhost_write < "$1" || die 12 "could not write $APACHE_SITES/$VHOST_NAME (sudoers: see README)"
   VHOST_CHANGED=1
-  say "vhost installed"
 }
 
 vhost_restore() {

@@ -18,6 +18,7 @@ else
   [ -n "$target" ] || die 4 "no finished release before ${cur:-the live one} to roll back to"
 fi
 vhost_install "$R/$target/.release/vhost.conf"
+[ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
 switch_to "$target"
 if ! reload_app "$VHOST_CHANGED"; then
   [ "$VHOST_CHANGED" = 1 ] && vhost_restore

@@ -10,6 +10,7 @@ say "layout $DEPLOY_TO"
 tmp=$(mktemp)
 cat > "$tmp"
 vhost_install "$tmp"
+[ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
 rm -f "$tmp"
 if [ -n "$APACHE_ENABLE" ]; then
   if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_ENABLE" "$APP" > /dev/null; else "$APACHE_ENABLE" "$APP" > /dev/null; fi \

@@ -6,6 +6,7 @@ pgrp > "$LOCK/remote_pgid"
 [ "$(state_of "$ID")" = prepared ] || die 9 "release $ID is not prepared (state: $(state_of "$ID"))"
 prev=$(current_id)
 vhost_install "$REL/.release/vhost.conf"
+[ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
 switch_to "$ID"
 echo finished > "$REL/.release/state"
 need_restart=$VHOST_CHANGED
