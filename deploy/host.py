@@ -31,6 +31,18 @@ STEP_OF_CODE = {
 }
 
 
+# What the spinner says while a phase runs (on a terminal only).
+PHASE_WORDS = {
+    "begin": "taking the lock, reading the host",
+    "prepare": "preparing the release",
+    "switch": "switching and reloading",
+    "rollback": "rolling back",
+    "reload": "reloading",
+    "setup": "setting up",
+    "ship": "shipping saved files",
+}
+
+
 def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:
     owner = lock.parse("lock " + lock_info).get("owner", "-") if lock_info else "-"
     return {
@@ -57,6 +69,8 @@ def _run(
 ) -> Outcome:
     host = c.original_host
     text = remote.script(phase, {**variables(s, lock_info), **extra})
+    if reporter is not None:
+        reporter.phase(host, PHASE_WORDS.get(phase, phase))
     out = remote.run(
         c,
         text,
@@ -64,6 +78,8 @@ def _run(
         on_event=(lambda e: reporter.event(host, e)) if reporter else None,
         on_sent=(lambda n: reporter.upload(host, n, len(stdin or b""))) if reporter and reporter.live else None,
     )
+    if reporter is not None:
+        reporter.phase(host, "")
     if out.code == remote.EXIT_LOCKED:
         event = next((e for e in out.events if e.startswith("lock ")), "lock")
         raise lock.held_error(host, event)

@@ -36,6 +36,7 @@ class Reporter:
         self.events: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._doing: dict[str, str] = {}
+        self._phase: dict[str, str] = {}
         self._console: Any = None
         self._status: Any = None
         if live is None:
@@ -43,7 +44,7 @@ class Reporter:
         if live and not quiet:
             from rich.console import Console  # only on a terminal: a pipeline never pays its import
 
-            self._console = Console(file=self.stream, highlight=False)
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
 
     @property
     def live(self) -> bool:
@@ -99,11 +100,17 @@ class Reporter:
         else:
             self.line(host, " ".join(parts), "red" if "failed" in parts else "")
 
+    def phase(self, host: str, what: str) -> None:
+        """The phase a host is in (what the spinner says between steps)."""
+        self._phase[host] = what
+        self.doing(host, None)
+
     def doing(self, host: str, what: str | None) -> None:
         """What a host is busy with now: the spinner's text on a terminal, nothing elsewhere."""
         if self._console is None or self.quiet:
             return
         with self._lock:
+            what = what or self._phase.get(host)
             if what:
                 self._doing[host] = what
             else:
@@ -125,3 +132,4 @@ class Reporter:
                 self._status.stop()
                 self._status = None
             self._doing.clear()
+            self._phase.clear()
