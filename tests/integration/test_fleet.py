@@ -8,8 +8,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from deploy.report import schema
 from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo
 
 NAMES = ["web1", "web2", "web3"]
@@ -99,6 +101,11 @@ def test_three_hosts_all_succeed(fleet: Fleet) -> None:
         assert name in p.stderr
     out = fleet.fab("status")
     assert out.returncode == 0 and "disagree" not in out.stdout
+    # One JSON document for the whole fleet, for deploy and plan alike.
+    doc = json.loads(fleet.fab("plan", "--json").stdout)
+    jsonschema.validate(doc, schema())
+    assert [h["host"] for h in doc["hosts"]] == NAMES
+    assert all(h["plan"]["live_release"] == currents[0] and h["plan"]["files"]["changed"] == [] for h in doc["hosts"])
 
 
 def test_one_host_failing_prepare_switches_no_host(fleet: Fleet) -> None:
@@ -132,12 +139,17 @@ def test_failed_health_in_batch_two_rolls_back_that_batch(fleet: Fleet) -> None:
     subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
     fleet.commit("batch")
     try:
-        p = fleet.fab("deploy", "--batch=2")
+        p = fleet.fab("deploy", "--batch=2", "--json")
     finally:
         breaker.unlink()
         subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
     assert p.returncode == 7, p.stderr
     assert "batch 2 of 2 failed" in p.stderr and "stay on" in p.stderr
+    doc = json.loads(p.stdout)
+    jsonschema.validate(doc, schema())
+    assert doc["exit_code"] == 7 and "batch 2 of 2 failed" in doc["error"]["message"]
+    results = {h["host"]: h["result"] for h in doc["hosts"]}
+    assert results["web1"] == results["web2"] == "live" and results["web3"].startswith("failed")
     after = fleet.currents()
     assert after[0] == after[1] != before[0]
     assert after[2] == before[2]
