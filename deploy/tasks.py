@@ -20,8 +20,7 @@ from fabric import Connection, task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from deploy import api, config, fleet, planning
-from deploy import watch as watching
+from deploy import api, config, fleet
 from deploy.connect import connection
 from deploy.errors import ConfigError, DeployError
 from deploy.output import Reporter
@@ -230,6 +229,8 @@ def plan(c: Context, run: TaskRun, ref: str | None = None, stage: str | None = N
 
 
 def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None) -> bool:
+    from deploy import planning  # here: a deploy or rollback does not pay for its imports
+
     s = _settings(c, stage)
     conns = _targets(c, s, "plan")
     if not conns:
@@ -408,6 +409,8 @@ def watch(
     c: Context, run: TaskRun, stage: str | None = None, interval: float = 0.5, seconds: float = 0.0, json: bool = False
 ) -> bool:
     """Dev loop: ship files as they are saved into the live release of a dev host and reload it (never production)."""
+    from deploy import watch as watching  # here: only this task needs it
+
     s = _settings(c, stage)
     watching.refuse_production(s)
     conns = _targets(c, s, "watch")
