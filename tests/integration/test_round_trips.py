@@ -1,7 +1,7 @@
 """How many SSH commands each operation costs, counted from sshd's own log (LogLevel DEBUG1).
 
 Budgets (issue: speed): first deploy <= 6 (setup included), redeploy <= 3 (nothing changed or
-one .py changed), rollback <= 2, reload <= 2. An SFTP session would count as one too.
+one .py changed), rollback <= 2, reload <= 2; plan (issue: for people and pipelines) <= 2, here 1. An SFTP session would count as one too.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def test_command_budgets(app: App) -> None:
     assert count(app, "rollback") <= 2
     assert count(app, "reload") <= 2
     assert count(app, "status") <= 1
+    assert count(app, "plan") <= 1  # issue: one or two round trips
+    assert count(app, "releases") <= 1
 
 
 def test_python_api(app: App) -> None:
