@@ -244,6 +244,7 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         "lock": None,
         "health": None,
         "deployed": None,
+        "watched": None,
         "processes": [],
         "disk_kib": {},
     }
@@ -265,6 +266,8 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
                 result["app"] = {"error": rest.strip()}
         elif kind == "health":
             result["health"] = rest.strip()
+        elif kind == "watched":
+            result["watched"] = rest.strip()
         elif kind == "proc":
             pid, _, more = rest.strip().partition(" ")
             age, _, started = more.strip().partition(" ")

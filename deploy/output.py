@@ -15,7 +15,7 @@ import time
 from typing import Any, TextIO
 
 # Remote events that are data for the tool, not news for a person.
-_DATA_EVENTS = frozenset("release current lock app mpm log m python venv proc disk health deployed shipped".split())
+_DATA_EVENTS = frozenset("release current lock app mpm log m python venv proc disk health deployed shipped watched".split())
 
 
 def _is_tty(stream: TextIO) -> bool:

@@ -309,6 +309,8 @@ def _status_text(d: dict[str, Any]) -> str:
     if d.get("deployed"):
         dep = d["deployed"]
         lines.append(f"  deployed   {dep['at']} by {dep['by']} ({dep['action']})")
+    if d.get("watched"):
+        lines.append(f"  modified   by fab watch, last at {d['watched']} (not a clean release: deploy to replace it)")
     app = d.get("app") or {}
     if "error" in app:
         lines.append(f"  app        {app['error']}")

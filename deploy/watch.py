@@ -25,7 +25,7 @@ from fabric import Connection
 from deploy import host, lock, source
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import ConfigError, DeployError
+from deploy.errors import ConfigError, DeployError, LockHeld, RemoteError
 from deploy.output import Reporter
 
 Stamp = tuple[int, int]  # (mtime_ns, size)
@@ -136,7 +136,10 @@ def watch(
     seen = stamps(root, paths)
     batches: list[Batch] = []
 
+    retry: set[str] = set()  # paths of a batch the host refused (locked by a deploy, a failed reload)
+
     def send(changed: list[str], gone: list[str]) -> None:
+        changed = sorted(set(changed) | {p for p in retry if p not in gone})
         files = []
         for p in changed:
             try:
@@ -147,12 +150,22 @@ def watch(
                 files.append(f)
         gone = [p for p in gone if p in live]
         if not files and not gone:
+            retry.clear()
             return
-        for f in files:
-            live[f.path] = f.digest
+        manifest = dict(live)
+        manifest.update((f.path, f.digest) for f in files)
         for p in gone:
-            live.pop(p, None)
-        took = ship(c, s, files, gone, live, rep)
+            manifest.pop(p, None)
+        try:
+            took = ship(c, s, files, gone, manifest, rep)
+        except (LockHeld, RemoteError) as exc:
+            # A dev loop outlives a busy or failing host: say so, and send these again with the next save.
+            retry.update(f.path for f in files)
+            rep.line(name, f"not shipped: {str(exc).splitlines()[0]}; trying again at the next save", "red")
+            return
+        retry.clear()
+        live.clear()
+        live.update(manifest)
         batch = Batch([f.path for f in files], gone, took)
         batches.append(batch)
         what = ", ".join(batch.shipped[:5] + [f"-{p}" for p in gone[:5]])

@@ -31,6 +31,7 @@ pids=$(daemon_pids | paste -sd, -)
 [ -n "$pids" ] && ps -o pid=,etimes=,lstart= -p "$pids" 2>/dev/null | sed 's/^ */@@proc /'
 say "disk $(du -sk "$R" 2>/dev/null | cut -f1) $(du -sk "$SH/venvs" 2>/dev/null | cut -f1)"
 cur=$(current_id)
+[ -n "$cur" ] && [ -f "$R/$cur/.release/watched" ] && say "watched $(cat "$R/$cur/.release/watched")"
 [ -n "$cur" ] && grep -F " $cur " "$DEPLOY_TO/revisions.log" 2>/dev/null | grep ' ok$' | tail -n 1 | sed 's/^/@@deployed /'
 tail -n 5 "$DEPLOY_TO/revisions.log" 2>/dev/null | sed 's/^/@@log /'
 true

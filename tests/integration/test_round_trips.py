@@ -1,7 +1,8 @@
 """How many SSH commands each operation costs, counted from sshd's own log (LogLevel DEBUG1).
 
 Budgets (issue: speed): first deploy <= 6 (setup included), redeploy <= 3 (nothing changed or
-one .py changed), rollback <= 2, reload <= 2; plan (issue: for people and pipelines) <= 2, here 1. An SFTP session would count as one too.
+one .py changed), rollback <= 2, reload <= 2; plan (issue: for people and pipelines) <= 2, here 1.
+An SFTP session would count as one too.
 """
 
 from __future__ import annotations

@@ -96,6 +96,18 @@ def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None
             _wait_for(q, "shipped movies/views.py", 30, seen)
             status, headers, body = app.get("/movie")  # the very next request
             assert status == 200 and json.loads(body)["version"] == f"saved-{n}", body
+        # A deploy holding the lock: the batch waits for the next save instead of ending the loop.
+        (app.deploy_to / ".lock").mkdir()
+        (app.deploy_to / ".lock" / "info").write_text("owner=bob host=ci pid=1 time=1 cmd=deploy\n")
+        views.write_text(views.read_text().replace('"saved-2"', '"saved-3"'))
+        assert "deploy lock held by bob@ci" in _wait_for(q, "not shipped", 30, seen)
+        shutil.rmtree(app.deploy_to / ".lock")
+        urls = app.path / "imdb" / "urls.py"
+        urls.write_text(urls.read_text() + "# saved\n")
+        line = _wait_for(q, "shipped ", 30, seen)
+        assert "movies/views.py" in line and "imdb/urls.py" in line  # the refused file went with the next save
+        assert json.loads(app.get("/movie")[2])["version"] == "saved-3"
+        assert "modified   by fab watch" in app.ok("status", "--stage", "dev").stdout
         assert app.current() == live  # into the live release, no new one
         old = (app.deploy_to / "releases" / first / "movies" / "views.py").read_text()
         assert 'VERSION = "1"' in old  # the earlier release, hard-linked, is untouched
@@ -107,6 +119,6 @@ def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None
             proc.wait()
     assert not (app.deploy_to / ".lock").exists()
     # The next deploy compares with what watch shipped: the saved file is not sent again.
-    subprocess.run(["git", "checkout", "--", "movies/views.py"], cwd=app.path, check=True)
+    subprocess.run(["git", "checkout", "--", "movies/views.py", "imdb/urls.py"], cwd=app.path, check=True)
     p = app.ok("plan", "--stage", "dev")
     assert "~ movies/views.py" in p.stdout  # back to the committed version: a change again
