@@ -9,6 +9,7 @@ import socket
 import time
 
 from deploy.errors import LockHeld
+from deploy.output import duration
 
 SAFE = re.compile(r"[^A-Za-z0-9._@-]")
 
@@ -56,14 +57,6 @@ def held_error(host: str, event: str) -> LockHeld:
     if f.get("host") == _clean(socket.gethostname()) and f.get("pid", "").isdigit() and not _alive(int(f["pid"])):
         stale = " The holding process is gone: the lock is stale."
     return LockHeld(
-        f"{host}: deploy lock held by {holder} for {_age(age)}.{stale} "
+        f"{host}: deploy lock held by {holder} for {duration(age)}.{stale} "
         f"If no deploy is running, clear it with: fab -H {host} unlock"
     )
-
-
-def _age(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

@@ -18,6 +18,15 @@ from typing import Any, TextIO
 _DATA_EVENTS = frozenset("release current lock app mpm log m python venv proc disk health deployed shipped watched".split())
 
 
+def duration(seconds: int) -> str:
+    """An age for people: 42s, 17m, 3h05m."""
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()

@@ -23,7 +23,7 @@ from invoke.exceptions import Exit
 from deploy import api, config, fleet
 from deploy.connect import connection
 from deploy.errors import ConfigError, DeployError
-from deploy.output import Reporter
+from deploy.output import Reporter, duration
 from deploy.report import TaskRun
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -322,7 +322,8 @@ def _status_text(d: dict[str, Any]) -> str:
         )
     procs = d.get("processes") or []
     if procs:
-        lines.append("  processes  " + ", ".join(f"{p['pid']} (up {_ago(p['seconds'])}, since {p['started']})" for p in procs))
+        each = (f"{p['pid']} (up {duration(p['seconds'])}, since {p['started']})" for p in procs)
+        lines.append("  processes  " + ", ".join(each))
     elif d.get("mode") == "daemon":
         lines.append("  processes  none has loaded the app yet")
     lines.append(f"  health     {d.get('health') or 'unknown'}")
@@ -334,14 +335,6 @@ def _status_text(d: dict[str, Any]) -> str:
         lk = d["lock"]
         lines.append(f"  LOCKED     by {lk.get('owner')}@{lk.get('host')} pid {lk.get('pid')} ({lk.get('cmd')})")
     return "\n".join(lines)
-
-
-def _ago(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
