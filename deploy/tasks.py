@@ -367,8 +367,13 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
     """List each host's releases: id, date, state (finished/failed), revision; '*' marks the live one."""
     s = _settings(c, stage)
     conns = _targets(c, s, "releases")
+    found = fleet.each(conns, lambda conn: api.status(conn, s).details, parallel=10)
     for conn in conns:
-        d: Any = api.status(conn, s).details
+        run.host(str(conn.original_host))
+    for exc in found.failed.values():
+        raise exc
+    for conn in conns:
+        d: Any = found[conn]
         run.host(d["host"], result="ok", release=d["current"], releases=d["releases"])
         run.say(f"{d['host']}:")
         for r in d["releases"]:
