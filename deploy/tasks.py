@@ -367,6 +367,8 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
     """List each host's releases: id, date, state (finished/failed), revision; '*' marks the live one."""
     s = _settings(c, stage)
     conns = _targets(c, s, "releases")
+    if not conns:
+        return False
     found = fleet.each(conns, lambda conn: api.status(conn, s).details, parallel=10)
     for conn in conns:
         run.host(str(conn.original_host))
