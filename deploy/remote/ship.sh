@@ -1,5 +1,7 @@
 # `fab watch` (never production): put saved files (archive on stdin: files/..., ctl/removed, ctl/manifest)
 # into the LIVE release and reload. One command per batch of saved files.
+# Ctrl-C on `fab watch` closes the connection mid-batch: finish the batch and unlock rather than die.
+trap '' PIPE HUP
 require_setup
 lock_acquire
 trap 'rm -rf "${tmp:-}"; lock_release' EXIT
