@@ -83,8 +83,10 @@ def _failed(run: TaskRun, exc: DeployError) -> None:
             entry["result"] = "failed"
 
 
-def _settings(c: Context, stage: str | None) -> config.Settings:
-    return config.load(c.config.get("deploy"), stage=stage)
+def _settings(c: Context, stage: str | None, run: TaskRun) -> config.Settings:
+    s = config.load(c.config.get("deploy"), stage=stage)
+    run.stage = s.stage  # the default stage, when none was given
+    return s
 
 
 def _project_dir(c: Context) -> Path:
@@ -172,7 +174,7 @@ def deploy(
     if dry_run:
         run.task, run.fields["dry_run"] = "plan", True
         return _plan(c, run, ref, stage)
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "deploy")
     if not conns:
         return False
@@ -231,7 +233,7 @@ def plan(c: Context, run: TaskRun, ref: str | None = None, stage: str | None = N
 def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None) -> bool:
     from deploy import planning  # here: a deploy or rollback does not pay for its imports
 
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "plan")
     if not conns:
         return False
@@ -255,7 +257,7 @@ def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None) -> bool:
 @_task
 def rollback(c: Context, run: TaskRun, to: str | None = None, stage: str | None = None, json: bool = False) -> bool:
     """Point `current` back at the previous finished release (or --to ID) and reload."""
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "rollback")
     for conn in conns:
         run.host(str(conn.original_host))
@@ -271,7 +273,7 @@ def rollback(c: Context, run: TaskRun, to: str | None = None, stage: str | None 
 @_task
 def reload(c: Context, run: TaskRun, stage: str | None = None, strategy: str | None = None, json: bool = False) -> bool:
     """Reload the live release: rolling daemon restart, touch of the WSGI script, or apachectl graceful."""
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "reload")
     for conn in conns:
         run.host(str(conn.original_host))
@@ -292,7 +294,7 @@ def reload(c: Context, run: TaskRun, stage: str | None = None, strategy: str | N
 @_task
 def setup(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """Create <deploy_to>/releases and shared/, install and enable the vhost, check Apache's config."""
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "setup")
     for conn in conns:
         run.host(str(conn.original_host))
@@ -341,7 +343,7 @@ def _status_text(d: dict[str, Any]) -> str:
 @_task
 def status(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """Show each host's live release, who deployed it and when, the app's real mode, MPM, processes, health, disk."""
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "status")
     if not conns:
         return False
@@ -365,7 +367,7 @@ def status(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fals
 @_task
 def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """List each host's releases: id, date, state (finished/failed), revision; '*' marks the live one."""
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "releases")
     if not conns:
         return False
@@ -388,7 +390,7 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
 @_task
 def unlock(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """Remove the deploy lock a killed deploy left behind (check that none is running first)."""
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     conns = _targets(c, s, "unlock")
     for conn in conns:
         held: Any = api.unlock(conn, s).details.get("lock")
@@ -413,7 +415,7 @@ def watch(
     """Dev loop: ship files as they are saved into the live release of a dev host and reload it (never production)."""
     from deploy import watch as watching  # here: only this task needs it
 
-    s = _settings(c, stage)
+    s = _settings(c, stage, run)
     watching.refuse_production(s)
     conns = _targets(c, s, "watch")
     if len(conns) != 1:

@@ -148,7 +148,7 @@ def watch(
                 continue  # saved and deleted again before we got to it
             if live.get(p) != f.digest:
                 files.append(f)
-        gone = [p for p in gone if p in live]
+        gone = [p for p in gone if p in live and not _shared(p, s)]  # a shared path's file lives in shared/
         if not files and not gone:
             retry.clear()
             return
