@@ -27,6 +27,23 @@ def duration(seconds: int) -> str:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
+def show(text: str, stream: TextIO | None = None) -> None:
+    """A task's own report (plan, status) on stdout; on a terminal, `+`/`-`/`~` lines coloured like a diff."""
+    out = stream or sys.stdout
+    if not _is_tty(out) or os.environ.get("TERM") == "dumb":
+        print(text, file=out, flush=True)
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False, soft_wrap=True)
+    styles = {"+": "green", "-": "red", "~": "yellow", "!": "bold red", "@": "cyan"}
+    for line in text.splitlines():
+        body = line.lstrip()
+        style = styles.get(body[:1], "") if body[:3] not in ("---", "+++") else "bold"
+        console.print(Text(line, style=style))
+
+
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import DeployError
-from deploy.output import Reporter
+from deploy.output import Reporter, show
 
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
 SCHEMA_ID = "fabdeploy/result/1"
@@ -37,7 +37,7 @@ class TaskRun:
     def say(self, text: str = "") -> None:
         """A task's own output for a person (status, releases, plan): stdout, but never with --json."""
         if not self.json:
-            print(text, flush=True)
+            show(text)
 
     def document(self, error: BaseException | None = None, exit_code: int = 0) -> dict[str, Any]:
         from deploy import __version__
