@@ -140,9 +140,20 @@ def deploy(
         if len(conns) == 1:
             raise next(iter(exc.errors.values())) from None  # one host: its own error, unwrapped
         raise
-    except BaseException:
+    except BaseException as exc:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
+        # A host already switching is left alone: its switch is one remote command that finishes by itself.
+        switching = [runs[c].name for c in conns if runs[c].result == "switching"]
+        for c in conns:
+            if runs[c].result == "switching":
+                runs[c].locked = False
+                runs[c].result = "interrupted while switching (finishes on the host; see fab status)"
         _abort(conns, runs, s, parallel, remove=False)
+        if switching and isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(
+                f"during the switch; {', '.join(switching)} finish switching on their own (one remote command each):"
+                " check with fab status"
+            ) from exc
         raise
 
 
@@ -201,6 +212,7 @@ def _deploy(
         def switch(c: Connection) -> None:
             run = runs[c]
             assert run.plan is not None
+            run.result = "switching"
             host.switch(c, s, run.plan, run.lock_info, rep, rollback_on_failure)
             run.locked, run.result = False, "live"
             run.seconds = time.monotonic() - run.started

@@ -60,7 +60,8 @@ def _task(fn: F) -> F:
         if run.json:
             print(run.dump(error, code), flush=True)
         if isinstance(error, KeyboardInterrupt):
-            raise Exit("interrupted: the live release was not changed by the unfinished step; lock released", code=130)
+            why = str(error) or "the live release was not changed by the unfinished step; lock released"
+            raise Exit(f"interrupted: {why}", code=130)
         if error is not None:
             raise Exit(f"error: {error}", code=code)
         return None

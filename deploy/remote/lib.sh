@@ -9,7 +9,7 @@ SH="$DEPLOY_TO/shared"
 LOCK="$DEPLOY_TO/.lock"
 CUR="$DEPLOY_TO/current"
 
-say() { printf '@@%s\n' "$*"; }
+say() { printf '@@%s\n' "$*" 2>/dev/null || true; }  # never fails: a gone reader must not fail a step
 die() { code=$1; shift; printf 'error: %s\n' "$*" >&2; exit "$code"; }
 tail_of() { tail -n 15 "$1" 2>/dev/null | sed 's/^/  | /' >&2; }
 

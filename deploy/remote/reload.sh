@@ -1,4 +1,7 @@
 # Reload the live release, nothing else.
+# This phase changes what is live: once started it finishes even if fab is interrupted or the
+# connection drops (a closed stdout must not kill it half-way); its EXIT trap unlocks.
+trap '' PIPE HUP
 require_setup
 [ -L "$CUR" ] || die 4 "nothing deployed yet on this host; run: fab deploy"
 lock_acquire

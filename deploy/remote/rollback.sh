@@ -1,4 +1,7 @@
 # Point `current` at an earlier finished release and reload: one command.
+# This phase changes what is live: once started it finishes even if fab is interrupted or the
+# connection drops (a closed stdout must not kill it half-way); its EXIT trap unlocks.
+trap '' PIPE HUP
 require_setup
 lock_acquire
 trap lock_release EXIT

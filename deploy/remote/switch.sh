@@ -1,4 +1,7 @@
 # Phase 3 of a deploy: switch `current`, reload, log, clean up, unlock. The only phase that changes what is live.
+# This phase changes what is live: once started it finishes even if fab is interrupted or the
+# connection drops (a closed stdout must not kill it half-way); its EXIT trap unlocks.
+trap '' PIPE HUP
 REL="$R/$ID"
 # Whatever happens here, this deploy's lock ends with this command.
 trap lock_release EXIT

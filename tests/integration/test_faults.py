@@ -312,6 +312,37 @@ def test_sigkill_during_switch_ends_consistent(app: App) -> None:
     app.ok("deploy")
 
 
+def test_sigint_during_switch_lets_the_switch_finish(app: App) -> None:
+    configure(app, warmup=["/slow?s=3"])
+    before = app.current()
+    proc = start_deploy(app)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while True:  # Ctrl-C once the switch command is under way: prepare's last step was reported
+        line = proc.stderr.readline()
+        assert line and time.monotonic() < deadline, "prepare never finished"
+        if "configtest" in line:
+            break
+    time.sleep(0.3)  # inside the rolling reload
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: during the switch" in err and "fab status" in err
+    deadline = time.monotonic() + 30
+    while (app.deploy_to / ".lock").exists():  # the switch finishes on the host and unlocks
+        assert time.monotonic() < deadline, "lock left after an interrupted switch"
+        time.sleep(0.2)
+    new = app.current()
+    log = (app.deploy_to / "revisions.log").read_text()
+    states = {d.name: (d / ".release" / "state").read_text() for d in (app.deploy_to / "releases").iterdir()}
+    assert new != before, f"{log}\n{states}\n{err}"
+    assert (app.deploy_to / "releases" / str(new) / ".release" / "state").read_text().strip() == "finished"
+    status, headers, _ = app.get("/movie")
+    assert status == 200 and headers.get("x-deploy-release") == new
+    configure(app)
+    app.ok("deploy")
+
+
 # 8. Two deploys at once: one proceeds, the other fails fast naming the holder.
 def test_concurrent_deploys(app: App) -> None:
     slow_prepare(app, 4)
