@@ -103,7 +103,7 @@ def plan_release(
     decisions = hooks.decide(s.hooks, delta.changed if base else None, s.requirements)
     for d in decisions:
         if not d.run:
-            rep.line(host_name, f"hook:{d.hook.name:<12} skipped ({d.reason})")
+            rep.line(host_name, f"{'hook:' + d.hook.name:<16} skipped ({d.reason})")
     run = tuple((d.hook.name, d.hook.run) for d in decisions if d.run)
     carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
     note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"

@@ -118,7 +118,7 @@ class Reporter:
             note = " ".join(parts[4:])
             self.record(host, parts[1], seconds, note)
             self.doing(host, None)
-            self.line(host, f"{parts[1]:<16} {note} ({seconds:.2f}s)".rstrip())
+            self.line(host, f"{parts[1]:<16} {note + ' ' if note else ''}({seconds:.2f}s)")
         elif kind == "begin":
             self.doing(host, " ".join(parts[1:]))
         elif kind in _DATA_EVENTS:
