@@ -290,6 +290,29 @@ def test_connection_dropped_mid_prepare(app: App) -> None:
     live.intact()
 
 
+def test_connection_dropped_during_the_upload(app: App) -> None:
+    live = Live(app)
+    big = app.path / "movies" / "static" / "movies" / "big.bin"
+    big.write_bytes(os.urandom(48 << 20))  # incompressible: the upload lasts long enough to cut
+    app.commit("big-file")
+    try:
+        proc = start_deploy(app)
+        deadline = time.monotonic() + 60
+        # The prepare command's tar is reading the archive from the connection: cut it now.
+        while subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", "^tar -xzf -"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline and proc.poll() is None, "the upload never started"
+            time.sleep(0.01)
+        subprocess.run(["pkill", "-KILL", "-f", f"^sshd: {app.sb.user.name}"], check=True)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        assert "connection lost" in err or "not connected" in err, err
+    finally:
+        big.unlink()
+        app.commit("no-big-file")
+    time.sleep(1)
+    live.intact()
+
+
 def test_sigkill_during_switch_ends_consistent(app: App) -> None:
     configure(app, warmup=["/slow?s=4"])
     proc = start_deploy(app)
