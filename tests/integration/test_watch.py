@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Iterator
 
+import jsonschema
 import pytest
 
+from deploy.report import schema
 from deploy.sandbox import Sandbox, fab_argv
 from tests.integration.conftest import ROOT, App, make_app
 
@@ -83,8 +85,8 @@ def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None
     first = sorted(p.name for p in (app.deploy_to / "releases").iterdir())[0]
     views = app.path / "movies" / "views.py"
     env = dict(os.environ, HOME=str(app.home), PYTHONPATH=str(ROOT))
-    argv = fab_argv(app.sb, "watch", "--stage", "dev", "--interval", "0.2", "--seconds", "120")
-    proc = subprocess.Popen(argv, cwd=app.path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    argv = fab_argv(app.sb, "watch", "--stage", "dev", "--interval", "0.2", "--seconds", "120", "--json")
+    proc = subprocess.Popen(argv, cwd=app.path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     seen: list[str] = []
     try:
         q = _lines(proc)
@@ -112,7 +114,13 @@ def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None
         old = (app.deploy_to / "releases" / first / "movies" / "views.py").read_text()
         assert 'VERSION = "1"' in old  # the earlier release, hard-linked, is untouched
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0, "".join(seen)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, "".join(seen)
+        doc = json.loads(out)
+        jsonschema.validate(doc, schema())
+        batches = doc["hosts"][0]["batches"]
+        assert doc["task"] == "watch" and doc["stage"] == "dev" and len(batches) == 3
+        assert batches[-1]["shipped"] == ["imdb/urls.py", "movies/views.py"]
     finally:
         if proc.poll() is None:
             proc.kill()
