@@ -77,6 +77,11 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
         venv_note = f"reuse {key} (built earlier, still on the host)"
     else:
         venv_note = f"build {key}"
+    # The requirements file itself, as the live release has it (absent both sides counts as unchanged).
+    req = next((f for f in src.files if f.path == s.requirements), None)
+    requirements_changed = (req.digest if req else None) != base.get(s.requirements) if live else True
+    if venv_note.startswith("build") and live and not requirements_changed:
+        venv_note += " (the host's Python or pip_args changed)"
     release_id = releases.new_id(src.short_revision)
     rendered = render.render(s, release_id, src.revision, project_dir)
     diffs = {}
@@ -103,7 +108,7 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
         if s.source == "git"
         else [],
         "files": {"added": added, "changed": changed, "removed": removed, "unchanged": len(paths) - len(added) - len(changed)},
-        "requirements_changed": key != survey.live_venv,
+        "requirements_changed": requirements_changed,
         "venv": venv_note,
         "hooks": [{"name": x.hook.name, "run": x.run, "reason": x.reason} for x in decisions],
         "diffs": diffs,
