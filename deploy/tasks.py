@@ -55,6 +55,7 @@ def _task(fn: F) -> F:
             _failed(run, exc)
         except KeyboardInterrupt as exc:
             code, error = 130, exc
+            _mark(run, "interrupted")
         finally:
             run.reporter.close()
         if run.json:
@@ -78,10 +79,14 @@ def _failed(run: TaskRun, exc: DeployError) -> None:
         for r in exc.runs:
             run.host(r.name, result=r.result, release=r.release_id or None, previous=r.previous, seconds=round(r.seconds, 3))
         return
-    name = getattr(exc, "host", None) or (str(exc).split(":", 1)[0] if ":" in str(exc) and len(run.hosts) == 1 else None)
+    _mark(run, "failed", getattr(exc, "host", None))
+
+
+def _mark(run: TaskRun, result: str, host: str | None = None) -> None:
+    """Hosts still pending (all of them, or just `host`) end with `result`."""
     for entry in run.hosts.values():
-        if entry["result"] == "pending" and (name is None or entry["host"] == name):
-            entry["result"] = "failed"
+        if entry["result"] == "pending" and (host is None or entry["host"] == host):
+            entry["result"] = result
 
 
 def _settings(c: Context, stage: str | None, run: TaskRun) -> config.Settings:
