@@ -166,7 +166,7 @@ def deploy(
 
 
 def plan(c: Connection, s: Settings, project_dir: Path, ref: str | None = None) -> Result:
-    """What a deploy would do on this host (see deploy.plan); one SSH command, nothing changed."""
+    """What a deploy would do on this host (see deploy.planning); one SSH command, nothing changed."""
     from deploy import planning
 
     t0 = time.monotonic()
