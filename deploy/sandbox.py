@@ -452,7 +452,14 @@ def demo(argv: list[str] | None = None) -> int:
         sb.start()
         repo = example_repo(sb, sb.root / "app", args.mode)
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        for task in ("setup", "deploy", "status"):
+        for task in ("setup", "deploy", "change", "plan", "deploy", "status"):
+            if task == "change":  # a code change to plan and ship
+                views = repo / "movies" / "views.py"
+                views.write_text(views.read_text().replace('VERSION = "1"', 'VERSION = "2"'))
+                git = ["git", "-c", "user.email=demo@example.com", "-c", "user.name=demo"]
+                subprocess.run([*git, "commit", "-qam", "Version 2 of the movie list"], cwd=repo, check=True)
+                print("$ git commit -am 'Version 2 of the movie list'   # VERSION = \"2\" in movies/views.py", flush=True)
+                continue
             print(f"$ fab -H {sb.host_alias} {task}", flush=True)
             if subprocess.run(fab_argv(sb, task), cwd=repo, env=env).returncode != 0:
                 return 1
