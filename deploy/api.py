@@ -72,9 +72,13 @@ def build_archive(
     project_dir: Path,
     delta: source.Delta | None = None,
     wheels: dict[str, bytes] | None = None,
+    rendered: dict[str, str] | None = None,
 ) -> bytes:
-    """The release's files (only the changed ones with a delta) plus what the tool generates for it."""
-    rendered = render.render(s, release_id, src.revision, project_dir)
+    """The release's files (only the changed ones with a delta) plus what the tool generates for it.
+
+    `rendered`: the templates already rendered for this release id (a fleet renders them once).
+    """
+    rendered = rendered or render.render(s, release_id, src.revision, project_dir)
     # A WSGI script holding secrets must not be world-readable.
     script_mode = 0o640 if s.environment and s.mode == "daemon" else 0o644
     extra = {
@@ -121,13 +125,14 @@ def prepare_release(
     lock_info: str,
     rep: Reporter,
     project_dir: Path,
+    rendered: dict[str, str] | None = None,
 ) -> host.Plan:
     """Plan (delta, hooks, venv) and run the prepare phase on one host that holds its lock."""
     name = str(c.original_host)
     plan, delta = plan_release(s, src, release_id, facts, rep, name)
     requirements = src.get(s.requirements)
     wheels = venv.wheels(s, requirements) if s.wheels and requirements and plan.venv_key not in facts.venvs else None
-    archive = build_archive(s, src, release_id, project_dir, delta, wheels)
+    archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered)
     shipped = f", {len(wheels)} wheels" if wheels else ""
     rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note}{shipped})")
     try:
@@ -138,7 +143,8 @@ def prepare_release(
         # The live release's files were not all there to link: send everything instead.
         rep.line(name, "linking from the live release failed; sending the full archive")
         plan = dataclasses.replace(plan, base=None, note="full")
-        host.prepare(c, s, plan, build_archive(s, src, release_id, project_dir, None, wheels), lock_info, rep)
+        full = build_archive(s, src, release_id, project_dir, None, wheels, rendered)
+        host.prepare(c, s, plan, full, lock_info, rep)
     return plan
 
 

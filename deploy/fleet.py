@@ -119,7 +119,7 @@ def deploy(
         rep.line("all", s.reload_note)
     src = src or api.load_source(s, project_dir, ref)
     release_id = releases.new_id(src.short_revision)
-    render.render(s, release_id, src.revision, project_dir)  # template errors before any lock
+    rendered = render.render(s, release_id, src.revision, project_dir)  # template errors before any lock
     plan_batches = batches(conns, batch)
     runs = {c: HostRun(c, lock.info("deploy"), release_id) for c in conns}
     try:
@@ -135,6 +135,7 @@ def deploy(
             rollback_on_failure,
             src,
             runs,
+            rendered,
         )
     except FleetError as exc:
         if len(conns) == 1:
@@ -169,6 +170,7 @@ def _deploy(
     rollback_on_failure: bool,
     src: source.Source,
     runs: dict[Connection, HostRun],
+    rendered: dict[str, str],
 ) -> list[HostRun]:
     first = conns[0]
 
@@ -185,14 +187,17 @@ def _deploy(
         run = runs[c]
         # once-hooks (a migration on a shared database) run on the first host only.
         hs = s if c is first else _without_once_hooks(s)
-        run.plan = api.prepare_release(c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir)
+        run.plan = api.prepare_release(c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir, rendered)
         run.result = "prepared"
 
     prepared = each(conns, begin, parallel)
     if not prepared.failed:
         # One id on every host; a deploy within the same second as the last one takes the next second.
         taken = tuple(r.id for f in facts.values() for r in f.listing.releases)
-        release_id = releases.new_id(src.short_revision, now=releases.id_time(runs[first].release_id), taken=taken)
+        first_id = runs[first].release_id
+        release_id = releases.new_id(src.short_revision, now=releases.id_time(first_id), taken=taken)
+        if release_id != first_id:  # the templates name the release: render them again for the id it got
+            rendered = render.render(s, release_id, src.revision, project_dir)
         for run in runs.values():
             run.release_id = release_id
         prepared = each(conns, prepare, parallel)
