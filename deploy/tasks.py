@@ -345,6 +345,16 @@ def _status_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _statuses(run: TaskRun, s: config.Settings, conns: list[Connection]) -> list[dict[str, Any]]:
+    """Every host's status (one SSH command each, in parallel), in the order of `conns`."""
+    found = fleet.each(conns, lambda conn: api.status(conn, s).details, parallel=10)
+    for conn in conns:
+        run.host(str(conn.original_host))
+    for exc in found.failed.values():
+        raise exc
+    return [found[conn] for conn in conns]
+
+
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
 @_task
 def status(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
@@ -353,18 +363,13 @@ def status(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fals
     conns = _targets(c, s, "status")
     if not conns:
         return False
-    found = fleet.each(conns, lambda conn: api.status(conn, s).details, parallel=10)
-    for conn in conns:
-        run.host(str(conn.original_host))
-    for exc in found.failed.values():
-        raise exc
-    currents = {found[conn]["current"] for conn in conns}
+    found = _statuses(run, s, conns)
+    currents = {d["current"] for d in found}
     if len(currents) > 1:
         run.fields["disagree"] = sorted(str(x) for x in currents)
         run.say(f"hosts disagree on the current release: {', '.join(sorted(str(x) for x in currents))}")
-    for conn in conns:
-        d = found[conn]
-        run.host(str(conn.original_host), result="ok", release=d["current"], status=d)
+    for d in found:
+        run.host(d["host"], result="ok", release=d["current"], status=d)
         run.say(_status_text(d))
     return True
 
@@ -377,19 +382,13 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
     conns = _targets(c, s, "releases")
     if not conns:
         return False
-    found = fleet.each(conns, lambda conn: api.status(conn, s).details, parallel=10)
-    for conn in conns:
-        run.host(str(conn.original_host))
-    for exc in found.failed.values():
-        raise exc
-    for conn in conns:
-        d: Any = found[conn]
+    for d in _statuses(run, s, conns):
         run.host(d["host"], result="ok", release=d["current"], releases=d["releases"])
         run.say(f"{d['host']}:")
         for r in d["releases"]:
             mark = "*" if r["live"] else " "
             run.say(f" {mark} {r['id']}  {r['date'] or '-':<23} {r['state']:<9} {r['revision'][:12]}")
-    return bool(conns)
+    return True
 
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
