@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-from bench.relay import DelayRelay, measure_rtt
-from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, example_repo, random_user
-
-DELAY = 0.025
-
-
-def set_version(repo: Path, version: str) -> None:
-    views = repo / "movies" / "views.py"
-    text = views.read_text()
-    start = text.index('VERSION = "')
-    views.write_text(text[:start] + f'VERSION = "{version}"' + text[text.index('"', start + 11) + 1 :])
+from bench.harness import SlowLinkHost
+from deploy.sandbox import example_repo, set_version
 
 
 def main() -> int:
@@ -42,35 +31,17 @@ def main() -> int:
     ap.add_argument("--saves", type=int, default=5, help="saves per link under fab watch")
     ap.add_argument("--links", default="loopback,50ms")
     args = ap.parse_args()
-    user = DeployUser.ensure(random_user())
-    sb = Sandbox(user).start()
-    relay = DelayRelay((sb.bind, sb.ssh_port), DELAY).start()
     rows: list[str] = []
-    try:
-        ssh_config = sb.root / "bench_ssh_config"
-        ssh_config.write_text(
-            sb.ssh_config.read_text()
-            + f"Host slow\n    HostName {sb.bind}\n    Port {relay.port}\n    User {user.name}\n    IdentityFile {sb.key}\n"
-        )
+    with SlowLinkHost() as h:
+        sb = h.sb
         repo = example_repo(sb, sb.root / "app", "daemon", stages={"dev": {"dev": True}})
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(sb.root))
-        rtt = measure_rtt(DELAY) * 1000
-        print(f"# link: loopback, and a relay with {DELAY * 1000:.0f} ms each way; measured echo RTT {rtt:.1f} ms")
-
-        def argv(alias: str, *a: str) -> list[str]:
-            return [sys.executable, "-m", "fabric", "-S", str(ssh_config), "-H", alias, *a]
+        env = h.env
+        print(h.describe_link())
 
         def fab(alias: str, *a: str) -> float:
-            t = time.perf_counter()
-            p = subprocess.run(argv(alias, *a), cwd=repo, env=env, capture_output=True, text=True)
-            if p.returncode:
-                raise SystemExit(f"fab {' '.join(a)} failed:\n{p.stderr}")
-            return time.perf_counter() - t
+            return h.fab(repo, alias, *a)
 
-        def floor(alias: str) -> float:
-            t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "bench.floor", str(ssh_config), alias], cwd=REPO_ROOT, env=env, check=True)
-            return time.perf_counter() - t
+        floor, argv = h.floor, h.argv
 
         def served() -> str | None:
             status, _, body = sb.get("/movie", host="imdb.test", timeout=5)
@@ -81,7 +52,7 @@ def main() -> int:
         set_version(repo, "planned")  # a committed one-file change for the plan to show
         subprocess.run("git -c user.email=b@e -c user.name=b commit -qam planned", shell=True, cwd=repo, check=True)
         for link in args.links.split(","):
-            alias = "sandbox" if link == "loopback" else "slow"
+            alias = h.alias(link)
             fl = statistics.median([floor(alias) for _ in range(args.runs)])
             n0 = sb.exec_requests()
             plans = [fab(alias, "plan", "--stage", "dev") for _ in range(args.runs)]
@@ -137,10 +108,6 @@ def main() -> int:
         print("| what | link | median | min | max | SSH commands |")
         print("|---|---|---|---|---|---|")
         print("\n".join(rows))
-    finally:
-        relay.stop()
-        sb.stop()
-        user.remove()
     return 0
 
 

@@ -10,18 +10,14 @@ and printed. Commands are counted from sshd's log ('request exec' / 'subsystem r
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
-from bench.relay import DelayRelay, measure_rtt
-from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, example_repo, random_user
-
-DELAY = 0.025
+from bench.harness import SlowLinkHost
+from deploy.sandbox import example_repo
 
 
 def main() -> int:
@@ -31,44 +27,22 @@ def main() -> int:
     ap.add_argument("--reload", default=None, help="reload strategy (default: the tool's, rolling)")
     ap.add_argument("--no-health", action="store_true", help="no health check after the reload")
     args = ap.parse_args()
-    user = DeployUser.ensure(random_user())
-    sb = Sandbox(user).start()
-    relay = DelayRelay((sb.bind, sb.ssh_port), DELAY).start()
     rows: list[tuple[str, str, list[float], float, float]] = []
-    try:
-        ssh_config = sb.root / "bench_ssh_config"
-        ssh_config.write_text(
-            sb.ssh_config.read_text()
-            + f"Host slow\n    HostName {sb.bind}\n    Port {relay.port}\n    User {user.name}\n    IdentityFile {sb.key}\n"
-        )
+    with SlowLinkHost() as h:
+        sb = h.sb
         over: dict[str, object] = {}
         if args.reload:
             over["reload"] = args.reload
         if args.no_health:
             over["health"] = {"enabled": False}
         repo = example_repo(sb, sb.root / "app", "daemon", **over)
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(sb.root))
-        rtt = measure_rtt(DELAY)
-        print(f"# link: loopback, and a relay with {DELAY * 1000:.0f} ms each way; measured echo RTT {rtt * 1000:.1f} ms")
+        print(h.describe_link())
         print(f"# reload: {args.reload or 'default (rolling)'}; health check {'off' if args.no_health else 'on'}")
 
         def fab(alias: str, *a: str) -> float:
-            t = time.perf_counter()
-            p = subprocess.run(
-                [sys.executable, "-m", "fabric", "-S", str(ssh_config), "-H", alias, *a],
-                cwd=repo,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            if p.returncode:
-                raise SystemExit(f"fab {' '.join(a)} failed:\n{p.stderr}")
-            return time.perf_counter() - t
+            return h.fab(repo, alias, *a)
 
-        def floor(alias: str) -> float:
-            t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "bench.floor", str(ssh_config), alias], cwd=REPO_ROOT, env=env, check=True)
-            return time.perf_counter() - t
+        floor = h.floor
 
         def commit(change: Callable[[], None], msg: str) -> None:
             change()
@@ -88,7 +62,7 @@ def main() -> int:
         deploy_to = sb.deploy_to / "imdb"
         floors: dict[str, float] = {}
         for link in args.links.split(","):
-            alias = "sandbox" if link == "loopback" else "slow"
+            alias = h.alias(link)
 
             def measure(
                 name: str,
@@ -138,10 +112,6 @@ def main() -> int:
                 f"| {name} | {link} | {statistics.median(times):.3f} | {min(times):.3f} | {max(times):.3f} | "
                 f"{cmds:.0f} | {statistics.median(times) / fl:.2f} |"
             )
-    finally:
-        relay.stop()
-        sb.stop()
-        user.remove()
     return 0
 
 

@@ -432,6 +432,15 @@ def example_repo(sb: Sandbox, dest: Path, mode: str = "daemon", **over: object) 
     return dest
 
 
+def set_version(repo: Path, version: str) -> None:
+    """Save the example app's view with another VERSION (what GET /movie reports); nothing committed."""
+    views = repo / "movies" / "views.py"
+    text = views.read_text()
+    start = text.index('VERSION = "')
+    end = text.index('"', start + len('VERSION = "'))
+    views.write_text(text[:start] + f'VERSION = "{version}"' + text[end + 1 :])
+
+
 def fab_argv(sb: Sandbox, *args: str) -> list[str]:
     """`fab` against this sandbox, reading only its ssh_config (never ~/.ssh/config)."""
     return [sys.executable, "-m", "fabric", "-S", str(sb.ssh_config), "-H", sb.host_alias, *args]
@@ -454,8 +463,7 @@ def demo(argv: list[str] | None = None) -> int:
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         for task in ("setup", "deploy", "change", "plan", "deploy", "status"):
             if task == "change":  # a code change to plan and ship
-                views = repo / "movies" / "views.py"
-                views.write_text(views.read_text().replace('VERSION = "1"', 'VERSION = "2"'))
+                set_version(repo, "2")
                 git = ["git", "-c", "user.email=demo@example.com", "-c", "user.name=demo"]
                 subprocess.run([*git, "commit", "-qam", "Version 2 of the movie list"], cwd=repo, check=True)
                 print("$ git commit -am 'Version 2 of the movie list'   # VERSION = \"2\" in movies/views.py", flush=True)

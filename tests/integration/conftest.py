@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user
+from deploy.sandbox import DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user, set_version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,11 +67,7 @@ class App:
         )
 
     def set_version(self, version: str) -> None:
-        views = self.path / "movies" / "views.py"
-        text = views.read_text()
-        start = text.index('VERSION = "')
-        end = text.index('"', start + 11)
-        views.write_text(text[:start] + f'VERSION = "{version}"' + text[end + 1 :])
+        set_version(self.path, version)
         self.commit(f"version-{version}")
 
     def fab(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

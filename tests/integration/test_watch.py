@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from deploy.report import schema
-from deploy.sandbox import Sandbox, fab_argv
+from deploy.sandbox import Sandbox, fab_argv, set_version
 from tests.integration.conftest import ROOT, App, make_app
 
 STAGES = {"dev": {"dev": True}, "production": {}}
@@ -83,7 +83,6 @@ def _wait_for(q: queue.Queue[str], text: str, timeout: float, seen: list[str]) -
 def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None:
     live = app.current()
     first = sorted(p.name for p in (app.deploy_to / "releases").iterdir())[0]
-    views = app.path / "movies" / "views.py"
     env = dict(os.environ, HOME=str(app.home), PYTHONPATH=str(ROOT))
     argv = fab_argv(app.sb, "watch", "--stage", "dev", "--interval", "0.2", "--seconds", "120", "--json")
     proc = subprocess.Popen(argv, cwd=app.path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -92,16 +91,14 @@ def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None
         q = _lines(proc)
         _wait_for(q, "watching", 60, seen)
         for n in (1, 2):
-            text = views.read_text()
-            start = text.index('VERSION = "')
-            views.write_text(text[:start] + f'VERSION = "saved-{n}"' + text[text.index('"', start + 11) + 1 :])
+            set_version(app.path, f"saved-{n}")
             _wait_for(q, "shipped movies/views.py", 30, seen)
             status, headers, body = app.get("/movie")  # the very next request
             assert status == 200 and json.loads(body)["version"] == f"saved-{n}", body
         # A deploy holding the lock: the batch waits for the next save instead of ending the loop.
         (app.deploy_to / ".lock").mkdir()
         (app.deploy_to / ".lock" / "info").write_text("owner=bob host=ci pid=1 time=1 cmd=deploy\n")
-        views.write_text(views.read_text().replace('"saved-2"', '"saved-3"'))
+        set_version(app.path, "saved-3")
         assert "deploy lock held by bob@ci" in _wait_for(q, "not shipped", 30, seen)
         shutil.rmtree(app.deploy_to / ".lock")
         urls = app.path / "imdb" / "urls.py"
