@@ -109,12 +109,22 @@ class Facts:
 
 def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Facts:
     """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version."""
-    out = _run(c, s, "begin", {}, reporter, lock_info)
-    manifest = "".join(e[2:] + "\n" for e in out.events if e.startswith("m "))
-    python = next((e[7:] for e in out.events if e.startswith("python ")), "")
-    venvs = frozenset(e[5:] for e in out.events if e.startswith("venv "))
-    listing = releases.parse(["@@" + e for e in out.events if e.startswith(("release ", "current "))])
-    return Facts(listing, manifest, python, venvs)
+    return _facts(_run(c, s, "begin", {}, reporter, lock_info).events)
+
+
+def _facts(events: tuple[str, ...]) -> Facts:
+    """Facts from the events of lib.sh's say_facts."""
+    return Facts(
+        releases.parse(["@@" + e for e in events if e.startswith(("release ", "current "))]),
+        _lines(events, "m"),
+        next((e[7:] for e in events if e.startswith("python ")), ""),
+        frozenset(e[5:] for e in events if e.startswith("venv ")),
+    )
+
+
+def _lines(events: tuple[str, ...], kind: str) -> str:
+    """A file the host sent as '@@KIND line' events (sed 's/^/@@KIND /'), back as text."""
+    return "".join(e[len(kind) + 1 :] + "\n" for e in events if e.startswith(kind + " "))
 
 
 @dataclass(frozen=True)
@@ -142,26 +152,14 @@ class Survey:
 
 def survey(c: Connection, s: Settings) -> Survey:
     """Look at the host without changing it (no lock): the inputs of a deploy's plan."""
-    out = _run(c, s, "plan", {}, None)
-    events = out.events
-
-    def text(kind: str) -> str:
-        return "".join(e[len(kind) + 1 :] + "\n" for e in events if e.startswith(kind + " ") or e == kind)
-
+    events = _run(c, s, "plan", {}, None).events
     held = next((e for e in events if e.startswith("lock ")), None)
-    listing = releases.parse(["@@" + e for e in events if e.startswith(("release ", "current "))])
-    facts = Facts(
-        listing,
-        text("m"),
-        next((e[7:] for e in events if e.startswith("python ")), ""),
-        frozenset(e[5:] for e in events if e.startswith("venv ")),
-    )
     return Survey(
         set_up="setup yes" in events,
-        facts=facts,
+        facts=_facts(events),
         live_venv=next((e[9:] for e in events if e.startswith("livevenv ")), None),
-        wsgi=text("wsgi") if any(e.startswith("wsgi") for e in events) else None,
-        vhost=text("vhost") if "hasvhost" in events else None,
+        wsgi=_lines(events, "wsgi") if any(e.startswith("wsgi ") for e in events) else None,
+        vhost=_lines(events, "vhost") if "hasvhost" in events else None,
         lock=lock.parse(held) if held else None,
     )
 
@@ -232,6 +230,8 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
     """What the host runs (one command): releases, lock, MPM, the app's own word, processes, health, disk."""
     out = _run(c, s, "status", {}, None)
     listing = releases.parse(["@@" + e for e in out.events])
+    log: list[str] = []
+    procs: list[dict[str, object]] = []
     result: dict[str, object] = {
         "host": c.original_host,
         "current": listing.current,
@@ -245,13 +245,10 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         "health": None,
         "deployed": None,
         "watched": None,
-        "processes": [],
+        "processes": procs,
         "disk_kib": {},
+        "log": log,
     }
-    log: list[str] = []
-    procs: list[dict[str, object]] = []
-    result["log"] = log
-    result["processes"] = procs
     for e in out.events:
         kind, _, rest = e.partition(" ")
         if kind == "mpm":

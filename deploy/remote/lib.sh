@@ -46,6 +46,19 @@ list_releases() {
   done
 }
 
+# What a deploy compares with: releases, the host's Python, the complete venvs, the live manifest
+# (the tool sends only what differs from it and links the rest). Fails when $PYTHON is missing.
+say_facts() {
+  local pyver v cur
+  list_releases
+  pyver=$("$PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null) || return 1
+  say "python $pyver"
+  for v in "$SH"/venvs/*/.complete; do [ -e "$v" ] && v=${v%/.complete} && say "venv ${v##*/}"; done
+  cur=$(current_id)
+  [ -n "$cur" ] && [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"
+  return 0
+}
+
 ctl() {
   if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_CTL" "$@"; else "$APACHE_CTL" "$@"; fi
 }

@@ -1,14 +1,10 @@
 # Read-only look at the host for `fab plan` / `deploy --dry-run`: takes no lock, changes nothing.
 if [ ! -d "$R" ] || [ ! -d "$SH" ]; then say "setup no"; exit 0; fi
 say "setup yes"
-list_releases
 [ -f "$LOCK/info" ] && say "lock $(cat "$LOCK/info") now=$(date +%s)"
-pyver=$("$PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null) || die 11 "python $PYTHON not found on this host (setting python)"
-say "python $pyver"
-for v in "$SH"/venvs/*/.complete; do [ -e "$v" ] && v=${v%/.complete} && say "venv ${v##*/}"; done
+say_facts || die 11 "python $PYTHON not found on this host (setting python)"
 cur=$(current_id)
 if [ -n "$cur" ]; then
-  [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"
   v=$(readlink "$R/$cur/.venv" 2>/dev/null) && say "livevenv ${v##*/}"
   [ -r "$R/$cur/.release/app.wsgi" ] && sed 's/^/@@wsgi /' "$R/$cur/.release/app.wsgi"
 fi
