@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from typing import Any, TextIO
 
 # Remote events that are data for the tool, not news for a person.
@@ -30,7 +29,7 @@ def duration(seconds: int) -> str:
 def show(text: str, stream: TextIO | None = None) -> None:
     """A task's own report (plan, status) on stdout; on a terminal, `+`/`-`/`~` lines coloured like a diff."""
     out = stream or sys.stdout
-    if not _is_tty(out) or os.environ.get("TERM") == "dumb":
+    if not _fancy(out):
         print(text, file=out, flush=True)
         return
     from rich.console import Console
@@ -44,9 +43,10 @@ def show(text: str, stream: TextIO | None = None) -> None:
         console.print(Text(line, style=style))
 
 
-def _is_tty(stream: TextIO) -> bool:
+def _fancy(stream: TextIO) -> bool:
+    """Colour and live updates: only on a terminal that can show them."""
     try:
-        return stream.isatty()
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
     except (AttributeError, ValueError):
         return False
 
@@ -57,16 +57,15 @@ class Reporter:
     def __init__(self, stream: TextIO | None = None, quiet: bool = False, live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
-        self.start = time.monotonic()
         self.steps: dict[str, list[dict[str, Any]]] = {}
-        self.events: dict[str, list[str]] = {}
+        self.events: dict[str, list[str]] = {}  # per host, the events shown to people (not the data ones)
         self._lock = threading.Lock()
         self._doing: dict[str, str] = {}
         self._phase: dict[str, str] = {}
         self._console: Any = None
         self._status: Any = None
         if live is None:
-            live = _is_tty(self.stream) and os.environ.get("TERM") != "dumb"
+            live = _fancy(self.stream)
         if live and not quiet:
             from rich.console import Console  # only on a terminal: a pipeline never pays its import
 
@@ -108,6 +107,8 @@ class Reporter:
         if not parts:
             return
         kind = parts[0]
+        if kind in _DATA_EVENTS:
+            return  # data for the tool (a manifest can be thousands of lines): neither shown nor kept
         with self._lock:
             self.events.setdefault(host, []).append(event)
         if kind == "step" and len(parts) >= 4:
@@ -121,8 +122,6 @@ class Reporter:
             self.line(host, f"{parts[1]:<16} {note + ' ' if note else ''}({seconds:.2f}s)")
         elif kind == "begin":
             self.doing(host, " ".join(parts[1:]))
-        elif kind in _DATA_EVENTS:
-            return
         else:
             self.line(host, " ".join(parts), "red" if "failed" in parts else "")
 
