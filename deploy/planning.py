@@ -65,11 +65,12 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
     live_rel = listing.get(live) if live else None
     base = source.parse_manifest(survey.facts.manifest) if live else {}
     paths = {f.path: f.digest for f in src.files}
-    added = sorted(p for p in paths if p not in base) if base else sorted(paths)
+    added = sorted(p for p in paths if p not in base)
     changed = sorted(p for p in paths if p in base and base[p] != paths[p])
     removed = sorted(p for p in base if p not in paths)
-    d = source.delta(src, base or None)
-    decisions = hooks.decide(s.hooks, d.changed if base else None, s.requirements)
+    # What a deploy's delta would call changed (source.Delta.changed): sent paths, then removed ones.
+    differ = tuple(sorted(added + changed)) + tuple(removed)
+    decisions = hooks.decide(s.hooks, differ if base else None, s.requirements)
     key = venv.key(src.get(s.requirements), survey.facts.python, s.pip_args)
     if key == survey.live_venv:
         venv_note = f"reuse {key} (the live release's)"
