@@ -47,7 +47,7 @@ class Source:
 
     def manifest(self) -> str:
         """One 'sha256  path' line per file, sorted: what the host keeps to compare releases."""
-        return "".join(f"{f.digest}  {f.path}\n" for f in sorted(self.files, key=lambda f: f.path))
+        return format_manifest({f.path: f.digest for f in self.files})
 
 
 def _git(path: Path, *args: str) -> bytes:
@@ -84,28 +84,33 @@ def from_git(path: Path, ref: str = "HEAD") -> Source:
     return Source(tuple(files), sha, commit_time)
 
 
+def tree_paths(path: Path, exclude: tuple[str, ...]) -> list[str]:
+    """Every file below `path` (relative, in walk order) but the excluded names, matched against each component."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not excluded(d, exclude))
+        out += [(Path(dirpath) / name).relative_to(path).as_posix() for name in sorted(filenames) if not excluded(name, exclude)]
+    return out
+
+
+def read_file(root: Path, rel: str) -> File:
+    """One file of a working tree, as it would be shipped (a symlink stays a symlink)."""
+    full = root / rel
+    if full.is_symlink():
+        return File(rel, b"", 0o777, link=os.readlink(full))
+    return File(rel, full.read_bytes(), 0o755 if full.stat().st_mode & 0o111 else 0o644)
+
+
 def from_tree(path: Path, exclude: tuple[str, ...]) -> Source:
     """Every file below `path` but the excluded names (matched against each path component)."""
     if not path.is_dir():
         raise ConfigError(f"setting path: {path} is not a directory")
-    files = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not _excluded(d, exclude))
-        for name in sorted(filenames):
-            if _excluded(name, exclude):
-                continue
-            full = Path(dirpath) / name
-            rel = full.relative_to(path).as_posix()
-            if full.is_symlink():
-                files.append(File(rel, b"", 0o777, link=os.readlink(full)))
-            else:
-                mode = 0o755 if full.stat().st_mode & 0o111 else 0o644
-                files.append(File(rel, full.read_bytes(), mode))
+    files = [read_file(path, rel) for rel in tree_paths(path, exclude)]
     digest = hashlib.sha256("".join(f"{f.digest} {f.path}\n" for f in files).encode()).hexdigest()
     return Source(tuple(files), f"tree-{digest[:12]}", int(time.time()))
 
 
-def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
+def excluded(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(name, p) for p in patterns)
 
 
@@ -129,6 +134,11 @@ def archive(files: list[File] | tuple[File, ...], extra: dict[str, tuple[bytes, 
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def format_manifest(digests: dict[str, str]) -> str:
+    """{path: sha256} -> 'sha256  path' lines sorted by path (parse_manifest reads them back)."""
+    return "".join(f"{d}  {p}\n" for p, d in sorted(digests.items()))
 
 
 def parse_manifest(text: str) -> dict[str, str]:

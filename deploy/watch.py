@@ -12,11 +12,9 @@ script restarts the daemon processes (the command waits until it has), otherwise
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,21 +57,11 @@ def local_paths(root: Path, s: Settings) -> list[str]:
             ).stdout
         except (OSError, subprocess.CalledProcessError) as exc:
             raise ConfigError(f"git ls-files failed in {root}; is it a git repository? (setting path, source)") from exc
-        paths = [p for p in out.decode().split("\0") if p]
+        paths = [p for p in out.decode().split("\0") if p and not any(source.excluded(x, s.exclude) for x in p.split("/"))]
     else:
-        paths = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if not any(fnmatch.fnmatch(d, x) for x in s.exclude)]
-            rel = Path(dirpath).relative_to(root)
-            paths += [(rel / f).as_posix() for f in filenames]
-    keep = []
-    for p in paths:
-        parts = p.split("/")
-        if any(fnmatch.fnmatch(part, x) for part in parts for x in s.exclude) or _shared(p, s):
-            continue
-        if (root / p).is_file() or (root / p).is_symlink():
-            keep.append(p)
-    return sorted(keep)
+        paths = source.tree_paths(root, s.exclude)
+    # ls-files also lists tracked files deleted from the tree: those are gone.
+    return sorted(p for p in paths if not _shared(p, s) and ((root / p).is_file() or (root / p).is_symlink()))
 
 
 def stamps(root: Path, paths: list[str]) -> dict[str, Stamp]:
@@ -87,18 +75,11 @@ def stamps(root: Path, paths: list[str]) -> dict[str, Stamp]:
     return out
 
 
-def read(root: Path, path: str) -> source.File:
-    full = root / path
-    if full.is_symlink():
-        return source.File(path, b"", 0o777, link=os.readlink(full))
-    return source.File(path, full.read_bytes(), 0o755 if full.stat().st_mode & 0o111 else 0o644)
-
-
 def archive(files: list[source.File], removed: list[str], manifest: dict[str, str]) -> bytes:
     """files/<path> for each saved file, ctl/removed (NUL-separated), ctl/manifest of the whole release."""
     now = int(time.time())  # a new mtime: Python must not trust a cached .pyc of the old file
     moved = [source.File("files/" + f.path, f.data, f.mode, f.link) for f in files]
-    text = "".join(f"{d}  {p}\n" for p, d in sorted(manifest.items()))
+    text = source.format_manifest(manifest)
     extra = {"ctl/removed": ("\0".join(removed).encode(), 0o644), "ctl/manifest": (text.encode(), 0o644)}
     return source.archive(moved, extra, now)
 
@@ -119,7 +100,6 @@ def watch(
     rep: Reporter,
     interval: float = 0.5,
     seconds: float = 0.0,
-    on_batch: Callable[[Batch], None] | None = None,
 ) -> list[Batch]:
     """Ship saved changes until Ctrl-C (or `seconds` have passed); the batches shipped."""
     refuse_production(s)
@@ -143,7 +123,7 @@ def watch(
         files = []
         for p in changed:
             try:
-                f = read(root, p)
+                f = source.read_file(root, p)
             except OSError:
                 continue  # saved and deleted again before we got to it
             if live.get(p) != f.digest:
@@ -171,8 +151,6 @@ def watch(
         what = ", ".join(batch.shipped[:5] + [f"-{p}" for p in gone[:5]])
         more = len(batch.shipped) + len(gone) - min(5, len(batch.shipped)) - min(5, len(gone))
         rep.line(name, f"shipped {what}{f' and {more} more' if more > 0 else ''} ({took:.2f}s)")
-        if on_batch:
-            on_batch(batch)
 
     # Bring the live release in line with the tree first.
     send(paths, sorted(set(live) - set(paths)))
