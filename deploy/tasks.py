@@ -246,14 +246,9 @@ def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None) -> bool:
     project = _project_dir(c)
     src = api.load_source(s, project, ref)
     run.fields["revision"] = src.revision
-    found = fleet.each(conns, lambda conn: planning.plan(conn, s, src, project), parallel=10)
-    for conn in conns:
-        run.host(str(conn.original_host))
-    for exc in found.failed.values():
-        raise exc
-    for conn in conns:
+    plans = _on_each(run, conns, lambda conn: planning.plan(conn, s, src, project))
+    for conn, p in zip(conns, plans, strict=True):
         name = str(conn.original_host)
-        p = found[conn]
         run.host(name, result="planned" if p["set_up"] else "not set up", plan=p, release=p["release"], revision=p["revision"])
         run.say(planning.text(name, p))
     return True
@@ -345,14 +340,19 @@ def _status_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _statuses(run: TaskRun, s: config.Settings, conns: list[Connection]) -> list[dict[str, Any]]:
-    """Every host's status (one SSH command each, in parallel), in the order of `conns`."""
-    found = fleet.each(conns, lambda conn: api.status(conn, s).details, parallel=10)
+def _on_each(run: TaskRun, conns: list[Connection], fn: Callable[[Connection], Any]) -> list[Any]:
+    """`fn` on every host in parallel (read-only tasks), results in the order of `conns`; a failure raises."""
+    found = fleet.each(conns, fn, parallel=10)
     for conn in conns:
         run.host(str(conn.original_host))
     for exc in found.failed.values():
         raise exc
     return [found[conn] for conn in conns]
+
+
+def _statuses(run: TaskRun, s: config.Settings, conns: list[Connection]) -> list[dict[str, Any]]:
+    """Every host's status (one SSH command each)."""
+    return _on_each(run, conns, lambda conn: api.status(conn, s).details)
 
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
@@ -421,7 +421,6 @@ def watch(
     from deploy import watch as watching  # here: only this task needs it
 
     s = _settings(c, stage, run)
-    watching.refuse_production(s)
     conns = _targets(c, s, "watch")
     if len(conns) != 1:
         raise ConfigError("fab watch works on one host: pass one -H HOST (or a stage with one host)")
