@@ -35,13 +35,17 @@ class Listing:
 
 
 def new_id(short_revision: str, now: float | None = None, taken: tuple[str, ...] = ()) -> str:
-    """A fresh id; a second deploy within the same second moves to the next free second."""
+    """A fresh id, later than every id in `taken`.
+
+    Ids sort by time only while their seconds differ ("...T101500Z-f00" sorts after "...T101500Z-abc"
+    whatever their order): rollback, cleanup and listings rely on that order, so a deploy within the
+    same second as (or before) the newest release on the host takes the second after it.
+    """
     t = int(time.time() if now is None else now)
-    while True:
-        rid = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t)) + "-" + short_revision
-        if rid not in taken:
-            return rid
-        t += 1
+    newest = max((int(id_time(r)) for r in taken if valid_id(r)), default=None)
+    if newest is not None and t <= newest:
+        t = newest + 1
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t)) + "-" + short_revision
 
 
 def id_time(release_id: str) -> float:

@@ -9,6 +9,13 @@ def test_new_id_is_utc_timestamp_plus_revision() -> None:
     assert new_id("abc1234", now=0, taken=(rid,)) == "19700101T000001Z-abc1234"
 
 
+def test_new_id_sorts_after_every_release_on_the_host() -> None:
+    # Another revision deployed in the same second must still sort after it (ids order rollbacks).
+    assert new_id("0000000", now=5, taken=("19700101T000005Z-fffffff",)) == "19700101T000006Z-0000000"
+    assert new_id("abc", now=5, taken=("19700101T000009Z-abc", "19700101T000001Z-x")) == "19700101T000010Z-abc"
+    assert new_id("abc", now=5, taken=("19700101T000001Z-x",)) == "19700101T000005Z-abc"
+
+
 def test_invalid_ids() -> None:
     for bad in ("../../etc", "", "20260101T000000Z-abc/..", "x"):
         assert not valid_id(bad)
