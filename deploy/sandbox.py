@@ -418,11 +418,11 @@ def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: obj
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def example_repo(sb: Sandbox, dest: Path, mode: str = "daemon", **over: object) -> Path:
+def example_repo(sb: Sandbox, dest: Path, mode: str = "daemon", app: str = "imdb", **over: object) -> Path:
     """A git repository at `dest` holding a copy of example/, a one-line fabfile and its config."""
     shutil.copytree(REPO_ROOT / "example", dest, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles"))
     (dest / "fabfile.py").write_text("from deploy.tasks import *  # noqa: F403\n")
-    cfg = app_config(sb, mode=mode)
+    cfg = app_config(sb, mode=mode, app=app)
     cfg.update(over)
     (dest / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
     git = ["git", "-c", "user.email=demo@example.com", "-c", "user.name=demo"]

@@ -52,9 +52,10 @@ class App:
     path: Path
     sb: Sandbox
     home: Path
+    name: str = "imdb"  # the app's name: its deploy_to, vhost, daemon group and server name (NAME.test)
 
     def write_config(self, **over: object) -> dict[str, object]:
-        cfg = app_config(self.sb, **over)  # type: ignore[arg-type]
+        cfg = app_config(self.sb, app=self.name, **over)  # type: ignore[arg-type]
         (self.path / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
         return cfg
 
@@ -90,14 +91,14 @@ class App:
 
     @property
     def deploy_to(self) -> Path:
-        return self.sb.deploy_to / "imdb"
+        return self.sb.deploy_to / self.name
 
     def current(self) -> str | None:
         link = self.deploy_to / "current"
         return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
 
     def get(self, path: str = "/movie") -> tuple[int, dict[str, str], str]:
-        return self.sb.get(path, host="imdb.test")
+        return self.sb.get(path, host=f"{self.name}.test")
 
     def wait_version(self, version: str, timeout: float = 20.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout
@@ -116,7 +117,7 @@ class App:
         raise AssertionError(f"version {version} not served within {timeout}s (last: {last})")
 
 
-def make_app(sb: Sandbox, base: Path, mode: str) -> App:
+def make_app(sb: Sandbox, base: Path, mode: str, name: str = "imdb") -> App:
     home = base / "home"
     home.mkdir()
-    return App(example_repo(sb, base / "app", mode), sb, home)
+    return App(example_repo(sb, base / "app", mode, app=name), sb, home, name)

@@ -168,3 +168,33 @@ def test_unreachable_host_named_and_nothing_switched(fleet: Fleet) -> None:
     assert "nohost" in p.stderr and "no host was switched" in p.stderr
     assert fleet.currents() == before
     assert fleet.locks() == [False, False, False]
+
+
+def test_compensating_rollback_with_keep_releases_1(fleet: Fleet) -> None:
+    """Issue "Nothing lost" #6: with keep_releases 1 the hosts already switched still have their previous
+    release to go back to, and the error says where each host really is."""
+    assert fleet.fab("deploy").returncode == 0
+    before = fleet.currents()
+    cfg_file = fleet.repo / "fabric.json"
+    cfg = cfg_file.read_text()
+    data = json.loads(cfg)
+    data["deploy"]["keep_releases"] = 1
+    cfg_file.write_text(json.dumps(data))
+    fleet.commit("keep-1")
+    web3 = fleet.hosts[2]
+    breaker = web3.sites_dir / "zz-break.conf"
+    breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
+    subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+    try:
+        p = fleet.fab("deploy", "--json")
+    finally:
+        breaker.unlink()
+        subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+        cfg_file.write_text(cfg)
+        fleet.commit("keep-default")
+    assert p.returncode == 7, p.stderr
+    assert fleet.currents() == before, p.stderr
+    assert fleet.served() == before
+    results = {h["host"]: h["result"] for h in json.loads(p.stdout)["hosts"]}
+    assert results["web1"].startswith("rolled back") and results["web2"].startswith("rolled back"), results
+    assert fleet.locks() == [False, False, False]
