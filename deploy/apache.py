@@ -13,6 +13,9 @@ def variables(s: Settings) -> dict[str, Value]:
         "APACHE_SITES": s.apache.sites_dir,
         "APACHE_ENABLE": s.apache.enable,
         "VHOST_NAME": s.vhost_name,
+        # Defined only by a config test of a candidate vhost: the installed one is left out then (lib.sh).
+        "CHECK_DEFINE": f"fabdeploy_candidate_{s.app}",
+        "MODE": s.mode,
     }
 
 

@@ -110,9 +110,10 @@ def plan_release(
             rep.line(host_name, f"{'hook:' + d.hook.name:<16} skipped ({d.reason})")
     run = tuple((d.hook.name, d.hook.run) for d in decisions if d.run)
     carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
+    private = tuple(p for d in decisions if d.run for p in d.hook.outputs)
     note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
     key = venv.key(src.get(s.requirements), facts.python, s.pip_args)
-    plan = host.Plan(release_id, src.revision, run, None if delta.full else current, carry, note, key)
+    plan = host.Plan(release_id, src.revision, run, None if delta.full else current, carry, note, key, private)
     return plan, delta
 
 
@@ -131,7 +132,10 @@ def prepare_release(
     name = str(c.original_host)
     plan, delta = plan_release(s, src, release_id, facts, rep, name)
     requirements = src.get(s.requirements)
-    wheels = venv.wheels(s, requirements) if s.wheels and requirements and plan.venv_key not in facts.venvs else None
+    try:
+        wheels = venv.wheels(s, requirements) if s.wheels and requirements and plan.venv_key not in facts.venvs else None
+    except venv.WheelsFailed as exc:
+        raise RemoteError(name, "building wheels for this host", str(exc)) from exc
     archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered)
     shipped = f", {len(wheels)} wheels" if wheels else ""
     rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note}{shipped})")
@@ -204,9 +208,9 @@ def status(c: Connection, s: Settings) -> Result:
     return Result(c.original_host, "status", str(st["current"]), seconds=time.monotonic() - t0, details=st)
 
 
-def unlock(c: Connection, s: Settings) -> Result:
+def unlock(c: Connection, s: Settings, force: bool = False) -> Result:
     open_connection(c)
-    held = host.unlock(c, s)
+    held = host.unlock(c, s, force)
     return Result(c.original_host, "unlock", details={"lock": held})
 
 
@@ -215,5 +219,5 @@ def setup(c: Connection, s: Settings, project_dir: Path, reporter: Reporter | No
     # The vhost does not depend on the release; render it with a placeholder id.
     vhost = render.render(s, "setup", "-", project_dir)["vhost.conf"]
     open_connection(c)
-    host.setup(c, s, vhost, reporter)
+    host.setup(c, s, vhost, lock.info("setup"), reporter)
     return Result(c.original_host, "setup", seconds=time.monotonic() - t0)

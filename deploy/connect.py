@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
@@ -23,17 +25,84 @@ def connection(host: str, config: Config) -> Connection:
     return Connection(host, config=config.clone())
 
 
+class RevokedHostKey(paramiko.SSHException):
+    """The host's key is marked @revoked in a known_hosts file."""
+
+
+class UnknownHost(paramiko.SSHException):
+    """The host is in no known_hosts file and ssh_config says StrictHostKeyChecking yes."""
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's `StrictHostKeyChecking accept-new`: a host in no known_hosts file is trusted on first use
+    and its key APPENDED to the user's file (under a file lock: a fleet connects in parallel); the file
+    is never rewritten. A known host with another key fails in paramiko itself (BadHostKeyException)."""
+
+    def __init__(self, append_to: str | None, revoked: set[tuple[str, str]], strict: bool) -> None:
+        self.append_to = append_to
+        self.revoked = revoked
+        self.strict = strict
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if (key.get_name(), key.get_base64()) in self.revoked:
+            raise RevokedHostKey(f"the host key of {hostname} ({key.get_name()}) is marked @revoked in known_hosts")
+        if self.strict:
+            raise UnknownHost(f"{hostname} is not in known_hosts and StrictHostKeyChecking is yes")
+        if not self.append_to or self.append_to == os.devnull:
+            return
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        path = Path(self.append_to)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            text = f.read()
+            if line not in text.splitlines(keepends=True):
+                f.write(("" if not text or text.endswith("\n") else "\n") + line)
+
+
+def _files(value: object, default: str) -> list[str]:
+    text = value if isinstance(value, str) else " ".join(value) if isinstance(value, list) else default
+    return [os.path.expanduser(p) for p in text.split()]
+
+
 def _known_hosts(c: Connection) -> None:
-    """Check host keys against known_hosts: Fabric loads none (AutoAddPolicy only), so a changed host key
-    would pass unnoticed. Hosts not listed are still accepted, as Fabric does."""
-    files = c.ssh_config.get("userknownhostsfile", "~/.ssh/known_hosts")
-    for name in files.split() if isinstance(files, str) else files:
-        path = os.path.expanduser(name)
-        if os.path.isfile(path):
+    """Check host keys against known_hosts as OpenSSH does: Fabric loads none (AutoAddPolicy only), so a
+    changed host key would pass unnoticed. Markers are honoured (@revoked keys refused; @cert-authority
+    lines skipped: paramiko checks no certificates), unreadable lines skipped, and a new host appended."""
+    keys = c.client.get_host_keys()
+    revoked: set[tuple[str, str]] = set()
+    user_files = _files(c.ssh_config.get("userknownhostsfile"), "~/.ssh/known_hosts")
+    global_files = _files(c.ssh_config.get("globalknownhostsfile"), "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2")
+    for path in user_files + global_files:
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue  # missing or unreadable: sshd still authenticates us
+        for n, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            marker = line.split(None, 1)[0] if line.startswith("@") else ""
+            if marker:
+                line = line[len(marker) :].strip()
             try:
-                c.client.load_host_keys(path)
-            except (OSError, paramiko.SSHException):
-                pass  # an unreadable known_hosts must not stop a deploy; sshd still authenticates us
+                entry = paramiko.hostkeys.HostKeyEntry.from_line(line, n)
+            except Exception:  # a line paramiko cannot read (key type, base64): OpenSSH skips it too
+                continue
+            if entry is None or entry.key is None:
+                continue
+            if marker == "@revoked":
+                revoked.add((entry.key.get_name(), entry.key.get_base64()))
+            elif not marker:
+                for name in entry.hostnames:
+                    keys.add(name, entry.key.get_name(), entry.key)
+    for kt, b64 in revoked:  # a revoked key is never trusted, even where a line lists it
+        for name in list(keys.keys()):
+            if kt in keys[name] and keys[name][kt].get_base64() == b64:
+                del keys[name][kt]
+    strict = str(c.ssh_config.get("stricthostkeychecking", "accept-new")).lower() == "yes"
+    c.client.set_missing_host_key_policy(_AcceptNew(user_files[0] if user_files else None, revoked, strict))
 
 
 def _own_keys_first(c: Connection) -> None:
@@ -52,6 +121,11 @@ def open_connection(c: Connection) -> Connection:
         return c
     _own_keys_first(c)
     _known_hosts(c)
+    gw = c.gateway
+    while isinstance(gw, Connection):  # ProxyJump hops: their host keys are checked the same way
+        _own_keys_first(gw)
+        _known_hosts(gw)
+        gw = gw.gateway
     try:
         if not c.gateway and "sock" not in c.connect_kwargs:
             timeout = c.connect_timeout or CONNECT_TIMEOUT
@@ -61,19 +135,26 @@ def open_connection(c: Connection) -> Connection:
         c.open()
     except socket.gaierror as exc:
         raise ConnectError(
-            f"{c.original_host}: host name {c.host!r} not found ({exc.strerror}); check -H or the stage's hosts"
+            f"{c.original_host}: host name {c.host!r} not found ({exc.strerror}); check -H or the stage's hosts",
+            str(c.original_host),
         ) from exc
     except paramiko.BadHostKeyException as exc:
+        own = {c.host, f"[{c.host}]:{c.port}"}
+        which = exc.hostname if exc.hostname in own else f"its gateway {exc.hostname}"
         raise ConnectError(
-            f"{c.original_host}: host key mismatch ({exc.key.get_name()}); if the host was rebuilt, "
-            f"remove its old key with: ssh-keygen -R {c.host}"
+            f"{c.original_host}: host key mismatch ({exc.key.get_name()}) for {which}; if that host was rebuilt, "
+            f"remove its old key with: ssh-keygen -R {exc.hostname}",
+            str(c.original_host),
         ) from exc
+    except (RevokedHostKey, UnknownHost) as exc:
+        raise ConnectError(f"{c.original_host}: {exc}", str(c.original_host)) from exc
     except paramiko.AuthenticationException as exc:
         raise ConnectError(
-            f"{c.original_host}: authentication failed for user {c.user!r}: {exc}; check the key (-i) or the user"
+            f"{c.original_host}: authentication failed for user {c.user!r}: {exc}; check the key (-i) or the user",
+            str(c.original_host),
         ) from exc
     except (OSError, paramiko.SSHException) as exc:
-        raise ConnectError(f"{c.original_host}: cannot connect to {c.host}:{c.port}: {exc}") from exc
+        raise ConnectError(f"{c.original_host}: cannot connect to {c.host}:{c.port}: {exc}", str(c.original_host)) from exc
     finally:
         # The socket belongs to this connection only; never hand it to a reconnect.
         c.connect_kwargs.pop("sock", None)

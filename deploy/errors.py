@@ -1,4 +1,14 @@
-"""The errors a deploy can end with, each with the exit code `fab` returns for it."""
+"""The errors a deploy can end with, each with the exit code `fab` returns for it.
+
+    DeployError (1)                  base: the message names what to fix; `host` is set on host errors
+    ├── ConfigError (2)              a setting, template or input is wrong; found before any connection
+    ├── ConnectError (3)             a host could not be reached or refused us (DNS, refused, auth, host key)
+    ├── LockHeld (4)                 another deploy holds the host's lock, or this deploy lost it
+    ├── RemoteError (5)              a step on (or for) the host failed; the live release is untouched or back
+    ├── NothingToRollBack (6)        no finished release to go back to (or the one asked for does not exist)
+    ├── HealthCheckFailed (7)        the app did not answer as expected after a reload
+    └── NotDeployed (8)              the host has no live release yet (reload, rollback before any deploy)
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,10 @@ class DeployError(Exception):
     """Base of every error the tool reports; the message names what to fix."""
 
     exit_code = 1
+
+    def __init__(self, message: str, host: str | None = None) -> None:
+        self.host = host
+        super().__init__(message)
 
 
 class ConfigError(DeployError):
@@ -22,7 +36,7 @@ class ConnectError(DeployError):
 
 
 class LockHeld(DeployError):
-    """Another deploy holds the host's lock."""
+    """Another deploy holds the host's lock (or removed ours with `fab unlock --force`)."""
 
     exit_code = 4
 
@@ -33,11 +47,10 @@ class RemoteError(DeployError):
     exit_code = 5
 
     def __init__(self, host: str, step: str, message: str, tail: str = "", code: int = 1) -> None:
-        self.host = host
         self.step = step
         self.tail = tail
         self.code = code  # the phase script's own exit code
-        super().__init__(f"{host}: {step} failed: {message}")
+        super().__init__(f"{host}: {step} failed: {message}", host)
 
 
 class NothingToRollBack(DeployError):
@@ -50,3 +63,9 @@ class HealthCheckFailed(DeployError):
     """The app did not answer as expected after a reload."""
 
     exit_code = 7
+
+
+class NotDeployed(DeployError):
+    """The host has no live release yet: nothing to reload or roll back."""
+
+    exit_code = 8

@@ -29,7 +29,7 @@ from invoke.util import ExceptionHandlingThread
 from deploy import api, host, lock, releases, render, source
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import ConfigError, DeployError
+from deploy.errors import ConfigError, DeployError, LockHeld
 from deploy.output import Reporter
 
 
@@ -179,8 +179,14 @@ def _deploy(
     def begin(c: Connection) -> None:
         run = runs[c]
         open_connection(c)
-        facts[c] = host.begin(c, s, run.lock_info, rep)
+        # Locked from the start: Ctrl-C while begin runs may leave the lock taken. Freeing it is safe
+        # either way, as abort removes only a lock holding this run's token.
         run.locked = True
+        try:
+            facts[c] = host.begin(c, s, run.lock_info, rep)
+        except LockHeld:
+            run.locked = False
+            raise
         run.previous = facts[c].listing.current
 
     def prepare(c: Connection) -> None:
@@ -234,15 +240,20 @@ def _deploy(
         back = [c for c in group if c in switched.succeeded]
         if batch is None or rollback_all_on_failure:
             back += done
-        _rollback(back, runs, s, parallel, rep)
+        stuck = _rollback(back, runs, s, parallel, rep)
         kept = [runs[c].name for c in done if c not in back]
         where = f"batch {i + 1} of {len(plan_batches)}" if len(plan_batches) > 1 else "the switch"
-        tail = (
-            f"; {', '.join(kept)} stay on {runs[first].release_id} (earlier batches)"
-            if kept
-            else "; the fleet is on its previous release"
-        )
-        raise FleetError(f"{where} failed{tail}", _errors(switched, runs), list(runs.values()))
+        new_release = runs[first].release_id
+        tail = ""
+        if kept:
+            tail += f"; {', '.join(kept)} stay on {new_release} (earlier batches)"
+        if stuck:
+            tail += f"; rolling back failed on {', '.join(runs[c].name for c in stuck)}: still on {new_release}"
+        if not kept and not stuck:
+            tail = "; the fleet is on its previous release"
+        errors = _errors(switched, runs)
+        errors.update({runs[c].name: exc for c, exc in stuck.items()})
+        raise FleetError(f"{where} failed{tail}", errors, list(runs.values()))
     return list(runs.values())
 
 
@@ -274,7 +285,11 @@ def _abort(
     each([c for c in conns if runs[c].locked], abort, parallel)
 
 
-def _rollback(conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, rep: Reporter) -> None:
+def _rollback(
+    conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, rep: Reporter
+) -> dict[Connection, BaseException]:
+    """Put switched hosts back on their previous release; the hosts where that failed, with why."""
+
     def back(c: Connection) -> None:
         run = runs[c]
         if run.previous:
@@ -283,7 +298,10 @@ def _rollback(conns: Sequence[Connection], runs: dict[Connection, HostRun], s: S
         else:
             run.result = "live (nothing to roll back to)"
 
-    each(conns, back, parallel)
+    result = each(conns, back, parallel)
+    for c, exc in result.failed.items():
+        runs[c].result = f"rolling back failed, still on {runs[c].release_id}: {_short(runs[c].name, exc)}"
+    return dict(result.failed)
 
 
 def table(runs: Sequence[HostRun]) -> str:

@@ -13,7 +13,7 @@ from deploy import apache, lock, releases, remote
 from deploy import reload as reloading
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NothingToRollBack, RemoteError
+from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NotDeployed, NothingToRollBack, RemoteError
 from deploy.output import Reporter
 from deploy.remote import Outcome, Value
 
@@ -83,10 +83,14 @@ def _run(
     if out.code == remote.EXIT_LOCKED:
         event = next((e for e in out.events if e.startswith("lock ")), "lock")
         raise lock.held_error(host, event)
+    if out.code == remote.EXIT_LOCK_LOST:
+        raise LockHeld(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_NO_TARGET:
-        raise NothingToRollBack(f"{host}: {out.error_line()}")
+        raise NothingToRollBack(f"{host}: {out.error_line()}", host)
+    if out.code == remote.EXIT_NOT_DEPLOYED:
+        raise NotDeployed(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_UNHEALTHY:
-        raise HealthCheckFailed(f"{host}: {out.error_line()}")
+        raise HealthCheckFailed(f"{host}: {out.error_line()}", host)
     if out.code != 0:
         raise RemoteError(host, STEP_OF_CODE.get(out.code, phase), out.error_line() + _indent(out.tail()), out.tail(), out.code)
     return out
@@ -136,6 +140,7 @@ class Plan:
     carry: tuple[str, ...] = ()  # outputs of skipped hooks, linked from base
     note: str = ""
     venv_key: str = ""
+    private: tuple[str, ...] = ()  # outputs of the hooks that run: copies of their own, never shared with base
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: s
         "ID": plan.release_id,
         "REVISION": plan.revision,
         "REQUIREMENTS": s.requirements,
-        "PIP_ARGS": list(s.pip_args),
+        **pip_variables(s.pip_args),
         "SHARED_DIRS": list(s.shared_dirs),
         "SHARED_FILES": list(s.shared_files),
         "HOOK_NAMES": [h[0] for h in plan.hooks],
@@ -177,10 +182,35 @@ def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: s
         "DJANGO_SETTINGS": s.django_settings,
         "BASE": plan.base,
         "CARRY": list(plan.carry),
+        "PRIVATE": list(plan.private),
         "UNPACK_NOTE": plan.note,
         "VENV_KEY": plan.venv_key,
     }
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
+
+
+# pip's index options may carry a token: they go to pip as environment variables (not visible in `ps`).
+PIP_ENV_OPTIONS = {"--index-url": "PIP_INDEX_URL", "-i": "PIP_INDEX_URL", "--extra-index-url": "PIP_EXTRA_INDEX_URL"}
+
+
+def pip_variables(pip_args: tuple[str, ...]) -> dict[str, Value]:
+    """PIP_ARGS for pip's command line and PIP_ENV ('NAME=value' lines) for its index options."""
+    args: list[str] = []
+    env: dict[str, list[str]] = {}
+    items = list(pip_args)
+    i = 0
+    while i < len(items):
+        a = items[i]
+        name, eq, value = a.partition("=")
+        if eq and name in PIP_ENV_OPTIONS:
+            env.setdefault(PIP_ENV_OPTIONS[name], []).append(value)
+        elif a in PIP_ENV_OPTIONS and i + 1 < len(items):
+            env.setdefault(PIP_ENV_OPTIONS[a], []).append(items[i + 1])
+            i += 1
+        else:
+            args.append(a)
+        i += 1
+    return {"PIP_ARGS": args, "PIP_ENV": [f"{k}={' '.join(v)}" for k, v in env.items()]}
 
 
 def switch(
@@ -208,7 +238,10 @@ def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None, re
 
 def rollback(c: Connection, s: Settings, to: str | None, lock_info: str, reporter: Reporter | None = None) -> tuple[str, str]:
     if to is not None and not releases.valid_id(to):
-        raise NothingToRollBack(f"--to {to!r} is not a release id (like 20261123T101500Z-abc1234); see: fab releases")
+        raise NothingToRollBack(
+            f"{c.original_host}: --to {to!r} is not a release id (like 20261123T101500Z-abc1234); see: fab releases",
+            str(c.original_host),
+        )
     out = _run(c, s, "rollback", {"TO": to or ""}, reporter, lock_info)
     return _switched(out)
 
@@ -291,8 +324,9 @@ def _date(release_id: str) -> str | None:
         return None
 
 
-def unlock(c: Connection, s: Settings) -> dict[str, str] | None:
-    out = _run(c, s, "unlock", {}, None)
+def unlock(c: Connection, s: Settings, force: bool = False) -> dict[str, str] | None:
+    """Remove the lock; refused (LockHeld) while the holder's step still runs on the host, unless `force`."""
+    out = _run(c, s, "unlock", {"FORCE": force}, None)
     held = next((e for e in out.events if e.startswith("lock ")), None)
     return lock.parse(held) if held else None
 
@@ -304,9 +338,9 @@ def ship(c: Connection, s: Settings, archive: bytes, lock_info: str, reporter: R
     return _run(c, s, "ship", extra, reporter, lock_info, stdin=archive)
 
 
-def setup(c: Connection, s: Settings, vhost: str, reporter: Reporter | None = None) -> Outcome:
+def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Reporter | None = None) -> Outcome:
     extra: dict[str, Value] = {"SHARED_DIRS": list(s.shared_dirs), "SHARED_FILES": list(s.shared_files)}
-    return _run(c, s, "setup", extra, reporter, stdin=vhost.encode())
+    return _run(c, s, "setup", extra, reporter, lock_info, stdin=vhost.encode())
 
 
 __all__ = [

@@ -30,6 +30,7 @@ def variables(s: Settings) -> dict[str, Value]:
     d = s.daemon
     return {
         "DAEMON_USER": d.user or "",
+        "DAEMON_GROUP": d.group or "",
         # Worst case for one process: its requests' grace, its shutdown, then loading the app again.
         "ROLL_TIMEOUT": max(d.eviction_timeout, d.graceful_timeout) + d.shutdown_timeout + 60,
         "HTTP_BASE": http_base(s),

@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +49,7 @@ def _task(fn: F) -> F:
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
         run = TaskRun(fn.__name__, _wants_json(c, bool(kwargs.get("json"))), Reporter(), stage=kwargs.get("stage"))
         code, error = 0, None  # type: int, BaseException | None
+        restore = _interrupt_on_term()
         try:
             if fn(c, run, *args, **kwargs) is False:
                 return None  # a later per-host call of a task that already handled every -H host
@@ -57,6 +60,7 @@ def _task(fn: F) -> F:
             code, error = 130, exc
             _mark(run, "interrupted")
         finally:
+            restore()
             run.reporter.close()
         if run.json:
             print(run.dump(error, code), flush=True)
@@ -71,6 +75,24 @@ def _task(fn: F) -> F:
     params = list(sig.parameters.values())
     wrapper.__signature__ = sig.replace(parameters=[params[0], *params[2:]])  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def _interrupt_on_term() -> Callable[[], None]:
+    """SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop a task the way Ctrl-C does: the
+    hosts' locks are freed and the unfinished release marked failed. Returns what puts the old handlers back."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals reach the main thread only (the Python API may run tasks elsewhere)
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def _failed(run: TaskRun, exc: DeployError) -> None:
@@ -391,14 +413,20 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
     return True
 
 
-@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@task(
+    help={
+        "stage": STAGE_HELP,
+        "force": "remove the lock even while the holder's step (pip, a hook) still runs on the host",
+        "json": JSON_HELP,
+    }
+)
 @_task
-def unlock(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
-    """Remove the deploy lock a killed deploy left behind (check that none is running first)."""
+def unlock(c: Context, run: TaskRun, stage: str | None = None, force: bool = False, json: bool = False) -> bool:
+    """Remove the deploy lock a killed deploy left behind; refused while its step still runs on the host."""
     s = _settings(c, stage, run)
     conns = _targets(c, s, "unlock")
     for conn in conns:
-        held: Any = api.unlock(conn, s).details.get("lock")
+        held: Any = api.unlock(conn, s, force).details.get("lock")
         run.host(str(conn.original_host), result="unlocked" if held else "not locked", lock=held)
         msg = f"removed lock held by {held.get('owner')}@{held.get('host')} pid {held.get('pid')}" if held else "no lock"
         run.reporter.line(str(conn.original_host), msg)

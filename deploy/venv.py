@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from deploy.config import Settings
-from deploy.errors import ConfigError
+from deploy.errors import DeployError
 
 CACHE = Path.home() / ".cache" / "fabdeploy" / "wheels"
 
@@ -25,6 +25,10 @@ def key(requirements: bytes | None, python_version: str, pip_args: tuple[str, ..
     """Must equal what a host would compute for the same inputs: it names the venv directory."""
     data = (requirements or b"") + "".join(f"{line}\n" for line in (python_version, *pip_args)).encode()
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+class WheelsFailed(DeployError):
+    """`pip wheel` failed on this machine (setting wheels); the caller names the host it was for."""
 
 
 _building = threading.Lock()  # the hosts of a fleet ask at once; build once
@@ -46,6 +50,6 @@ def wheels(s: Settings, requirements: bytes) -> dict[str, bytes]:
                 p = subprocess.run([*cmd, *s.pip_args], capture_output=True, text=True)
                 if p.returncode != 0:
                     last = (p.stderr.strip().splitlines() or ["?"])[-1]
-                    raise ConfigError(f"building wheels for {s.requirements} failed here (setting wheels): {last}")
+                    raise WheelsFailed(f"pip wheel -r {s.requirements} failed on this machine (setting wheels): {last}")
                 build.rename(out)  # complete or absent, never half-built
         return {f.name: f.read_bytes() for f in sorted(out.glob("*.whl"))}

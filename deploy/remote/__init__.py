@@ -16,10 +16,12 @@ HERE = Path(__file__).parent
 PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship")
 
 # Exit codes of the phase scripts (see lib.sh's die calls).
-EXIT_LOCKED = 3
-EXIT_NO_TARGET = 4
+EXIT_LOCKED = 3  # another deploy holds the lock (a '@@lock ...' event says who, and whether it still runs)
+EXIT_NO_TARGET = 4  # no release to roll back to
 EXIT_UNHEALTHY = 7
+EXIT_NOT_DEPLOYED = 8  # nothing live on the host yet
 EXIT_LINK_FAILED = 17
+EXIT_LOCK_LOST = 21  # the lock this deploy took is gone or someone else's (fab unlock --force)
 
 Value = str | int | bool | None | Sequence[str]
 
@@ -44,9 +46,17 @@ def script(phase: str, variables: Mapping[str, Value]) -> str:
     return header + (HERE / "lib.sh").read_text() + (HERE / f"{phase}.sh").read_text()
 
 
+# The one command line sshd runs for every phase. The script itself comes on stdin, up to a NUL byte,
+# so that `ps` on the host shows no variable, hook command or path of it; what follows the NUL (the
+# release archive) is the script's own stdin: bash's `read` takes one byte at a time from a pipe.
+COMMAND = """bash -c 'IFS= read -r -d "" s; eval "$s"'"""
+
+
 def command(text: str) -> str:
-    """The one command line sshd runs: bash with the script as its (quoted) argument."""
-    return "bash -c " + shlex.quote(text)
+    """The command line of a phase: always the same; the script `text` goes first on stdin (see `run`)."""
+    if "\0" in text:
+        raise ValueError("a phase script cannot hold a NUL byte")
+    return COMMAND
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,13 @@ def run(
     """
     transport = c.transport
     if transport is None or not transport.is_active():
-        raise ConnectError(f"{c.host}: not connected")
+        raise ConnectError(f"{c.original_host}: not connected", str(c.original_host))
     try:
         chan = transport.open_session(timeout=30)
         chan.exec_command(command(text))
+        head = text.encode() + b"\0"
     except Exception as exc:  # paramiko raises several unrelated types here
-        raise ConnectError(f"{c.host}: could not start a command: {exc}") from exc
+        raise ConnectError(f"{c.original_host}: could not start a command: {exc}", str(c.original_host)) from exc
     if timeout:
         chan.settimeout(timeout)
     errors: list[bytes] = []
@@ -94,6 +105,7 @@ def run(
 
     def send() -> None:
         try:
+            chan.sendall(head)
             if stdin:
                 view = memoryview(stdin)
                 for i in range(0, len(view), 1 << 16):
@@ -133,5 +145,5 @@ def run(
     code = chan.recv_exit_status()
     chan.close()
     if code == -1:
-        raise ConnectError(f"{c.host}: connection lost during the command")
+        raise ConnectError(f"{c.original_host}: connection lost during the command", str(c.original_host))
     return Outcome(code, tuple(events), b"".join(errors).decode(errors="replace"))

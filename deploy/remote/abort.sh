@@ -1,8 +1,8 @@
 # After a failed or interrupted deploy: stop our remote step, mark the release failed, free the lock.
-if [ -f "$LOCK/info" ] && grep -qxF -- "$LOCK_INFO" "$LOCK/info"; then
+if lock_mine; then
   pg=$(cat "$LOCK/remote_pgid" 2>/dev/null)
   [ -n "$pg" ] && [ "$pg" != "$(pgrp)" ] && kill -TERM -- "-$pg" 2>/dev/null
-  if [ -n "$ID" ] && [ -d "$R/$ID" ] && [ "$(state_of "$ID")" != finished ]; then
+  if [ -n "$ID" ] && [ -d "$R/$ID" ] && [ "$(state_of "$ID")" != finished ] && [ "$ID" != "$(current_id)" ]; then
     if [ "$REMOVE" = 1 ]; then
       rm -rf "${R:?}/$ID" && say "removed $ID"
     else

@@ -25,11 +25,30 @@ lock_acquire() {
     pgrp > "$LOCK/remote_pgid"
     return 0
   fi
-  say "lock $(cat "$LOCK/info" 2>/dev/null || echo 'owner=? host=? pid=? time=0') now=$(date +%s)"
+  say_lock
   exit 3
 }
 
-lock_release() { rm -rf "$LOCK"; }
+# 1 while a process of the lock holder's last remote step still runs on this host (its process
+# group: a hook or pip left behind by a killed fab counts), else 0.
+lock_running() {
+  local pg
+  pg=$(cat "$LOCK/remote_pgid" 2>/dev/null)
+  if [ -n "$pg" ] && [ "$pg" != "$(pgrp)" ] && pgrep -g "$pg" > /dev/null 2>&1; then echo 1; else echo 0; fi
+}
+
+say_lock() {  # [$1 = lock_running's answer, when the caller acts on it]
+  [ -d "$LOCK" ] || return 0
+  say "lock $(cat "$LOCK/info" 2>/dev/null || echo 'owner=? host=? pid=? time=0') now=$(date +%s) running=${1:-$(lock_running)}"
+}
+
+# The lock is this command's own: the token in LOCK_INFO is in the lock's info.
+lock_mine() { [ -n "$LOCK_INFO" ] && [ -f "$LOCK/info" ] && grep -qxF -- "$LOCK_INFO" "$LOCK/info"; }
+
+require_lock() { lock_mine || die 21 "the deploy lock of this deploy was removed or taken over (fab unlock --force?); nothing was switched"; }
+
+# Only ever our own lock: after `fab unlock --force` another deploy may hold it.
+lock_release() { if lock_mine; then rm -rf "$LOCK"; fi; }
 
 current_id() { local t; t=$(readlink "$CUR" 2>/dev/null) || return 0; echo "${t##*/}"; }
 
@@ -63,6 +82,11 @@ ctl() {
   if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_CTL" "$@"; else "$APACHE_CTL" "$@"; fi
 }
 
+# The installed vhost is the rendered one inside <IfDefine !CHECK_DEFINE>: a config test defines it to
+# leave the live vhost out and include a candidate in its place, so a candidate never enters the live
+# config before the switch (a graceful by logrotate or certbot meanwhile sees only the live one).
+vhost_wrapped() { printf '<IfDefine !%s>\n' "$CHECK_DEFINE"; cat "$1"; printf '</IfDefine>\n'; }
+
 # Write stdin to the installed vhost, through sudo only when we cannot write there ourselves.
 vhost_write() {
   local dst="$APACHE_SITES/$VHOST_NAME"
@@ -73,12 +97,17 @@ vhost_write() {
   fi
 }
 
-# Install $1 as the vhost if it differs; VHOST_CHANGED=1 when it did.
+# Install $1 (a rendered vhost) if it differs; VHOST_CHANGED=1 when it did. Only the switch, rollback and
+# setup phases call this, under the lock.
 vhost_install() {
+  local tmp
   VHOST_CHANGED=0
-  cmp -s "$1" "$APACHE_SITES/$VHOST_NAME" && return 0
+  tmp=$(mktemp) || die 12 "could not create a temporary file"
+  vhost_wrapped "$1" > "$tmp"
+  if cmp -s "$tmp" "$APACHE_SITES/$VHOST_NAME"; then rm -f "$tmp"; return 0; fi
   if [ -f "$APACHE_SITES/$VHOST_NAME" ]; then cp "$APACHE_SITES/$VHOST_NAME" "$SH/.vhost.prev"; else rm -f "$SH/.vhost.prev"; fi
-  vhost_write < "$1" || die 12 "could not write $APACHE_SITES/$VHOST_NAME (sudoers: see README)"
+  vhost_write < "$tmp" || { rm -f "$tmp"; die 12 "could not write $APACHE_SITES/$VHOST_NAME (sudoers: see README)"; }
+  rm -f "$tmp"
   VHOST_CHANGED=1
 }
 
@@ -95,17 +124,42 @@ configtest() {
   fi
 }
 
+# Apache's real config with the candidate vhost $1 in place of the installed one; writes nothing.
+candidate_test() {
+  local out
+  if ! out=$(ctl -t -D "$CHECK_DEFINE" -c "Include $1" 2>&1); then
+    printf '%s\n' "$out" | tail -n 15 | sed 's/^/  | /' >&2
+    return 1
+  fi
+}
+
 switch_to() {
   ln -sfn "releases/$1" "$DEPLOY_TO/current.tmp" && mv -T "$DEPLOY_TO/current.tmp" "$CUR"
 }
 
-# Live daemon processes of this app that loaded our WSGI script (it leaves shared/run/ready.<pid>).
-daemon_pids() {
-  local f p
-  for f in "$SH"/run/ready.*; do
+# A process's start time (field 22 of /proc/PID/stat): with the pid it names one process for good.
+start_time() {
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  set -- $s
+  echo "${20}"
+}
+
+# Live daemon processes of this app that loaded our WSGI script: each leaves shared/run/ready.<pid>
+# holding its release and start time (no process title check: mod_wsgi cuts long names short).
+daemon_pids() { marked_pids ready; }
+
+# Daemon processes whose WSGI script raised while loading (shared/run/failed.<pid>).
+failed_pids() { marked_pids failed; }
+
+marked_pids() {
+  local f p want
+  for f in "$SH"/run/"$1".*; do
     [ -e "$f" ] || continue
     p=${f##*.}
-    if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" | grep -q "^(wsgi:$APP)"; then
+    want=$(sed -n 's/^started //p' "$f" 2>/dev/null)
+    if [ -n "$want" ] && [ "$(start_time "$p")" = "$want" ]; then
       echo "$p"
     else
       rm -f "$f" 2>/dev/null
@@ -117,11 +171,18 @@ signal_daemon() {  # $1 = pid: SIGUSR1 is mod_wsgi's graceful restart of one dae
   kill -USR1 "$1" 2>/dev/null || sudo -n -u "$DAEMON_USER" kill -USR1 "$1"
 }
 
-# Wait until $1 processes not in $old have loaded the app and none of the pids in $2 is left.
+# Wait until $1 processes not in $old have loaded the app and none of the pids in $2 is left. A new
+# process whose WSGI script raised fails the wait at once, naming the app's own error.
 await_replaced() {
-  local want=$1 gone=$2 p deadline
+  local want=$1 gone=$2 p f deadline
   deadline=$(($(date +%s) + ROLL_TIMEOUT))
   while :; do
+    for f in "$SH"/run/failed.*; do
+      [ -e "$f" ] || continue
+      say "reload failed rolling: daemon process ${f##*.} could not load the app: $(sed -n 's/^error //p' "$f" | tail -n 1)"
+      sed -n 's/^  */  | /p' "$f" | tail -n 8 >&2
+      return 1
+    done
     p=""
     for p in $gone; do [ -d "/proc/$p" ] && break; p=""; done
     [ -z "$p" ] && [ "$(daemon_pids | grep -cvxF "$old")" -ge "$want" ] && return 0
@@ -132,21 +193,25 @@ await_replaced() {
 
 # One daemon process at a time: signal it, wait until it is gone and a new one has loaded the app,
 # then the next; the others serve meanwhile. Returns 2 when no daemon process was found.
-# ALL_AT_ONCE=1 (rolling back a release that failed its health check: the site is already broken)
-# signals every process at once, still on mod_wsgi's graceful path.
+# ALL_AT_ONCE=1 (putting back the release that stays live after a failed switch or health check: the
+# processes may run two releases, or have failed to load one) signals every process at once, those that
+# failed to load included, still on mod_wsgi's graceful path.
 reload_rolling() {
-  local old p k=0 t0
+  local old p k=0 t0 broken
   old=$(daemon_pids)
-  [ -n "$old" ] || return 2
+  broken=$(failed_pids)
+  rm -f "$SH"/run/failed.* 2>/dev/null
   if [ "${ALL_AT_ONCE:-0}" = 1 ]; then
+    [ -n "$old$broken" ] || return 2
     t0=$(date +%s.%N)
-    for p in $old; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
-    k=$(printf '%s\n' $old | wc -l)
-    await_replaced "$k" "" || return 1
+    for p in $old $broken; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
+    k=$(printf '%s\n' $old $broken | wc -l)
+    await_replaced "$k" "$broken" || return 1
     say "step restart:all $(date +%s.%N) $t0"
     say "reload rolling $k processes at once"
     return 0
   fi
+  [ -n "$old" ] || return 2
   for p in $old; do
     k=$((k + 1))
     t0=$(date +%s.%N)
@@ -233,27 +298,68 @@ log_revision() {  # action release revision result
   printf '%s %s %s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYER" "$1" "$2" "$3" "$4" >> "$DEPLOY_TO/revisions.log"
 }
 
-# Keep the newest $KEEP finished releases (never the live one); drop failed ones and unused venvs.
-cleanup() {
-  local keep_id="${1:-}" cur ids=() d id i n
+# What was live before what: one release id a line, appended whenever a release becomes live. `fab
+# rollback` walks it backwards; a release rolled back from (.release/rolled_back) is no target then.
+HIST="$DEPLOY_TO/history"
+became_live() {
+  rm -f "$R/$1/.release/rolled_back"
+  printf '%s\n' "$1" >> "$HIST"
+}
+
+# The release `fab rollback` goes back to: the latest earlier live one that is finished and was not
+# rolled back from. Hosts deployed before the history existed: the newest finished release before it.
+rollback_target() {
+  local cur id d
   cur=$(current_id)
+  if [ -f "$HIST" ]; then
+    while IFS= read -r id; do
+      [ -n "$id" ] && [ "$id" != "$cur" ] && [ ! -e "$R/$id/.release/rolled_back" ] \
+        && [ "$(state_of "$id")" = finished ] && { echo "$id"; return 0; }
+    done < <(tac "$HIST")
+    return 0
+  fi
+  id=""
+  for d in "$R"/*/; do
+    [ -d "$d" ] || continue
+    d=${d%/}; d=${d##*/}
+    [ -n "$cur" ] && ! [[ "$d" < "$cur" ]] && continue
+    [ "$(state_of "$d")" = finished ] && [ ! -e "$R/$d/.release/rolled_back" ] && id=$d
+  done
+  echo "$id"
+}
+
+# Keep $KEEP finished releases, counting the live one and always keeping the one `fab rollback` would
+# pick (a fleet's compensating rollback needs it too); drop unfinished ones and unused venvs.
+cleanup() {
+  local keep_id="${1:-}" cur tgt ids=() d id i n room
+  cur=$(current_id)
+  tgt=$(rollback_target)
   for d in "$R"/*/; do
     [ -d "$d" ] || continue
     id=${d%/}; id=${id##*/}
-    [ "$id" = "$cur" ] || [ "$id" = "$keep_id" ] && { [ "$(state_of "$id")" = finished ] && ids+=("$id"); continue; }
-    if [ "$(state_of "$id")" = finished ]; then ids+=("$id"); else rm -rf "$R/$id"; say "removed $id unfinished"; fi
+    if [ "$(state_of "$id")" = finished ]; then
+      [ "$id" = "$cur" ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || ids+=("$id")
+    elif [ "$id" != "$cur" ] && [ "$id" != "$keep_id" ]; then
+      rm -rf "${R:?}/$id"
+      say "removed $id unfinished"
+    fi
   done
+  room=$((KEEP - 1))
+  [ -n "$tgt" ] && room=$((room - 1))
+  [ "$room" -lt 0 ] && room=0
   n=${#ids[@]}
-  for ((i = 0; i < n - KEEP; i++)); do
+  for ((i = 0; i < n - room; i++)); do
     id=${ids[$i]}
-    [ "$id" = "$cur" ] && continue
-    rm -rf "$R/$id" && say "removed $id old"
+    rm -rf "${R:?}/$id" && say "removed $id old"
   done
+  if [ -f "$HIST" ] && [ "$(wc -l < "$HIST")" -gt 200 ]; then
+    tail -n 100 "$HIST" > "$HIST.tmp" && mv -f "$HIST.tmp" "$HIST"
+  fi
   local used v
   used=" $(for d in "$R"/*/.venv; do readlink "$d" 2>/dev/null; done | sed 's#.*/##' | tr '\n' ' ') "
   for v in "$SH"/venvs/*/; do
     [ -d "$v" ] || continue
     v=${v%/}; v=${v##*/}
-    case "$used" in *" $v "*) ;; *) rm -rf "$SH/venvs/$v" && say "removed venv $v" ;; esac
+    case "$used" in *" $v "*) ;; *) rm -rf "${SH:?}/venvs/$v" && say "removed venv $v" ;; esac
   done
 }

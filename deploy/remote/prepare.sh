@@ -1,7 +1,9 @@
 # Phase 2 of a deploy: unpack the archive from stdin into a new release, venv, hooks, config test.
 # Nothing here touches what is live.
 REL="$R/$ID"
-# This step's process group: an abort (Ctrl-C, a dropped connection) stops it with its hooks.
+require_lock
+# This step's process group: an abort (Ctrl-C, a dropped connection) stops it with its hooks, and
+# another deploy sees the lock as held by a running step while any of it runs.
 pgrp > "$LOCK/remote_pgid"
 cur=$(current_id)
 # Releases left half-made by failed or interrupted deploys are never rollback targets: drop them.
@@ -51,7 +53,9 @@ else
     # Wheels built by the tool come in the archive: the host needs no package index.
     index=()
     [ -d "$REL/.release/wheels" ] && index=(--no-index --find-links "$REL/.release/wheels")
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" > "$REL/.release/pip.log" 2>&1 \
+    # Index URLs (they may hold a token) come as PIP_* environment variables, not on pip's command line.
+    ( for kv in ${PIP_ENV[@]+"${PIP_ENV[@]}"}; do export "${kv?}"; done
+      exec "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" ) > "$REL/.release/pip.log" 2>&1 \
       || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "pip install -r $REQUIREMENTS failed"; }
   fi
   touch "$venv/.complete"
@@ -66,6 +70,17 @@ for p in ${CARRY[@]+"${CARRY[@]}"}; do
     mkdir -p "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && cp -al "$R/$BASE/$p" "$REL/$p" || die 14 "could not carry $p over from $BASE"
   fi
 done
+# Releases share unchanged files (hard links): a hook writing one would change the live release and
+# older ones too. The declared outputs of the hooks that run get copies of their own; every file still
+# shared is made read-only, so that any other write fails loudly instead.
+for p in ${PRIVATE[@]+"${PRIVATE[@]}"}; do
+  if [ -e "$REL/$p" ] && [ ! -L "$REL/$p" ]; then
+    { cp -a --reflink=auto "$REL/$p" "$REL/$p.fdcopy" && rm -rf "${REL:?}/$p" && mv "$REL/$p.fdcopy" "$REL/$p" && chmod -R u+w "$REL/$p"; } \
+      || die 14 "could not copy $p for the hooks that write it"
+  fi
+done
+find "$REL" -xdev -type f -links +1 -perm /222 -exec chmod a-w {} + 2> /dev/null \
+  || die 17 "could not make the files shared with release $BASE read-only"
 
 for i in ${!HOOK_NAMES[@]}; do
   t0=$(date +%s.%N)
@@ -76,20 +91,18 @@ for i in ${!HOOK_NAMES[@]}; do
     [ -n "$DJANGO_SETTINGS" ] && export DJANGO_SETTINGS_MODULE="$DJANGO_SETTINGS"
     # Secrets come in the archive (mode 0600), never on a command line.
     if [ -f "$REL/.release/env.sh" ]; then set -a; . "$REL/.release/env.sh"; set +a; fi
-    exec bash -c "${HOOK_CMDS[$i]}"
+    # On stdin, not as an argument: `ps` shows no hook command (they may hold tokens).
+    exec bash -s <<< "${HOOK_CMDS[$i]}"
   ) > "$REL/.release/hook-${HOOK_NAMES[$i]}.log" 2>&1 \
     || { tail_of "$REL/.release/hook-${HOOK_NAMES[$i]}.log"; die 14 "hook ${HOOK_NAMES[$i]} failed: ${HOOK_CMDS[$i]}"; }
   say "step hook:${HOOK_NAMES[$i]} $(date +%s.%N) $t0"
 done
 
-# Test the candidate vhost in Apache's real config, then put the live one back until the switch.
+require_lock
+# Test the candidate vhost in Apache's real config in place of the live one; nothing is installed here.
 t0=$(date +%s.%N)
 say "begin apachectl configtest"
-vhost_install "$REL/.release/vhost.conf"
-if ! configtest; then
-  [ "$VHOST_CHANGED" = 1 ] && vhost_restore
-  die 15 "apachectl configtest failed with the new vhost ($APACHE_SITES/$VHOST_NAME was put back)"
-fi
-[ "$VHOST_CHANGED" = 1 ] && vhost_restore
+candidate_test "$REL/.release/vhost.conf" || die 15 "apachectl configtest failed with the new vhost (nothing was installed)"
 say "step configtest $(date +%s.%N) $t0"
+require_lock
 echo prepared > "$REL/.release/state"

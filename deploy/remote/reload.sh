@@ -3,7 +3,7 @@
 # connection drops (a closed stdout must not kill it half-way); its EXIT trap unlocks.
 trap '' PIPE HUP
 require_setup
-[ -L "$CUR" ] || die 4 "nothing deployed yet on this host; run: fab deploy"
+[ -L "$CUR" ] || die 8 "nothing deployed yet on this host; run: fab deploy"
 lock_acquire
 trap lock_release EXIT
 reload_app 0 || die 16 "reload failed"

@@ -3,31 +3,31 @@
 # connection drops (a closed stdout must not kill it half-way); its EXIT trap unlocks.
 trap '' PIPE HUP
 require_setup
+[ -L "$CUR" ] || die 8 "nothing deployed yet on this host; run: fab deploy"
 lock_acquire
 trap lock_release EXIT
 cur=$(current_id)
-target=""
 if [ -n "$TO" ]; then
   [ -d "$R/$TO" ] && [ "$(state_of "$TO")" = finished ] || die 4 "release $TO is not a finished release on this host; see: fab releases"
   [ "$TO" = "$cur" ] && die 4 "release $TO is already live"
   target=$TO
 else
-  for d in "$R"/*/; do
-    [ -d "$d" ] || continue
-    id=${d%/}; id=${id##*/}
-    [ -n "$cur" ] && ! [[ "$id" < "$cur" ]] && continue
-    [ "$(state_of "$id")" = finished ] && target=$id
-  done
-  [ -n "$target" ] || die 4 "no finished release before ${cur:-the live one} to roll back to"
+  target=$(rollback_target)
+  [ -n "$target" ] || die 4 "no earlier finished release to roll back to from $cur (see: fab releases)"
 fi
 vhost_install "$R/$target/.release/vhost.conf"
 [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
 switch_to "$target"
 if ! reload_app "$VHOST_CHANGED"; then
+  # Some processes may run the target already: all of them go back to the release that stays live.
   [ "$VHOST_CHANGED" = 1 ] && vhost_restore
-  [ -n "$cur" ] && switch_to "$cur"
+  switch_to "$cur"
+  ALL_AT_ONCE=1 reload_app "$VHOST_CHANGED" || true
+  log_revision rollback "$target" - failed
   die 16 "reloading Apache failed; $cur is live again"
 fi
+touch "$R/$cur/.release/rolled_back"
+became_live "$target"
 why=$(http_check "$target") || { log_revision rollback "$target" - unhealthy; die 7 "health check failed after the rollback: $why; $target is live"; }
 say "switched $cur $target"
 log_revision rollback "$target" "$(cat "$R/$target/.release/revision" 2>/dev/null)" ok

@@ -2,7 +2,7 @@
 # processes, the health check, disk use and who deployed the live release.
 require_setup
 list_releases
-[ -f "$LOCK/info" ] && say "lock $(cat "$LOCK/info") now=$(date +%s)"
+say_lock
 say "mpm $(ctl -V 2>/dev/null | sed -n 's/^Server MPM: *//p')"
 "$PYTHON" - "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" <<'PY' 2>&1
 import json, sys, urllib.error, urllib.request

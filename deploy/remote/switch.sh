@@ -3,6 +3,7 @@
 # connection drops (a closed stdout must not kill it half-way); its EXIT trap unlocks.
 trap '' PIPE HUP
 REL="$R/$ID"
+require_lock
 # Whatever happens here, this deploy's lock ends with this command.
 trap lock_release EXIT
 pgrp > "$LOCK/remote_pgid"
@@ -17,7 +18,8 @@ need_restart=$VHOST_CHANGED
 if ! reload_app "$need_restart"; then
   echo failed > "$REL/.release/state"
   [ "$VHOST_CHANGED" = 1 ] && vhost_restore
-  if [ -n "$prev" ]; then switch_to "$prev"; reload_app "$VHOST_CHANGED" || true; fi
+  # Some processes may run the new release already: every one goes back to the previous release.
+  if [ -n "$prev" ]; then switch_to "$prev"; ALL_AT_ONCE=1 reload_app "$VHOST_CHANGED" || true; fi
   log_revision deploy "$ID" "$REVISION" failed
   die 16 "reloading Apache failed; ${prev:-nothing} is live again"
 fi
@@ -25,6 +27,9 @@ t0=$(date +%s.%N)
 [ "$HEALTH" = 1 ] && say "begin health check"
 if ! why=$(http_check "$ID"); then
   if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
+    # Live, but never a rollback target: its state says it failed its check.
+    echo unhealthy > "$REL/.release/state"
+    became_live "$ID"
     log_revision deploy "$ID" "$REVISION" unhealthy
     die 7 "health check failed: $why; release $ID stays live (${prev:+--no-rollback}${prev:-nothing to roll back to})"
   fi
@@ -36,6 +41,7 @@ if ! why=$(http_check "$ID"); then
   die 7 "health check failed: $why; rolled back: $prev is live again"
 fi
 [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
+became_live "$ID"
 say "switched $prev $ID"
 log_revision deploy "$ID" "$REVISION" ok
 cleanup "$ID"

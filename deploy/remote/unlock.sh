@@ -1,7 +1,9 @@
-# Remove a lock left behind by a deploy that was killed.
+# Remove a lock left behind by a deploy that was killed; refused while its step still runs on the host.
 if [ -d "$LOCK" ]; then
-  say "lock $(cat "$LOCK/info" 2>/dev/null) now=$(date +%s)"
-  lock_release
+  running=$(lock_running)
+  say_lock "$running"
+  [ "$running" = 1 ] && [ "$FORCE" != 1 ] && exit 3
+  rm -rf "$LOCK"
   say "unlocked"
 else
   say "nolock"
