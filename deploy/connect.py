@@ -72,6 +72,7 @@ def _known_hosts(c: Connection) -> None:
     lines skipped: paramiko checks no certificates), unreadable lines skipped, and a new host appended."""
     keys = c.client.get_host_keys()
     revoked: set[tuple[str, str]] = set()
+    trusted: list[paramiko.hostkeys.HostKeyEntry] = []
     user_files = _files(c.ssh_config.get("userknownhostsfile"), "~/.ssh/known_hosts")
     global_files = _files(c.ssh_config.get("globalknownhostsfile"), "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2")
     for path in user_files + global_files:
@@ -95,12 +96,11 @@ def _known_hosts(c: Connection) -> None:
             if marker == "@revoked":
                 revoked.add((entry.key.get_name(), entry.key.get_base64()))
             elif not marker:
-                for name in entry.hostnames:
-                    keys.add(name, entry.key.get_name(), entry.key)
-    for kt, b64 in revoked:  # a revoked key is never trusted, even where a line lists it
-        for name in list(keys.keys()):
-            if kt in keys[name] and keys[name][kt].get_base64() == b64:
-                del keys[name][kt]
+                trusted.append(entry)
+    for entry in trusted:  # a revoked key is never trusted, even where a plain line lists it
+        if (entry.key.get_name(), entry.key.get_base64()) not in revoked:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
     strict = str(c.ssh_config.get("stricthostkeychecking", "accept-new")).lower() == "yes"
     c.client.set_missing_host_key_policy(_AcceptNew(user_files[0] if user_files else None, revoked, strict))
 

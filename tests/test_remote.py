@@ -67,3 +67,24 @@ def test_run_streams_stdin_and_events(mock_server: object) -> None:
         assert out.code == 7 and seen == [f"got {len(data)}"] and "oops" in out.stderr
     finally:
         c.close()
+
+
+def test_command_line_holds_nothing_of_the_script() -> None:
+    """`ps` on the host shows the command line: it is the same for every phase, the script comes on stdin."""
+    text = remote.script("prepare", {"DEPLOY_TO": "/srv/secret-path", "HOOK_CMDS": ["echo tok-123"]})
+    line = remote.command(text)
+    assert line == remote.COMMAND and "secret-path" not in line and "tok-123" not in line
+    # bash takes the script up to the NUL byte and leaves the rest of stdin to it.
+    out = subprocess.run(
+        ["bash", "-c", line.split(" ", 2)[2][1:-1]], input=b"echo got; wc -c\n\0" + b"x" * 5, capture_output=True, check=True
+    ).stdout
+    assert out.split() == [b"got", b"5"]
+
+
+def test_pip_index_options_leave_the_command_line() -> None:
+    from deploy.host import pip_variables
+
+    args = ("--index-url", "https://u:tok@pypi.example/simple", "--no-cache-dir", "--extra-index-url=https://x/s", "-i", "https://y")
+    v = pip_variables(args)
+    assert v["PIP_ARGS"] == ["--no-cache-dir"]
+    assert v["PIP_ENV"] == ["PIP_INDEX_URL=https://u:tok@pypi.example/simple https://y", "PIP_EXTRA_INDEX_URL=https://x/s"]

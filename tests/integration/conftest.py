@@ -55,7 +55,7 @@ class App:
     name: str = "imdb"  # the app's name: its deploy_to, vhost, daemon group and server name (NAME.test)
 
     def write_config(self, **over: object) -> dict[str, object]:
-        cfg = app_config(self.sb, app=self.name, **over)  # type: ignore[arg-type]
+        cfg = app_config(self.sb, **{"app": self.name, **over})  # type: ignore[arg-type]
         (self.path / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
         return cfg
 

@@ -266,11 +266,16 @@ def test_sigkill_during_prepare_leaves_stale_lock_that_unlock_clears(app: App) -
     wait_for_hook(app)
     proc.kill()
     proc.communicate(timeout=30)
-    time.sleep(6)  # the orphaned remote step ends on its own
     configure(app)
-    p = app.fab("deploy")
-    assert p.returncode == 4, p.stderr
-    line = one_line_error(p)
+    deadline = time.monotonic() + 60
+    while True:  # the orphaned remote step ends on its own; until then the lock is not stale
+        p = app.fab("deploy")
+        assert p.returncode == 4, p.stderr
+        line = one_line_error(p)
+        if "still running on the host" not in line:
+            break
+        assert time.monotonic() < deadline, line
+        time.sleep(0.5)
     assert "stale" in line and "pid" in line and "fab -H sandbox unlock" in line
     app.ok("unlock")
     live.intact()

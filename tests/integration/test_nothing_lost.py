@@ -81,6 +81,8 @@ def test_configtest_never_installs_the_candidate(new_app: App) -> None:
     try:
         a.write_config(health={"path": "/movie", "contains": "Godfather", "timeout": 20}, server_aliases=[f"www.{a.name}.test"])
         a.commit("alias")
+        a.ok("setup")  # on a live app setup leaves the vhost to the next deploy's switch
+        assert vhost.read_bytes() == live
         flag.touch()
         proc = start(a, "deploy")
         deadline = time.monotonic() + 120
