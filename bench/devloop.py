@@ -22,7 +22,7 @@ import threading
 import time
 
 from bench.harness import SlowLinkHost
-from deploy.sandbox import example_repo, set_version
+from tests.sandbox import example_repo, set_version
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
     python3 -m bench.fleet [--runs 3] [--counts 1,2,5,10] [--links loopback,50ms]   (root)
 
-Each host is a network namespace with its own sshd + Apache/mod_wsgi (deploy/sandbox.py). The 50 ms
+Each host is a network namespace with its own sshd + Apache/mod_wsgi (tests/sandbox.py). The 50 ms
 link puts a user-space relay (25 ms each way) in front of every host's sshd. Prints the median time
 per host count, its ratio to one host, and the fab process's peak memory (max RSS).
 """
@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench.relay import DelayRelay, measure_rtt
-from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, random_user
+from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, random_user
 
 
 def main() -> int:

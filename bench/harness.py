@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bench.relay import DelayRelay, measure_rtt
-from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, random_user
+from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, random_user
 
 DELAY = 0.025  # each way: ~50 ms RTT
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from bench.harness import SlowLinkHost
-from deploy.sandbox import example_repo
+from tests.sandbox import example_repo
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user
+from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user
 
 PROFILES: dict[str, dict[str, Any]] = {
     "plain": {"connections": 16, "rate": 200, "keepalive": False, "slow_loops": 0},

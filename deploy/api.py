@@ -10,8 +10,7 @@ from pathlib import Path
 
 from fabric import Config, Connection
 
-from deploy import hooks, host, lock, remote, render, source, venv
-from deploy import reload as reloading
+from deploy import hooks, host, lock, reloading, remote, render, source, venv
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
 from deploy.errors import ConfigError, RemoteError

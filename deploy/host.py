@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 from fabric import Connection
 
-from deploy import apache, lock, releases, remote
-from deploy import reload as reloading
+from deploy import apache, lock, releases, reloading, remote
 from deploy.config import Settings
 from deploy.connect import open_connection
 from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NotDeployed, NothingToRollBack, RemoteError

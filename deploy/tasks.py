@@ -25,8 +25,7 @@ from invoke.exceptions import Exit
 from deploy import api, config, fleet
 from deploy.connect import connection
 from deploy.errors import ConfigError, DeployError
-from deploy.output import Reporter, duration
-from deploy.report import TaskRun
+from deploy.output import Reporter, TaskRun, duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -446,7 +445,7 @@ def watch(
     c: Context, run: TaskRun, stage: str | None = None, interval: float = 0.5, seconds: float = 0.0, json: bool = False
 ) -> bool:
     """Dev loop: ship files as they are saved into the live release of a dev host and reload it (never production)."""
-    from deploy import watch as watching  # here: only this task needs it
+    from deploy import devloop as watching  # here: only this task needs it
 
     s = _settings(c, stage, run)
     conns = _targets(c, s, "watch")

@@ -8,7 +8,7 @@ from invoke import Config, MockContext
 from invoke.exceptions import Exit
 
 from deploy import tasks
-from deploy.report import schema
+from deploy.output import schema
 
 
 def ctx(deploy: dict[str, object] | None) -> MockContext:

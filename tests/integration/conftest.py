@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user, set_version
+from tests.sandbox import DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user, set_version
 
 ROOT = Path(__file__).resolve().parents[2]
 

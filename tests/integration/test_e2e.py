@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox
 from tests.integration.conftest import App, make_app
+from tests.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module", params=["daemon", "embedded"])

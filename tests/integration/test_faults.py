@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import REPO_ROOT, Sandbox, fab_argv
 from tests.integration.conftest import App, make_app
+from tests.sandbox import REPO_ROOT, Sandbox, fab_argv
 
 SECRET = "s3cr3t-Token-4242"
 WEIRD = "'; touch /tmp/fabdeploy-pwned-1; echo '$(touch /tmp/fabdeploy-pwned-2)`id`"

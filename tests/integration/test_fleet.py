@@ -11,8 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from deploy.report import schema
-from deploy.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo
+from deploy.output import schema
+from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo
 
 NAMES = ["web1", "web2", "web3"]
 

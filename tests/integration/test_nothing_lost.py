@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import REPO_ROOT, Sandbox, fab_argv
 from tests.integration.conftest import App, make_app
+from tests.sandbox import REPO_ROOT, Sandbox, fab_argv
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from deploy.report import schema
-from deploy.sandbox import Sandbox
+from deploy.output import schema
 from tests.integration.conftest import ROOT, App, make_app
+from tests.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import jsonschema
 import pytest
 
-from deploy.report import schema
-from deploy.sandbox import Sandbox, fab_argv, set_version
+from deploy.output import schema
 from tests.integration.conftest import ROOT, App, make_app
+from tests.sandbox import Sandbox, fab_argv, set_version
 
 STAGES = {"dev": {"dev": True}, "production": {}}
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.sandbox import Sandbox
 from tests.integration.conftest import App, make_app
+from tests.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")

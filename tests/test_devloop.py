@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import watch
+from deploy import devloop as watch
 from deploy.config import load
 from deploy.errors import ConfigError
 

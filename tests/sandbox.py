@@ -1,6 +1,6 @@
 """A throw-away local host: a real OpenSSH sshd and a real Apache 2.4 + mod_wsgi on loopback.
 
-Used by the integration tests, the benchmarks and `python -m deploy.sandbox` (the README's demo).
+Used by the integration tests, the benchmarks and `python -m tests.sandbox` (the README's demo).
 Everything it starts is stopped by pid and everything it creates (user, sudoers rule, files)
 is removed again; the system's own sshd and Apache services are never touched.
 Needs root and the Debian packages openssh-server, apache2, libapache2-mod-wsgi-py3 and sudo.
@@ -448,7 +448,7 @@ def fab_argv(sb: Sandbox, *args: str) -> list[str]:
 
 def demo(argv: list[str] | None = None) -> int:
     """The README's demo: a real deploy of the example app to a sandbox host on loopback."""
-    ap = argparse.ArgumentParser(prog="python -m deploy.sandbox", description=demo.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m tests.sandbox", description=demo.__doc__)
     ap.add_argument("--mode", choices=("daemon", "embedded"), default="daemon")
     ap.add_argument("--no-wait", action="store_true", help="stop the sandbox right after the deploy")
     args = ap.parse_args(argv)

@@ -6,8 +6,7 @@ import json
 import jsonschema
 
 from deploy.errors import LockHeld
-from deploy.output import Reporter
-from deploy.report import TaskRun, schema
+from deploy.output import Reporter, TaskRun, schema
 
 
 def test_documents_match_the_schema() -> None:
