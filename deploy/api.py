@@ -1,31 +1,44 @@
-"""The Python API behind the tasks: `deploy`, `rollback`, `reload`, ... on one host's Connection."""
+"""The Python API: `deploy`, `plan`, `rollback`, `reload`, `setup`, `unlock`, `status`, `watch` on hosts.
+
+A facade over `fleet` (every task that changes hosts, in parallel, all-or-none) and `planning` (the
+read-only plan); the tasks in deploy/tasks.py call only this module and deploy/output.py. Each function
+takes one Connection or several and returns one `Result` per host, in the order given; a failure raises
+a DeployError (one host: its own error; several: a FleetError naming each host's).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from fabric import Config, Connection
 
-from deploy import hooks, host, lock, reloading, remote, render, source, venv
+from deploy import fleet, release, reloading
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
-from deploy.errors import ConfigError, RemoteError
+from deploy.errors import ConfigError, DeployError, FleetError
 from deploy.output import Reporter
+
+Hosts: TypeAlias = "Connection | Sequence[Connection]"  # one host, or several
 
 
 @dataclass
 class Result:
+    """What a task did on one host (the JSON document's host entry, plus `details`)."""
+
     host: str
     action: str
+    result: str = "ok"
     release: str | None = None
     previous: str | None = None
     revision: str | None = None
     seconds: float = 0.0
-    details: dict[str, object] = field(default_factory=dict)
+    reload: str | None = None
+    health: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -38,10 +51,7 @@ class Project:
 
     def connections(self, hosts: list[str] | tuple[str, ...] | None = None) -> list[Connection]:
         """Connections to `hosts` (default: the stage's hosts), each with its own copy of the config."""
-        names = list(hosts or self.settings.hosts)
-        if not names:
-            raise ConfigError("no host to work on: pass hosts, or set deploy.hosts or a stage's hosts")
-        return [connection(h, self.config) for h in names]
+        return connections(list(hosts or self.settings.hosts), self.config)
 
 
 def project(path: Path | str = ".", stage: str | None = None, ssh_config: Path | str | None = None) -> Project:
@@ -55,168 +65,132 @@ def project(path: Path | str = ".", stage: str | None = None, ssh_config: Path |
     return Project(where, load(config.get("deploy"), stage=stage), config)
 
 
-def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> source.Source:
-    path = (project_dir / s.path).resolve()
-    if s.source == "git":
-        return source.from_git(path, ref or s.ref)
-    if ref:
-        raise ConfigError("--ref needs deploy.source: git")
-    return source.from_tree(path, s.exclude)
+def settings(raw: Any, stage: str | None = None) -> Settings:
+    """The `deploy:` section of a Fabric config, validated for `stage` (ConfigError names what to fix)."""
+    return load(raw, stage=stage)
 
 
-def build_archive(
-    s: Settings,
-    src: source.Source,
-    release_id: str,
-    project_dir: Path,
-    delta: source.Delta | None = None,
-    wheels: dict[str, bytes] | None = None,
-    rendered: dict[str, str] | None = None,
-) -> bytes:
-    """The release's files (only the changed ones with a delta) plus what the tool generates for it.
-
-    `rendered`: the templates already rendered for this release id (a fleet renders them once).
-    """
-    rendered = rendered or render.render(s, release_id, src.revision, project_dir)
-    # A WSGI script holding secrets must not be world-readable.
-    script_mode = 0o640 if s.environment and s.mode == "daemon" else 0o644
-    extra = {
-        ".release/app.wsgi": (rendered["app.wsgi"].encode(), script_mode),
-        ".release/vhost.conf": (rendered["vhost.conf"].encode(), 0o644),
-        ".release/manifest": (src.manifest().encode(), 0o644),
-    }
-    if s.environment:
-        env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
-        extra[".release/env.sh"] = (env.encode(), 0o600)
-    for name, data in (wheels or {}).items():
-        extra[f".release/wheels/{name}"] = (data, 0o644)
-    files = src.files
-    if delta is not None and not delta.full:
-        files = delta.send
-        extra[".release/linked"] = ("\0".join(delta.link).encode(), 0o644)
-    return source.archive(files, extra, src.mtime)
+def connections(names: Sequence[str], config: Config) -> list[Connection]:
+    """One Connection per host name, each with a config of its own (see deploy.connect.connection)."""
+    if not names:
+        raise ConfigError("no host to work on: pass -H HOST, or set deploy.hosts or a stage's hosts")
+    return [connection(h, config) for h in names]
 
 
-def plan_release(
-    s: Settings, src: source.Source, release_id: str, facts: host.Facts, rep: Reporter, host_name: str
-) -> tuple[host.Plan, source.Delta]:
-    current = facts.listing.current
-    base = source.parse_manifest(facts.manifest) if current else None
-    delta = source.delta(src, base or None)
-    decisions = hooks.decide(s.hooks, delta.changed if base else None, s.requirements)
-    for d in decisions:
-        if not d.run:
-            rep.line(host_name, f"{'hook:' + d.hook.name:<16} skipped ({d.reason})")
-    run = tuple((d.hook.name, d.hook.run) for d in decisions if d.run)
-    carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
-    private = tuple(p for d in decisions if d.run for p in d.hook.outputs)
-    note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
-    key = venv.key(src.get(s.requirements), facts.python, s.pip_args)
-    plan = host.Plan(release_id, src.revision, run, None if delta.full else current, carry, note, key, private)
-    return plan, delta
+def _list(hosts: Hosts) -> list[Connection]:
+    return [hosts] if isinstance(hosts, Connection) else list(hosts)
 
 
-def prepare_release(
-    c: Connection,
-    s: Settings,
-    src: source.Source,
-    release_id: str,
-    facts: host.Facts,
-    lock_info: str,
-    rep: Reporter,
-    project_dir: Path,
-    rendered: dict[str, str] | None = None,
-) -> host.Plan:
-    """Plan (delta, hooks, venv) and run the prepare phase on one host that holds its lock."""
-    name = str(c.original_host)
-    plan, delta = plan_release(s, src, release_id, facts, rep, name)
-    requirements = src.get(s.requirements)
-    try:
-        wheels = venv.wheels(s, requirements) if s.wheels and requirements and plan.venv_key not in facts.venvs else None
-    except venv.WheelsFailed as exc:
-        raise RemoteError(name, "building wheels for this host", str(exc)) from exc
-    archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered)
-    shipped = f", {len(wheels)} wheels" if wheels else ""
-    rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {plan.note}{shipped})")
-    try:
-        host.prepare(c, s, plan, archive, lock_info, rep)
-    except RemoteError as exc:
-        if exc.code != remote.EXIT_LINK_FAILED:
-            raise
-        # The live release's files were not all there to link: send everything instead.
-        rep.line(name, "linking from the live release failed; sending the full archive")
-        plan = dataclasses.replace(plan, base=None, note="full")
-        full = build_archive(s, src, release_id, project_dir, None, wheels, rendered)
-        host.prepare(c, s, plan, full, lock_info, rep)
-    return plan
+def _result(action: str, run: fleet.HostRun, revision: str | None = None) -> Result:
+    return Result(
+        run.name, action, run.result, run.release_id or None, run.previous, revision, round(run.seconds, 3), run.reload,
+        run.health, run.details,
+    )
 
 
 def deploy(
-    c: Connection,
+    hosts: Hosts,
     s: Settings,
     project_dir: Path,
     ref: str | None = None,
     reporter: Reporter | None = None,
-    src: source.Source | None = None,
+    parallel: int = 10,
+    batch: str | int | None = None,
+    rollback_all_on_failure: bool = False,
     rollback_on_failure: bool = True,
-) -> Result:
-    """Ship, prepare, switch and reload one host; on any failure the live release stays (or is again) live.
+) -> list[Result]:
+    """Ship, prepare, switch and reload every host; on any failure the live release stays (or is again) live.
 
-    A failed health check after the switch rolls back to the previous release in the same SSH
-    command, unless `rollback_on_failure` is false (`fab deploy --no-rollback`). Three SSH
-    commands in all (begin, prepare, switch). Several hosts: `deploy.fleet.deploy`.
+    Every host prepares before any switches (all-or-none), or batch by batch with `batch`. A failed health
+    check after the switch rolls back in the same SSH command, unless `rollback_on_failure` is false
+    (`fab deploy --no-rollback`). See deploy.fleet for the failure rules.
     """
-    from deploy import fleet  # fleet builds on this module
+    src = release.load_source(s, project_dir, ref)
+    runs = fleet.deploy(
+        _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src
+    )
+    return [_result("deploy", r, src.revision) for r in runs]
 
-    src = src or load_source(s, project_dir, ref)
-    run = fleet.deploy([c], s, project_dir, ref, reporter, src=src, rollback_on_failure=rollback_on_failure)[0]
-    release = run.plan.release_id if run.plan else None
-    return Result(run.name, "deploy", release, run.previous, src.revision, run.seconds)
 
-
-def plan(c: Connection, s: Settings, project_dir: Path, ref: str | None = None) -> Result:
-    """What a deploy would do on this host (see deploy.planning); one SSH command, nothing changed."""
-    from deploy import planning
+def plan(hosts: Hosts, s: Settings, project_dir: Path, ref: str | None = None, parallel: int = 10) -> list[Result]:
+    """What a deploy would do on each host (see deploy.planning); one read-only SSH command each."""
+    from deploy import planning  # here: a deploy or rollback does not pay for its imports
 
     t0 = time.monotonic()
-    src = load_source(s, project_dir, ref)
-    p = planning.plan(c, s, src, project_dir)
-    live = p["live_release"]
-    return Result(c.original_host, "plan", p["release"], live, src.revision, time.monotonic() - t0, details=p)
+    src = release.load_source(s, project_dir, ref)
+    conns = _list(hosts)
+
+    def one(c: Connection) -> Result:
+        open_connection(c)
+        p = planning.plan(c, s, src, project_dir)
+        return Result(c.original_host, "plan", "planned" if p["set_up"] else "not set up", p["release"], p["live_release"],
+                      src.revision, time.monotonic() - t0, details=p)
+
+    found = fleet.each(conns, one, parallel)
+    for exc in found.failed.values():
+        raise exc
+    return [found[c] for c in conns]
 
 
-def rollback(c: Connection, s: Settings, to: str | None = None, reporter: Reporter | None = None) -> Result:
-    t0 = time.monotonic()
-    open_connection(c)
-    previous, target = host.rollback(c, s, to, lock.info("rollback"), reporter)
-    return Result(c.original_host, "rollback", target, previous, None, time.monotonic() - t0)
+def rollback(
+    hosts: Hosts, s: Settings, to: str | None = None, reporter: Reporter | None = None, parallel: int = 10,
+    batch: str | int | None = None,
+) -> list[Result]:
+    """Point every host back at its previous release (or `to`) and reload; all-or-none (see deploy.fleet)."""
+    return [_result("rollback", r) for r in fleet.rollback(_list(hosts), s, to, reporter, parallel, batch)]
 
 
-def reload(c: Connection, s: Settings, reporter: Reporter | None = None, strategy: str | None = None) -> Result:
-    t0 = time.monotonic()
+def reload(
+    hosts: Hosts, s: Settings, reporter: Reporter | None = None, strategy: str | None = None, parallel: int = 10,
+    batch: str | int | None = None,
+) -> list[Result]:
+    """Reload every host's live release (`strategy`: a one-off rolling, touch or graceful) and health-check it."""
     s = reloading.with_strategy(s, strategy)
-    open_connection(c)
-    host.reload(c, s, lock.info("reload"), reporter)
-    return Result(c.original_host, "reload", seconds=time.monotonic() - t0)
+    return [_result("reload", r) for r in fleet.reload(_list(hosts), s, reporter, parallel, batch)]
 
 
-def status(c: Connection, s: Settings) -> Result:
-    t0 = time.monotonic()
-    open_connection(c)
-    st = host.status(c, s)
-    return Result(c.original_host, "status", str(st["current"]), seconds=time.monotonic() - t0, details=st)
+def status(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
+    """Each host's live release, processes, health, disk, lock (`details`: see deploy.host.status)."""
+    return [_result("status", r) for r in fleet.status(_list(hosts), s, parallel)]
 
 
-def unlock(c: Connection, s: Settings, force: bool = False) -> Result:
-    open_connection(c)
-    held = host.unlock(c, s, force)
-    return Result(c.original_host, "unlock", details={"lock": held})
+def setup(hosts: Hosts, s: Settings, project_dir: Path, reporter: Reporter | None = None, parallel: int = 10) -> list[Result]:
+    """Create the layout and install the vhost on every host."""
+    return [_result("setup", r) for r in fleet.setup(_list(hosts), s, project_dir, reporter, parallel)]
 
 
-def setup(c: Connection, s: Settings, project_dir: Path, reporter: Reporter | None = None) -> Result:
-    t0 = time.monotonic()
-    # The vhost does not depend on the release; render it with a placeholder id.
-    vhost = render.render(s, "setup", "-", project_dir)["vhost.conf"]
-    open_connection(c)
-    host.setup(c, s, vhost, lock.info("setup"), reporter)
-    return Result(c.original_host, "setup", seconds=time.monotonic() - t0)
+def unlock(hosts: Hosts, s: Settings, force: bool = False) -> list[Result]:
+    """Remove each host's lock (`details['lock']`: the one removed); refused while its holder runs, unless `force`."""
+    return [_result("unlock", r) for r in fleet.unlock(_list(hosts), s, force)]
+
+
+def watch(
+    c: Connection, s: Settings, project_dir: Path, reporter: Reporter, interval: float = 0.5, seconds: float = 0.0
+) -> Result:
+    """`fab watch`: ship saved files into a dev host's live release (see deploy.devloop)."""
+    from deploy import devloop  # here: only this task needs it
+
+    batches = devloop.watch(c, s, project_dir, reporter, interval=interval, seconds=seconds)
+    shipped = [{"shipped": b.shipped, "removed": b.removed, "seconds": round(b.seconds, 3)} for b in batches]
+    return Result(c.original_host, "watch", "stopped", details={"batches": shipped})
+
+
+__all__ = [
+    "ConfigError",
+    "DeployError",
+    "FleetError",
+    "Project",
+    "Result",
+    "Settings",
+    "connections",
+    "deploy",
+    "plan",
+    "project",
+    "reload",
+    "rollback",
+    "settings",
+    "setup",
+    "status",
+    "unlock",
+    "watch",
+]

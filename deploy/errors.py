@@ -7,10 +7,14 @@
     ├── RemoteError (5)              a step on (or for) the host failed; the live release is untouched or back
     ├── NothingToRollBack (6)        no finished release to go back to (or the one asked for does not exist)
     ├── HealthCheckFailed (7)        the app did not answer as expected after a reload
-    └── NotDeployed (8)              the host has no live release yet (reload, rollback before any deploy)
+    ├── NotDeployed (8)              the host has no live release yet (reload, rollback before any deploy)
+    └── FleetError (its hosts' code) some hosts of a task failed: each host's error and where every host is
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class DeployError(Exception):
@@ -69,3 +73,25 @@ class NotDeployed(DeployError):
     """The host has no live release yet: nothing to reload or roll back."""
 
     exit_code = 8
+
+
+class FleetError(DeployError):
+    """Some hosts failed; carries each host's error and, per host, what it was left on.
+
+    `hosts`: one dict per host (host, result, release, previous, seconds), as the JSON document has them.
+    The exit code is the hosts' own when they agree, else 5.
+    """
+
+    def __init__(self, message: str, errors: Mapping[str, BaseException], hosts: Sequence[dict[str, Any]] = ()) -> None:
+        self.errors = dict(errors)
+        self.hosts = list(hosts)
+        codes = {getattr(e, "exit_code", 1) for e in self.errors.values()}
+        self.exit_code = codes.pop() if len(codes) == 1 else 5
+        details = "; ".join(f"{h}: {short(h, e)}" for h, e in self.errors.items())
+        super().__init__(f"{message} ({details})")
+
+
+def short(host: str, exc: BaseException) -> str:
+    """The first line of a host's error, without the 'host: ' it starts with."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg[len(host) + 2 :] if msg.startswith(f"{host}: ") else msg

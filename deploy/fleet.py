@@ -1,4 +1,4 @@
-"""Many hosts at once: prepare everywhere, then switch all-or-none (or in batches); never half-switched.
+"""Many hosts at once, for every task that changes hosts: deploy, rollback, reload, setup, unlock.
 
 Built on Fabric's ThreadingGroup/GroupResult: the hosts are a group, each phase runs on every host
 of a batch in threads (at most `parallel` at a time), and a GroupResult says which hosts failed.
@@ -11,6 +11,12 @@ of a batch in threads (at most `parallel` at a time), and a GroupResult says whi
   batch stops the rollout and is rolled back; earlier batches stay on the new release (said in the
   error) unless `rollback_all_on_failure`.
 - Hooks with `once: true` (e.g. migrate on a shared database) run on the first host only, before any switch.
+- Rollback: every host (or batch) rolls back in parallel, one command each; when one fails, the hosts
+  that did roll back are put back on the release they had (all-or-none), and the error says where each is.
+- Reload: in parallel (or batches); a failed batch stops the next ones. Setup, unlock, status: in parallel.
+
+Every host operation goes through a `release.Ops` passed in (`ops=`): tests/test_fleet.py checks these
+decisions with fake operations, without a server. One host: its own error, not a FleetError.
 """
 
 from __future__ import annotations
@@ -26,45 +32,49 @@ from typing import Any
 from fabric import Connection, GroupResult, ThreadingGroup
 from invoke.util import ExceptionHandlingThread
 
-from deploy import api, host, lock, releases, render, source
+from deploy import host, lock, releases, render, source
 from deploy.config import Settings
-from deploy.connect import open_connection
-from deploy.errors import ConfigError, DeployError, LockHeld
+from deploy.errors import ConfigError, FleetError, LockHeld, short
 from deploy.output import Reporter
-
-
-class FleetError(DeployError):
-    """Some hosts failed; carries each host's error and what the fleet was left on."""
-
-    def __init__(self, message: str, errors: dict[str, BaseException], runs: Sequence[HostRun] = ()) -> None:
-        self.errors = errors
-        self.runs = list(runs)
-        codes = {getattr(e, "exit_code", 1) for e in errors.values()}
-        self.exit_code = codes.pop() if len(codes) == 1 else 5
-        details = "; ".join(f"{h}: {_short(h, e)}" for h, e in errors.items())
-        super().__init__(f"{message} ({details})")
-
-
-def _short(name: str, exc: BaseException) -> str:
-    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return msg[len(name) + 2 :] if msg.startswith(f"{name}: ") else msg
+from deploy.release import OPS, Ops, load_source
 
 
 @dataclass
 class HostRun:
+    """One host's part in a task: what it did, and what it is left on."""
+
     conn: Connection
-    lock_info: str
+    lock_info: str = ""
     release_id: str = ""
-    plan: host.Plan | None = None
+    prepared: host.PrepareArgs | None = None
     previous: str | None = None
     locked: bool = False
     result: str = "pending"
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
+    reload: str | None = None
+    health: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return str(self.conn.original_host)
+
+    def done(self, result: str) -> None:
+        self.result = result
+        self.seconds = time.monotonic() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        """The host's entry in the JSON document."""
+        return {
+            "host": self.name,
+            "result": self.result,
+            "release": self.release_id or None,
+            "previous": self.previous,
+            "seconds": round(self.seconds or time.monotonic() - self.started, 3),
+            "reload": self.reload,
+            "health": self.health,
+        }
 
 
 def batches(hosts: Sequence[Any], batch: str | int | None) -> list[list[Any]]:
@@ -81,7 +91,7 @@ def batches(hosts: Sequence[Any], batch: str | int | None) -> list[list[Any]]:
     return [list(hosts[i : i + size]) for i in range(0, len(hosts), size)]
 
 
-def each(conns: Sequence[Connection], fn: Callable[[Connection], Any], parallel: int) -> GroupResult:
+def each(conns: Sequence[Any], fn: Callable[[Any], Any], parallel: int) -> GroupResult:
     """Run fn on every connection in threads, `parallel` at a time (as ThreadingGroup does for run())."""
     group = ThreadingGroup.from_connections(conns)
     results = GroupResult()
@@ -101,6 +111,24 @@ def each(conns: Sequence[Connection], fn: Callable[[Connection], Any], parallel:
     return results
 
 
+def _fail(message: str, errors: dict[str, BaseException], runs: Sequence[HostRun]) -> FleetError | BaseException:
+    """The error a task ends with: one host's own error, or a FleetError naming every host's."""
+    if len(runs) == 1 and len(errors) == 1:
+        return next(iter(errors.values()))
+    return FleetError(message, errors, [r.as_dict() for r in runs])
+
+
+def _where(i: int, plan_batches: list[list[Any]], result: GroupResult, conns: Sequence[Any]) -> str:
+    return f"batch {i + 1} of {len(plan_batches)}" if len(plan_batches) > 1 else f"{len(result.failed)} of {len(conns)} hosts"
+
+
+def _errors(result: GroupResult, runs: dict[Any, HostRun]) -> dict[str, BaseException]:
+    return {runs[c].name: exc for c, exc in result.failed.items()}
+
+
+# ---- deploy
+
+
 def deploy(
     conns: Sequence[Connection],
     s: Settings,
@@ -112,35 +140,22 @@ def deploy(
     rollback_all_on_failure: bool = False,
     rollback_on_failure: bool = True,
     src: source.Source | None = None,
+    ops: Ops = OPS,
 ) -> list[HostRun]:
     """Deploy one release to every host; see the module's docstring for what happens on failure."""
     rep = reporter or Reporter(quiet=True)
     if s.reload_note:
         rep.line("all", s.reload_note)
-    src = src or api.load_source(s, project_dir, ref)
+    src = src or load_source(s, project_dir, ref)
     release_id = releases.new_id(src.short_revision)
     rendered = render.render(s, release_id, src.revision, project_dir)  # template errors before any lock
     plan_batches = batches(conns, batch)
     runs = {c: HostRun(c, lock.info("deploy"), release_id) for c in conns}
     try:
-        return _deploy(
-            conns,
-            s,
-            project_dir,
-            rep,
-            parallel,
-            plan_batches,
-            batch,
-            rollback_all_on_failure,
-            rollback_on_failure,
-            src,
-            runs,
-            rendered,
+        failure = _deploy(
+            conns, s, project_dir, rep, parallel, plan_batches, batch, rollback_all_on_failure, rollback_on_failure, src, runs,
+            rendered, ops,
         )
-    except FleetError as exc:
-        if len(conns) == 1:
-            raise next(iter(exc.errors.values())) from None  # one host: its own error, unwrapped
-        raise
     except BaseException as exc:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
         # A host already switching is left alone: its switch is one remote command that finishes by itself.
@@ -149,13 +164,16 @@ def deploy(
             if runs[c].result == "switching":
                 runs[c].locked = False
                 runs[c].result = "interrupted while switching (finishes on the host; see fab status)"
-        _abort(conns, runs, s, parallel, remove=False)
+        _abort(conns, runs, s, parallel, ops, remove=False)
         if switching and isinstance(exc, KeyboardInterrupt):
             raise KeyboardInterrupt(
                 f"during the switch; {', '.join(switching)} finish switching on their own (one remote command each):"
                 " check with fab status"
             ) from exc
         raise
+    if failure is not None:
+        raise failure
+    return list(runs.values())
 
 
 def _deploy(
@@ -171,19 +189,20 @@ def _deploy(
     src: source.Source,
     runs: dict[Connection, HostRun],
     rendered: dict[str, str],
-) -> list[HostRun]:
+    ops: Ops,
+) -> BaseException | None:
+    """The deploy itself; the error it ends with is returned (every host already dealt with), not raised."""
     first = conns[0]
-
     facts: dict[Connection, host.Facts] = {}
 
     def begin(c: Connection) -> None:
         run = runs[c]
-        open_connection(c)
+        ops.connect(c)
         # Locked from the start: Ctrl-C while begin runs may leave the lock taken. Freeing it is safe
         # either way, as abort removes only a lock holding this run's token.
         run.locked = True
         try:
-            facts[c] = host.begin(c, s, run.lock_info, rep)
+            facts[c] = ops.begin(c, s, run.lock_info, rep)
         except LockHeld:
             run.locked = False
             raise
@@ -193,7 +212,7 @@ def _deploy(
         run = runs[c]
         # once-hooks (a migration on a shared database) run on the first host only.
         hs = s if c is first else _without_once_hooks(s)
-        run.plan = api.prepare_release(c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir, rendered)
+        run.prepared = ops.prepare(c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir, rendered)
         run.result = "prepared"
 
     prepared = each(conns, begin, parallel)
@@ -210,8 +229,8 @@ def _deploy(
     if prepared.failed:
         for c in prepared.failed:
             runs[c].result = "failed"
-        _abort(conns, runs, s, parallel)
-        raise FleetError(
+        _abort(conns, runs, s, parallel, ops)
+        return _fail(
             f"prepare failed on {len(prepared.failed)} of {len(conns)} hosts; no host was switched",
             _errors(prepared, runs),
             list(runs.values()),
@@ -222,11 +241,12 @@ def _deploy(
 
         def switch(c: Connection) -> None:
             run = runs[c]
-            assert run.plan is not None
+            assert run.prepared is not None
             run.result = "switching"
-            host.switch(c, s, run.plan, run.lock_info, rep, rollback_on_failure)
-            run.locked, run.result = False, "live"
-            run.seconds = time.monotonic() - run.started
+            reloaded = ops.switch(c, s, run.prepared, run.lock_info, rep, rollback_on_failure)
+            run.locked = False
+            run.reload, run.health = reloaded.reload, reloaded.health
+            run.done("live")
 
         switched = each(group, switch, parallel)
         for c in switched.failed:
@@ -236,11 +256,11 @@ def _deploy(
             done.extend(group)
             continue
         later = [c for g in plan_batches[i + 1 :] for c in g]
-        _abort(later, runs, s, parallel)
+        _abort(later, runs, s, parallel, ops)
         back = [c for c in group if c in switched.succeeded]
         if batch is None or rollback_all_on_failure:
             back += done
-        stuck = _rollback(back, runs, s, parallel, rep)
+        stuck = _compensate(back, runs, s, parallel, rep, ops)
         kept = [runs[c].name for c in done if c not in back]
         where = f"batch {i + 1} of {len(plan_batches)}" if len(plan_batches) > 1 else "the switch"
         new_release = runs[first].release_id
@@ -253,16 +273,12 @@ def _deploy(
             tail = "; the fleet is on its previous release"
         errors = _errors(switched, runs)
         errors.update({runs[c].name: exc for c, exc in stuck.items()})
-        raise FleetError(f"{where} failed{tail}", errors, list(runs.values()))
-    return list(runs.values())
+        return _fail(f"{where} failed{tail}", errors, list(runs.values()))
+    return None
 
 
 def _without_once_hooks(s: Settings) -> Settings:
     return dataclasses.replace(s, hooks=tuple(h for h in s.hooks if not h.once))
-
-
-def _errors(result: GroupResult, runs: dict[Connection, HostRun]) -> dict[str, BaseException]:
-    return {runs[c].name: exc for c, exc in result.failed.items()}
 
 
 def _abort(
@@ -270,6 +286,7 @@ def _abort(
     runs: dict[Connection, HostRun],
     s: Settings,
     parallel: int,
+    ops: Ops,
     remove: bool = True,
 ) -> None:
     """Unlock hosts that prepared (or were preparing) and remove their unused release."""
@@ -277,7 +294,7 @@ def _abort(
     def abort(c: Connection) -> None:
         run = runs[c]
         if run.locked:
-            host.abort(c, s, run.lock_info, run.release_id, remove=remove and run.result != "failed")
+            ops.abort(c, s, run.lock_info, run.release_id, remove and run.result != "failed")
             run.locked = False
             if run.result != "failed":
                 run.result = "not switched"
@@ -285,33 +302,179 @@ def _abort(
     each([c for c in conns if runs[c].locked], abort, parallel)
 
 
-def _rollback(
-    conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, rep: Reporter
+def _compensate(
+    conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, rep: Reporter, ops: Ops
 ) -> dict[Connection, BaseException]:
     """Put switched hosts back on their previous release; the hosts where that failed, with why."""
 
     def back(c: Connection) -> None:
         run = runs[c]
         if run.previous:
-            host.rollback(c, s, run.previous, lock.info("rollback"), rep)
-            run.result = f"rolled back to {run.previous}"
+            ops.rollback(c, s, run.previous, lock.info("rollback"), rep)
+            run.done(f"rolled back to {run.previous}")
         else:
-            run.result = "live (nothing to roll back to)"
+            run.done("live (nothing to roll back to)")
 
     result = each(conns, back, parallel)
     for c, exc in result.failed.items():
-        runs[c].result = f"rolling back failed, still on {runs[c].release_id}: {_short(runs[c].name, exc)}"
+        runs[c].result = f"rolling back failed, still on {runs[c].release_id}: {short(runs[c].name, exc)}"
     return dict(result.failed)
 
 
-def table(runs: Sequence[HostRun]) -> str:
-    width = max((len(r.name) for r in runs), default=4)
-    lines = [f"{'host':<{width}}  {'release':<26} {'time':>7}  result"]
-    for r in runs:
-        rel = r.plan.release_id if r.plan else "-"
-        seconds = r.seconds or time.monotonic() - r.started
-        lines.append(f"{r.name:<{width}}  {rel:<26} {seconds:6.2f}s  {r.result}")
-    return "\n".join(lines)
+# ---- rollback, reload, setup, unlock, status
 
 
-__all__ = ["FleetError", "HostRun", "batches", "deploy", "each", "table"]
+def rollback(
+    conns: Sequence[Connection],
+    s: Settings,
+    to: str | None = None,
+    reporter: Reporter | None = None,
+    parallel: int = 10,
+    batch: str | int | None = None,
+    ops: Ops = OPS,
+) -> list[HostRun]:
+    """Roll every host back (one command each, in parallel or in batches), all-or-none: when a host fails,
+    the hosts that rolled back (in its batch; in every batch without --batch) are put back where they were."""
+    rep = reporter or Reporter(quiet=True)
+    runs = {c: HostRun(c, lock.info("rollback")) for c in conns}
+    done: list[Connection] = []
+    plan_batches = batches(conns, batch)
+    for i, group in enumerate(plan_batches):
+
+        def back(c: Connection) -> None:
+            run = runs[c]
+            ops.connect(c)
+            rb = ops.rollback(c, s, to, run.lock_info, rep)
+            run.previous, run.release_id = rb.previous, rb.target
+            run.reload, run.health = rb.reloaded.reload, rb.reloaded.health
+            run.done("live")
+
+        result = each(group, back, parallel)
+        for c in result.failed:
+            runs[c].done("failed")
+        if not result.failed:
+            done.extend(group)
+            continue
+        undo = [c for c in group if c in result.succeeded] + (done if batch is None else [])
+        stuck = _undo(undo, runs, s, parallel, rep, ops)
+        for c in (c for g in plan_batches[i + 1 :] for c in g):
+            runs[c].result = "not rolled back"
+        kept = [runs[c].name for c in done if c not in undo]
+        tail = f"; {', '.join(kept)} stay rolled back (earlier batches)" if kept else ""
+        if stuck:
+            tail += f"; putting back failed on {', '.join(runs[c].name for c in stuck)}: they stay rolled back"
+        if not kept and not stuck:
+            tail = "; every host is on the release it had"
+        errors = _errors(result, runs)
+        errors.update({runs[c].name: exc for c, exc in stuck.items()})
+        raise _fail(f"rollback failed on {_where(i, plan_batches, result, conns)}{tail}", errors, list(runs.values()))
+    return list(runs.values())
+
+
+def _undo(
+    conns: Sequence[Connection], runs: dict[Connection, HostRun], s: Settings, parallel: int, rep: Reporter, ops: Ops
+) -> dict[Connection, BaseException]:
+    """Put hosts that rolled back in this run back on the release they had; the ones where that failed."""
+
+    def forward(c: Connection) -> None:
+        run = runs[c]
+        ops.rollback(c, s, run.previous, lock.info("rollback"), rep, undo=True)
+        run.release_id, run.previous = run.previous or "", run.release_id
+        run.done(f"put back on {run.release_id}")
+
+    result = each(conns, forward, parallel)
+    for c, exc in result.failed.items():
+        runs[c].result = f"putting back failed, rolled back to {runs[c].release_id}: {short(runs[c].name, exc)}"
+    return dict(result.failed)
+
+
+def reload(
+    conns: Sequence[Connection],
+    s: Settings,
+    reporter: Reporter | None = None,
+    parallel: int = 10,
+    batch: str | int | None = None,
+    ops: Ops = OPS,
+) -> list[HostRun]:
+    """Reload every host (in parallel, or batch after batch); a failed batch stops the ones after it."""
+    rep = reporter or Reporter(quiet=True)
+    runs = {c: HostRun(c, lock.info("reload")) for c in conns}
+    plan_batches = batches(conns, batch)
+    for i, group in enumerate(plan_batches):
+
+        def one(c: Connection) -> None:
+            run = runs[c]
+            ops.connect(c)
+            reloaded = ops.reload(c, s, run.lock_info, rep)
+            run.reload, run.health = reloaded.reload, reloaded.health
+            run.done("ok")
+
+        result = each(group, one, parallel)
+        for c in result.failed:
+            runs[c].done("failed")
+        if result.failed:
+            for c in (c for g in plan_batches[i + 1 :] for c in g):
+                runs[c].result = "not reloaded"
+            where = _where(i, plan_batches, result, conns)
+            raise _fail(f"reload failed on {where}", _errors(result, runs), list(runs.values()))
+    return list(runs.values())
+
+
+def _on_each(
+    conns: Sequence[Connection], fn: Callable[[HostRun], None], parallel: int, what: str, ops: Ops
+) -> list[HostRun]:
+    runs = {c: HostRun(c) for c in conns}
+
+    def one(c: Connection) -> None:
+        ops.connect(c)
+        fn(runs[c])
+
+    result = each(conns, one, parallel)
+    for c in result.failed:
+        runs[c].done("failed")
+    if result.failed:
+        raise _fail(f"{what} failed on {len(result.failed)} of {len(conns)} hosts", _errors(result, runs), list(runs.values()))
+    return list(runs.values())
+
+
+def setup(
+    conns: Sequence[Connection],
+    s: Settings,
+    project_dir: Path,
+    reporter: Reporter | None = None,
+    parallel: int = 10,
+    ops: Ops = OPS,
+) -> list[HostRun]:
+    """Create the layout and install the vhost on every host (a live app's vhost is left to its next deploy)."""
+    rep = reporter or Reporter(quiet=True)
+    vhost = render.render(s, "setup", "-", project_dir)["vhost.conf"]  # the vhost does not depend on the release
+
+    def one(run: HostRun) -> None:
+        ops.setup(run.conn, s, vhost, lock.info("setup"), rep)
+        run.done("ok")
+
+    return _on_each(conns, one, parallel, "setup", ops)
+
+
+def unlock(conns: Sequence[Connection], s: Settings, force: bool = False, parallel: int = 10, ops: Ops = OPS) -> list[HostRun]:
+    """Remove every host's lock (details['lock']: the lock removed, or None)."""
+
+    def one(run: HostRun) -> None:
+        run.details["lock"] = ops.unlock(run.conn, s, force)
+        run.done("unlocked" if run.details["lock"] else "not locked")
+
+    return _on_each(conns, one, parallel, "unlock", ops)
+
+
+def status(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Ops = OPS) -> list[HostRun]:
+    """Every host's status (one read-only command each, in parallel): details = host.status's dict."""
+
+    def one(run: HostRun) -> None:
+        run.details = ops.status(run.conn, s)
+        run.release_id = str(run.details.get("current") or "")
+        run.done("ok")
+
+    return _on_each(conns, one, parallel, "status", ops)
+
+
+__all__ = ["HostRun", "batches", "deploy", "each", "reload", "rollback", "setup", "status", "unlock"]

@@ -16,20 +16,6 @@ from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NotDeployed,
 from deploy.output import Reporter
 from deploy.remote import Outcome, Value
 
-STEP_OF_CODE = {
-    9: "switch",
-    10: "unpack",
-    11: "virtualenv",
-    12: "vhost install",
-    13: "pip install",
-    14: "hook",
-    15: "configtest",
-    16: "reload",
-    17: "link unchanged files",
-    20: "setup check",
-}
-
-
 # What the spinner says while a phase runs (on a terminal only).
 PHASE_WORDS = {
     "begin": "taking the lock, reading the host",
@@ -91,7 +77,8 @@ def _run(
     if out.code == remote.EXIT_UNHEALTHY:
         raise HealthCheckFailed(f"{host}: {out.error_line()}", host)
     if out.code != 0:
-        raise RemoteError(host, STEP_OF_CODE.get(out.code, phase), out.error_line() + _indent(out.tail()), out.tail(), out.code)
+        step = remote.STEP_OF_CODE.get(out.code, phase)
+        raise RemoteError(host, step, out.error_line() + _indent(out.tail()), out.tail(), out.code)
     return out
 
 
@@ -131,7 +118,9 @@ def _lines(events: tuple[str, ...], kind: str) -> str:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PrepareArgs:
+    """What the prepare phase does with a release on this host (worked out by deploy.release)."""
+
     release_id: str
     revision: str
     hooks: tuple[tuple[str, str], ...]  # (name, command) of the hooks to run
@@ -168,7 +157,9 @@ def survey(c: Connection, s: Settings) -> Survey:
     )
 
 
-def prepare(c: Connection, s: Settings, plan: Plan, archive: bytes, lock_info: str, reporter: Reporter | None = None) -> Outcome:
+def prepare(
+    c: Connection, s: Settings, plan: PrepareArgs, archive: bytes, lock_info: str, reporter: Reporter | None = None
+) -> Outcome:
     extra: dict[str, Value] = {
         "ID": plan.release_id,
         "REVISION": plan.revision,
@@ -212,11 +203,31 @@ def pip_variables(pip_args: tuple[str, ...]) -> dict[str, Value]:
     return {"PIP_ARGS": args, "PIP_ENV": [f"{k}={' '.join(v)}" for k, v in env.items()]}
 
 
+@dataclass(frozen=True)
+class Reloaded:
+    """How a phase reloaded the app, and its health check: results as data, from the phase's events."""
+
+    reload: str | None  # 'rolling 2 processes', 'graceful', 'touch', ...
+    health: str  # 'ok', 'off' (no check configured)
+
+
+def _reloaded(s: Settings, out: Outcome) -> Reloaded:
+    """A phase that reloads ends with the health check when one is configured: it got here, so it passed."""
+    how = next((e[len("reload ") :] for e in reversed(out.events) if e.startswith("reload ")), None)
+    return Reloaded(how, "ok" if s.health.enabled else "off")
+
+
 def switch(
-    c: Connection, s: Settings, plan: Plan, lock_info: str, reporter: Reporter | None = None, rollback_on_failure: bool = True
-) -> Outcome:
+    c: Connection,
+    s: Settings,
+    plan: PrepareArgs,
+    lock_info: str,
+    reporter: Reporter | None = None,
+    rollback_on_failure: bool = True,
+) -> Reloaded:
+    """Switch `current`, reload and health-check; a failure rolls back in the same command (unless told not to)."""
     extra: dict[str, Value] = {"ID": plan.release_id, "REVISION": plan.revision, "NO_ROLLBACK": not rollback_on_failure}
-    return _run(c, s, "switch", extra, reporter, lock_info)
+    return _reloaded(s, _run(c, s, "switch", extra, reporter, lock_info))
 
 
 def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None, remove: bool = False) -> None:
@@ -235,14 +246,29 @@ def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None, re
         pass
 
 
-def rollback(c: Connection, s: Settings, to: str | None, lock_info: str, reporter: Reporter | None = None) -> tuple[str, str]:
+@dataclass(frozen=True)
+class RolledBack:
+    previous: str  # what was live before
+    target: str  # what is live now
+    reloaded: Reloaded
+
+
+def rollback(
+    c: Connection, s: Settings, to: str | None, lock_info: str, reporter: Reporter | None = None, undo: bool = False
+) -> RolledBack:
+    """Point `current` at `to` (default: the one before the live one, along the history) and reload.
+
+    `undo`: put back what a rollback of this same run changed (a fleet's all-or-none): the release left is
+    not marked rolled back from, and the history loses the entry that rollback added.
+    """
     if to is not None and not releases.valid_id(to):
         raise NothingToRollBack(
             f"{c.original_host}: --to {to!r} is not a release id (like 20261123T101500Z-abc1234); see: fab releases",
             str(c.original_host),
         )
-    out = _run(c, s, "rollback", {"TO": to or ""}, reporter, lock_info)
-    return _switched(out)
+    out = _run(c, s, "rollback", {"TO": to or "", "UNDO": undo}, reporter, lock_info)
+    previous, target = _switched(out)
+    return RolledBack(previous, target, _reloaded(s, out))
 
 
 def _switched(out: Outcome) -> tuple[str, str]:
@@ -253,9 +279,9 @@ def _switched(out: Outcome) -> tuple[str, str]:
     return ("", "")
 
 
-def reload(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Outcome:
-    """Reload with `s.reload_strategy` (use dataclasses.replace(s, reload=...) for another)."""
-    return _run(c, s, "reload", {}, reporter, lock_info)
+def reload(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Reloaded:
+    """Reload with `s.reload_strategy` (use dataclasses.replace(s, reload=...) for another), then health-check."""
+    return _reloaded(s, _run(c, s, "reload", {}, reporter, lock_info))
 
 
 def status(c: Connection, s: Settings) -> dict[str, object]:
@@ -344,7 +370,9 @@ def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Repo
 
 __all__ = [
     "LockHeld",
-    "Plan",
+    "PrepareArgs",
+    "Reloaded",
+    "RolledBack",
     "abort",
     "begin",
     "prepare",

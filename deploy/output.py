@@ -167,6 +167,86 @@ class Reporter:
             self._phase.clear()
 
 
+# ---- reports of the tasks for people
+
+
+def status_text(d: dict[str, Any]) -> str:
+    """One host's `fab status` for a person (d: deploy.host.status's dict)."""
+    rel = next((r for r in d["releases"] if r["id"] == d["current"]), None)
+    lines = [f"{d['host']}: live {d['current'] or 'nothing'}" + (f" (revision {rel['revision'][:12]})" if rel else "")]
+    if d.get("deployed"):
+        dep = d["deployed"]
+        lines.append(f"  deployed   {dep['at']} by {dep['by']} ({dep['action']})")
+    if d.get("watched"):
+        lines.append(f"  modified   by fab watch, last at {d['watched']} (not a clean release: deploy to replace it)")
+    app = d.get("app") or {}
+    if "error" in app:
+        lines.append(f"  app        {app['error']}")
+    else:
+        lines.append(
+            f"  app        {d['mode'] or 'unknown'} mode"
+            + (f" (group {app.get('process_group')})" if app.get("process_group") else "")
+            + f", mpm {d['mpm'] or 'unknown'}, python {app.get('python', '?')}, answering release {app.get('release', '?')}"
+        )
+    procs = d.get("processes") or []
+    if procs:
+        each = (f"{p['pid']} (up {duration(p['seconds'])}, since {p['started']})" for p in procs)
+        lines.append("  processes  " + ", ".join(each))
+    elif d.get("mode") == "daemon":
+        lines.append("  processes  none has loaded the app yet")
+    lines.append(f"  health     {d.get('health') or 'unknown'}")
+    disk = d.get("disk_kib") or {}
+    if disk:
+        sizes = f"releases {disk['releases'] / 1024:.1f} MiB, venvs {disk['venvs'] / 1024:.1f} MiB"
+        lines.append(f"  disk       {sizes} ({len(d['releases'])} releases)")
+    if d.get("lock"):
+        lk = d["lock"]
+        lines.append(f"  LOCKED     by {lk.get('owner')}@{lk.get('host')} pid {lk.get('pid')} ({lk.get('cmd')})")
+    return "\n".join(lines)
+
+
+def plan_text(name: str, p: dict[str, Any], max_files: int = 20) -> str:
+    """One host's plan for a person (p: deploy.planning.make's dict)."""
+    out = [f"{name}: plan"]
+    if not p["set_up"]:
+        return f"{name}: not set up: run fab setup first (then a deploy would ship {p['revision'][:12]})"
+    if p["locked"]:
+        lk = p["locked"]
+        out.append(f"  ! locked by {lk.get('owner')}@{lk.get('host')} ({lk.get('cmd')}): a deploy now would wait for it")
+    live = f"{p['live_release']} ({(p['live_revision'] or '-')[:12]})" if p["live_release"] else "nothing live yet"
+    out.append(f"  revision   {p['revision'][:12]}  <- live: {live}")
+    out += [f"    {line}" for line in p["commits"]]
+    f = p["files"]
+    counts = f"{len(f['added'])} added, {len(f['changed'])} changed, {len(f['removed'])} removed, {f['unchanged']} unchanged"
+    out.append(f"  files      {counts}")
+    for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
+        for path in f[key][:max_files]:
+            out.append(f"    {mark} {path}")
+        if len(f[key]) > max_files:
+            out.append(f"    {mark} ... {len(f[key]) - max_files} more")
+    out.append(f"  venv       {'requirements changed: ' if p['requirements_changed'] else ''}{p['venv']}")
+    for h in p["hooks"]:
+        out.append(f"  hook       {h['name']}: {'run' if h['run'] else 'skip'} ({h['reason']})")
+    out.append(f"  reload     {p['reload']}")
+    out.append(f"  health     {p['health']}")
+    if not p["diffs"]:
+        out.append("  config     vhost and WSGI script unchanged")
+    for fname, body in p["diffs"].items():
+        out.append(f"  config     {fname}:")
+        out += [f"    {line}" for line in body.rstrip("\n").splitlines()]
+    return "\n".join(out)
+
+
+def table(hosts: list[dict[str, Any]]) -> str:
+    """A fleet's per-host results for a person (the JSON document's host entries)."""
+    width = max((len(h["host"]) for h in hosts), default=4)
+    lines = [f"{'host':<{width}}  {'release':<26} {'time':>7}  result"]
+    for h in hosts:
+        lines.append(f"{h['host']:<{width}}  {h.get('release') or '-':<26} {h.get('seconds') or 0:6.2f}s  {h['result']}")
+    return "\n".join(lines)
+
+
+
 # ---- the JSON document (--json)
 
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")

@@ -138,36 +138,4 @@ def plan(c: Connection, s: Settings, src: source.Source, project_dir: Path) -> d
     return make(s, src, host.survey(c, s), project_dir)
 
 
-def text(name: str, p: dict[str, Any], max_files: int = 20) -> str:
-    """The plan for a person."""
-    out = [f"{name}: plan"]
-    if not p["set_up"]:
-        return f"{name}: not set up: run fab setup first (then a deploy would ship {p['revision'][:12]})"
-    if p["locked"]:
-        lk = p["locked"]
-        out.append(f"  ! locked by {lk.get('owner')}@{lk.get('host')} ({lk.get('cmd')}): a deploy now would wait for it")
-    live = f"{p['live_release']} ({(p['live_revision'] or '-')[:12]})" if p["live_release"] else "nothing live yet"
-    out.append(f"  revision   {p['revision'][:12]}  <- live: {live}")
-    out += [f"    {line}" for line in p["commits"]]
-    f = p["files"]
-    counts = f"{len(f['added'])} added, {len(f['changed'])} changed, {len(f['removed'])} removed, {f['unchanged']} unchanged"
-    out.append(f"  files      {counts}")
-    for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
-        for path in f[key][:max_files]:
-            out.append(f"    {mark} {path}")
-        if len(f[key]) > max_files:
-            out.append(f"    {mark} ... {len(f[key]) - max_files} more")
-    out.append(f"  venv       {'requirements changed: ' if p['requirements_changed'] else ''}{p['venv']}")
-    for h in p["hooks"]:
-        out.append(f"  hook       {h['name']}: {'run' if h['run'] else 'skip'} ({h['reason']})")
-    out.append(f"  reload     {p['reload']}")
-    out.append(f"  health     {p['health']}")
-    if not p["diffs"]:
-        out.append("  config     vhost and WSGI script unchanged")
-    for fname, body in p["diffs"].items():
-        out.append(f"  config     {fname}:")
-        out += [f"    {line}" for line in body.rstrip("\n").splitlines()]
-    return "\n".join(out)
-
-
-__all__ = ["diff", "make", "mask", "plan", "text"]
+__all__ = ["diff", "make", "mask", "plan"]

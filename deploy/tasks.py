@@ -1,8 +1,9 @@
-"""The Fabric tasks: `fab deploy`, `rollback`, `reload`, `setup`, `status`, `releases`, `unlock`.
+"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `status`, `releases`, `unlock`, `watch`.
 
-Thin on purpose: read the config, pick the hosts, call deploy.api, turn errors into exit codes.
-Hosts come from `-H` (one task run per host, as Fabric does) or, without `-H`, from the stage
-(`--stage NAME`, else `deploy.default_stage`), like Capistrano's `cap production deploy`.
+Thin on purpose: read the options, pick the hosts, call deploy.api, show its results with deploy.output
+and turn errors into exit codes (in `_task`, the one place). Nothing else of the tool is imported here.
+Hosts come from `-H` (Fabric runs a task once per host: the first call takes them all, see `_targets`)
+or, without `-H`, from the stage (`--stage NAME`, else `deploy.default_stage`), like `cap production deploy`.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from fabric import Connection, task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from deploy import api, config, fleet
-from deploy.connect import connection
-from deploy.errors import ConfigError, DeployError
-from deploy.output import Reporter, TaskRun, duration
+from deploy import api
+from deploy.api import ConfigError, DeployError, FleetError, Result, Settings
+from deploy.output import Reporter, TaskRun, plan_text, status_text, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 JSON_HELP = "print one JSON document on stdout at the end (progress stays on stderr); or set deploy.output: json"
 STAGE_HELP = "stage from deploy.stages (default: deploy.default_stage); its settings also apply to hosts given with -H"
+PARALLEL_HELP = "how many hosts to work on at once (default 10; 1 = one after another)"
 
 
 def _wants_json(c: Context, flag: bool) -> bool:
@@ -84,7 +85,7 @@ def _interrupt_on_term() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
-        return lambda: None  # signals reach the main thread only (the Python API may run tasks elsewhere)
+        return lambda: None  # signals reach the main thread only
     old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
     def restore() -> None:
@@ -95,12 +96,15 @@ def _interrupt_on_term() -> Callable[[], None]:
 
 
 def _failed(run: TaskRun, exc: DeployError) -> None:
-    """Each host's part in a failure, for the JSON document."""
-    if isinstance(exc, fleet.FleetError):
-        for r in exc.runs:
-            run.host(r.name, result=r.result, release=r.release_id or None, previous=r.previous, seconds=round(r.seconds, 3))
+    """Each host's part in a failure, for the JSON document (and a table for people, for fleets)."""
+    if isinstance(exc, FleetError):
+        for h in exc.hosts:
+            run.host(h["host"], **{k: v for k, v in h.items() if k != "host"})
+        if exc.hosts:
+            run.reporter.close()
+            run.reporter.note(table(exc.hosts))
         return
-    _mark(run, "failed", getattr(exc, "host", None))
+    _mark(run, "failed", exc.host)
 
 
 def _mark(run: TaskRun, result: str, host: str | None = None) -> None:
@@ -110,8 +114,8 @@ def _mark(run: TaskRun, result: str, host: str | None = None) -> None:
             entry["result"] = result
 
 
-def _settings(c: Context, stage: str | None, run: TaskRun) -> config.Settings:
-    s = config.load(c.config.get("deploy"), stage=stage)
+def _settings(c: Context, stage: str | None, run: TaskRun) -> Settings:
+    s = api.settings(c.config.get("deploy"), stage=stage)
     run.stage = s.stage  # the default stage, when none was given
     return s
 
@@ -142,34 +146,33 @@ def cli_hosts(argv: list[str] | None = None) -> list[str]:
     return [h for h in hosts if h]
 
 
-def _targets(c: Context, s: config.Settings, task_name: str) -> list[Connection]:
-    """Every host this task works on, all at once.
+def _targets(c: Context, s: Settings, task_name: str, run: TaskRun) -> list[Connection]:
+    """Every host this task works on, all at once (each gets its JSON entry, pending until it is done).
 
-    Fabric calls a task once per `-H` host, each with its own Connection; a fleet deploy must see
-    them all (prepare everywhere before any switch). So the first call takes the whole -H list and
-    the later calls of the same task do nothing.
+    Fabric calls a task once per `-H` host, each with its own Connection; a fleet task must see them all
+    (prepare everywhere before any switch). So the first call takes the whole -H list and the later
+    calls of the same task do nothing.
     """
     if isinstance(c, Connection):
         hosts = cli_hosts()
-        if len(hosts) <= 1:
-            return [c]
-        if task_name in _HANDLED:
+        if len(hosts) > 1 and task_name in _HANDLED:
             return []
         _HANDLED.add(task_name)
-        return [c] + [connection(h, c.config) for h in hosts[1:]]
-    if not s.hosts:
-        raise ConfigError("no host to work on: pass -H HOST, or set deploy.hosts or a stage's hosts")
-    return [connection(h, c.config) for h in s.hosts]
+        conns = [c] + (api.connections(hosts[1:], c.config) if len(hosts) > 1 else [])
+    else:
+        conns = api.connections(s.hosts, c.config)
+    for conn in conns:
+        run.host(str(conn.original_host))
+    return conns
 
 
-def _health(rep: Reporter, name: str, s: config.Settings) -> str:
-    if not s.health.enabled:
-        return "off"
-    return "ok" if any(st["step"] == "health" for st in rep.steps.get(name, [])) else "not run"
-
-
-def _reloaded(rep: Reporter, name: str) -> str | None:
-    return next((e[7:] for e in reversed(rep.events.get(name, [])) if e.startswith("reload ")), None)
+def _record(run: TaskRun, results: list[Result], **more: Any) -> None:
+    """The hosts' results into the JSON document."""
+    for r in results:
+        run.host(
+            r.host, result=r.result, release=r.release, previous=r.previous, seconds=r.seconds, reload=r.reload,
+            health=r.health, **more,
+        )
 
 
 @task(
@@ -177,7 +180,7 @@ def _reloaded(rep: Reporter, name: str) -> str | None:
         "ref": "git ref to deploy (default: deploy.ref, HEAD)",
         "stage": STAGE_HELP,
         "no-rollback": "keep a release that fails its health check live, for debugging",
-        "parallel": "how many hosts to work on at once (default 10; 1 = one after another)",
+        "parallel": PARALLEL_HELP,
         "batch": "switch N hosts (or N%) at a time, health-checking each batch (default: all at once)",
         "rollback-all-on-failure": "with --batch: a failed batch also rolls back the earlier batches",
         "dry-run": "only show what the deploy would do (same as fab plan); nothing changes on the hosts",
@@ -202,50 +205,22 @@ def deploy(
         run.task, run.fields["dry_run"] = "plan", True
         return _plan(c, run, ref, stage)
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "deploy")
+    conns = _targets(c, s, "deploy", run)
     if not conns:
         return False
     rep = run.reporter
-    for conn in conns:
-        run.host(str(conn.original_host))
-    try:
-        runs = fleet.deploy(
-            conns,
-            s,
-            _project_dir(c),
-            ref,
-            rep,
-            parallel=parallel,
-            batch=batch,
-            rollback_all_on_failure=rollback_all_on_failure,
-            rollback_on_failure=not no_rollback,
-        )
-    except fleet.FleetError as exc:
-        rep.close()
-        rep.note(fleet.table(exc.runs))
-        raise
-    for r in runs:
-        release = r.plan.release_id if r.plan else None
-        revision = r.plan.revision if r.plan else None
-        run.fields.update(release=release, revision=revision)
-        run.host(
-            r.name,
-            result=r.result,
-            release=release,
-            previous=r.previous,
-            revision=revision,
-            seconds=round(r.seconds, 3),
-            reload=_reloaded(rep, r.name),
-            health=_health(rep, r.name, s),
-        )
+    results = api.deploy(conns, s, _project_dir(c), ref, rep, parallel, batch, rollback_all_on_failure, not no_rollback)
+    _record(run, results)
+    for r in results:
+        run.host(r.host, revision=r.revision)
+    first = results[0]
+    run.fields.update(release=first.release, revision=first.revision)
     rep.close()
-    if len(runs) > 1:
-        rep.note(fleet.table(runs))
-    first = run.hosts[runs[0].name]
+    if len(results) > 1:
+        rep.note(table(list(run.hosts.values())))
     rep.note(
-        f"deployed {first['release']} (revision {str(first['revision'])[:12]}) to {len(runs)} host{'s' if len(runs) > 1 else ''}"
-        f" in {time.monotonic() - run.started:.2f}s; reload: {first['reload'] or s.reload_strategy};"
-        f" health check: {first['health']}"
+        f"deployed {first.release} (revision {str(first.revision)[:12]}) to {len(results)} host{'s' if len(results) > 1 else ''}"
+        f" in {time.monotonic() - run.started:.2f}s; reload: {first.reload or s.reload_strategy}; health check: {first.health}"
     )
     return True
 
@@ -258,58 +233,69 @@ def plan(c: Context, run: TaskRun, ref: str | None = None, stage: str | None = N
 
 
 def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None) -> bool:
-    from deploy import planning  # here: a deploy or rollback does not pay for its imports
-
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "plan")
+    conns = _targets(c, s, "plan", run)
     if not conns:
         return False
-    project = _project_dir(c)
-    src = api.load_source(s, project, ref)
-    run.fields["revision"] = src.revision
-    plans = _on_each(run, conns, lambda conn: planning.plan(conn, s, src, project))
-    for conn, p in zip(conns, plans, strict=True):
-        name = str(conn.original_host)
-        run.host(name, result="planned" if p["set_up"] else "not set up", plan=p, release=p["release"], revision=p["revision"])
-        run.say(planning.text(name, p))
+    for r in api.plan(conns, s, _project_dir(c), ref):
+        p = r.details
+        run.fields["revision"] = r.revision
+        run.host(r.host, result=r.result, plan=p, release=p["release"], revision=p["revision"])
+        run.say(plan_text(r.host, p))
     return True
 
 
-@task(help={"to": "release id to go back to (default: the one before the live one)", "stage": STAGE_HELP, "json": JSON_HELP})
+@task(
+    help={
+        "to": "release id to go back to (default: the one live before the live one)",
+        "stage": STAGE_HELP,
+        "parallel": PARALLEL_HELP,
+        "batch": "roll back N hosts (or N%) at a time (default: all at once, all-or-none)",
+        "json": JSON_HELP,
+    }
+)
 @_task
-def rollback(c: Context, run: TaskRun, to: str | None = None, stage: str | None = None, json: bool = False) -> bool:
-    """Point `current` back at the previous finished release (or --to ID) and reload."""
+def rollback(
+    c: Context, run: TaskRun, to: str | None = None, stage: str | None = None, parallel: int = 10, batch: str | None = None,
+    json: bool = False,
+) -> bool:
+    """Point `current` back at the release live before it (or --to ID) and reload, on every host at once."""
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "rollback")
-    for conn in conns:
-        run.host(str(conn.original_host))
-    for conn in conns:
-        r = api.rollback(conn, s, to, run.reporter)
-        run.fields["release"] = r.release
-        run.host(r.host, result="live", release=r.release, previous=r.previous, seconds=round(r.seconds, 3))
+    conns = _targets(c, s, "rollback", run)
+    if not conns:
+        return False
+    results = api.rollback(conns, s, to, run.reporter, parallel, batch)
+    _record(run, results)
+    run.fields["release"] = results[0].release
+    for r in results:
         run.reporter.line(r.host, f"rolled back {r.previous} -> {r.release} in {r.seconds:.2f}s")
-    return bool(conns)
+    return True
 
 
-@task(help={"stage": STAGE_HELP, "strategy": "rolling, touch or graceful (default: by mode, see README)", "json": JSON_HELP})
+@task(
+    help={
+        "stage": STAGE_HELP,
+        "strategy": "rolling, touch or graceful (default: by mode, see README)",
+        "parallel": PARALLEL_HELP,
+        "batch": "reload N hosts (or N%) at a time; a failed batch stops the next ones (default: all at once)",
+        "json": JSON_HELP,
+    }
+)
 @_task
-def reload(c: Context, run: TaskRun, stage: str | None = None, strategy: str | None = None, json: bool = False) -> bool:
+def reload(
+    c: Context, run: TaskRun, stage: str | None = None, strategy: str | None = None, parallel: int = 10,
+    batch: str | None = None, json: bool = False,
+) -> bool:
     """Reload the live release: rolling daemon restart, touch of the WSGI script, or apachectl graceful."""
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "reload")
-    for conn in conns:
-        run.host(str(conn.original_host))
-    for conn in conns:
-        r = api.reload(conn, s, run.reporter, strategy)
-        run.host(
-            r.host,
-            result="ok",
-            seconds=round(r.seconds, 3),
-            reload=_reloaded(run.reporter, r.host),
-            health=_health(run.reporter, r.host, s),
-        )
+    conns = _targets(c, s, "reload", run)
+    if not conns:
+        return False
+    results = api.reload(conns, s, run.reporter, strategy, parallel, batch)
+    _record(run, results)
+    for r in results:
         run.reporter.line(r.host, f"reloaded in {r.seconds:.2f}s")
-    return bool(conns)
+    return True
 
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
@@ -317,63 +303,14 @@ def reload(c: Context, run: TaskRun, stage: str | None = None, strategy: str | N
 def setup(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """Create <deploy_to>/releases and shared/, install and enable the vhost, check Apache's config."""
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "setup")
-    for conn in conns:
-        run.host(str(conn.original_host))
-    for conn in conns:
-        r = api.setup(conn, s, _project_dir(c), run.reporter)
-        run.host(r.host, result="ok", seconds=round(r.seconds, 3))
+    conns = _targets(c, s, "setup", run)
+    if not conns:
+        return False
+    results = api.setup(conns, s, _project_dir(c), run.reporter)
+    _record(run, results)
+    for r in results:
         run.reporter.line(r.host, f"set up {s.deploy_to} in {r.seconds:.2f}s")
-    return bool(conns)
-
-
-def _status_text(d: dict[str, Any]) -> str:
-    rel = next((r for r in d["releases"] if r["id"] == d["current"]), None)
-    lines = [f"{d['host']}: live {d['current'] or 'nothing'}" + (f" (revision {rel['revision'][:12]})" if rel else "")]
-    if d.get("deployed"):
-        dep = d["deployed"]
-        lines.append(f"  deployed   {dep['at']} by {dep['by']} ({dep['action']})")
-    if d.get("watched"):
-        lines.append(f"  modified   by fab watch, last at {d['watched']} (not a clean release: deploy to replace it)")
-    app = d.get("app") or {}
-    if "error" in app:
-        lines.append(f"  app        {app['error']}")
-    else:
-        lines.append(
-            f"  app        {d['mode'] or 'unknown'} mode"
-            + (f" (group {app.get('process_group')})" if app.get("process_group") else "")
-            + f", mpm {d['mpm'] or 'unknown'}, python {app.get('python', '?')}, answering release {app.get('release', '?')}"
-        )
-    procs = d.get("processes") or []
-    if procs:
-        each = (f"{p['pid']} (up {duration(p['seconds'])}, since {p['started']})" for p in procs)
-        lines.append("  processes  " + ", ".join(each))
-    elif d.get("mode") == "daemon":
-        lines.append("  processes  none has loaded the app yet")
-    lines.append(f"  health     {d.get('health') or 'unknown'}")
-    disk = d.get("disk_kib") or {}
-    if disk:
-        sizes = f"releases {disk['releases'] / 1024:.1f} MiB, venvs {disk['venvs'] / 1024:.1f} MiB"
-        lines.append(f"  disk       {sizes} ({len(d['releases'])} releases)")
-    if d.get("lock"):
-        lk = d["lock"]
-        lines.append(f"  LOCKED     by {lk.get('owner')}@{lk.get('host')} pid {lk.get('pid')} ({lk.get('cmd')})")
-    return "\n".join(lines)
-
-
-def _on_each(run: TaskRun, conns: list[Connection], fn: Callable[[Connection], Any]) -> list[Any]:
-    """`fn` on every host in parallel (read-only tasks), results in the order of `conns`; a failure raises."""
-    found = fleet.each(conns, fn, parallel=10)
-    for conn in conns:
-        run.host(str(conn.original_host))
-    for exc in found.failed.values():
-        raise exc
-    return [found[conn] for conn in conns]
-
-
-def _statuses(run: TaskRun, s: config.Settings, conns: list[Connection]) -> list[dict[str, Any]]:
-    """Every host's status (one SSH command each)."""
-    return _on_each(run, conns, lambda conn: api.status(conn, s).details)
+    return True
 
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
@@ -381,34 +318,35 @@ def _statuses(run: TaskRun, s: config.Settings, conns: list[Connection]) -> list
 def status(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
     """Show each host's live release, who deployed it and when, the app's real mode, MPM, processes, health, disk."""
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "status")
+    conns = _targets(c, s, "status", run)
     if not conns:
         return False
-    found = _statuses(run, s, conns)
+    found = [r.details for r in api.status(conns, s)]
     currents = {d["current"] for d in found}
     if len(currents) > 1:
         run.fields["disagree"] = sorted(str(x) for x in currents)
         run.say(f"hosts disagree on the current release: {', '.join(sorted(str(x) for x in currents))}")
     for d in found:
         run.host(d["host"], result="ok", release=d["current"], status=d)
-        run.say(_status_text(d))
+        run.say(status_text(d))
     return True
 
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
 @_task
 def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
-    """List each host's releases: id, date, state (finished/failed), revision; '*' marks the live one."""
+    """List each host's releases: id, date, state (finished/failed/unhealthy), revision; '*' marks the live one."""
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "releases")
+    conns = _targets(c, s, "releases", run)
     if not conns:
         return False
-    for d in _statuses(run, s, conns):
+    for r in api.status(conns, s):
+        d = r.details
         run.host(d["host"], result="ok", release=d["current"], releases=d["releases"])
         run.say(f"{d['host']}:")
-        for r in d["releases"]:
-            mark = "*" if r["live"] else " "
-            run.say(f" {mark} {r['id']}  {r['date'] or '-':<23} {r['state']:<9} {r['revision'][:12]}")
+        for rel in d["releases"]:
+            mark = "*" if rel["live"] else " "
+            run.say(f" {mark} {rel['id']}  {rel['date'] or '-':<23} {rel['state']:<9} {rel['revision'][:12]}")
     return True
 
 
@@ -423,13 +361,15 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
 def unlock(c: Context, run: TaskRun, stage: str | None = None, force: bool = False, json: bool = False) -> bool:
     """Remove the deploy lock a killed deploy left behind; refused while its step still runs on the host."""
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "unlock")
-    for conn in conns:
-        held: Any = api.unlock(conn, s, force).details.get("lock")
-        run.host(str(conn.original_host), result="unlocked" if held else "not locked", lock=held)
+    conns = _targets(c, s, "unlock", run)
+    if not conns:
+        return False
+    for r in api.unlock(conns, s, force):
+        held: Any = r.details.get("lock")
+        run.host(r.host, result=r.result, lock=held)
         msg = f"removed lock held by {held.get('owner')}@{held.get('host')} pid {held.get('pid')}" if held else "no lock"
-        run.reporter.line(str(conn.original_host), msg)
-    return bool(conns)
+        run.reporter.line(r.host, msg)
+    return True
 
 
 @task(
@@ -445,20 +385,14 @@ def watch(
     c: Context, run: TaskRun, stage: str | None = None, interval: float = 0.5, seconds: float = 0.0, json: bool = False
 ) -> bool:
     """Dev loop: ship files as they are saved into the live release of a dev host and reload it (never production)."""
-    from deploy import devloop as watching  # here: only this task needs it
-
     s = _settings(c, stage, run)
-    conns = _targets(c, s, "watch")
+    conns = _targets(c, s, "watch", run)
+    if not conns:
+        return False
     if len(conns) != 1:
         raise ConfigError("fab watch works on one host: pass one -H HOST (or a stage with one host)")
-    name = str(conns[0].original_host)
-    run.host(name)
-    batches = watching.watch(conns[0], s, _project_dir(c), run.reporter, interval=interval, seconds=seconds)
-    run.host(
-        name,
-        result="stopped",
-        batches=[{"shipped": b.shipped, "removed": b.removed, "seconds": round(b.seconds, 3)} for b in batches],
-    )
+    r = api.watch(conns[0], s, _project_dir(c), run.reporter, interval=interval, seconds=seconds)
+    run.host(r.host, result=r.result, batches=r.details["batches"])
     return True
 
 

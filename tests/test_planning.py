@@ -5,6 +5,7 @@ from pathlib import Path
 from deploy import planning as plan
 from deploy import render
 from deploy.config import load
+from deploy.output import plan_text
 
 BASE = {"app": "imdb", "deploy_to": "/srv/imdb", "server_name": "imdb.example.com", "wsgi": "imdb.wsgi"}
 
@@ -25,7 +26,7 @@ def test_diff_of_nothing_and_of_the_same() -> None:
 
 def test_plan_text_for_a_host_not_set_up() -> None:
     p = {"set_up": False, "revision": "abcdef1234567890"}
-    assert "not set up: run fab setup first" in plan.text("web1", p)
+    assert "not set up: run fab setup first" in plan_text("web1", p)
 
 
 def _survey(files: dict[str, bytes], python: str = "3.11.2", venvs: frozenset[str] = frozenset()) -> object:

@@ -23,6 +23,20 @@ EXIT_NOT_DEPLOYED = 8  # nothing live on the host yet
 EXIT_LINK_FAILED = 17
 EXIT_LOCK_LOST = 21  # the lock this deploy took is gone or someone else's (fab unlock --force)
 
+# The step each other `die N` of the phase scripts names (a RemoteError, exit 5).
+STEP_OF_CODE = {
+    9: "switch",
+    10: "unpack",
+    11: "virtualenv",
+    12: "vhost install",
+    13: "pip install",
+    14: "hook",
+    15: "configtest",
+    16: "reload",
+    17: "link unchanged files",
+    20: "setup check",
+}
+
 Value = str | int | bool | None | Sequence[str]
 
 

@@ -26,8 +26,14 @@ if ! reload_app "$VHOST_CHANGED"; then
   log_revision rollback "$target" - failed
   die 16 "reloading Apache failed; $cur is live again"
 fi
-touch "$R/$cur/.release/rolled_back"
-became_live "$target"
+if [ "$UNDO" = 1 ]; then
+  # Putting back what a rollback of the same fleet run did: as if it had not happened.
+  rm -f "$R/$target/.release/rolled_back"
+  [ "$(tail -n 1 "$HIST" 2>/dev/null)" = "$cur" ] && sed -i '$d' "$HIST"
+else
+  touch "$R/$cur/.release/rolled_back"
+  became_live "$target"
+fi
 why=$(http_check "$target") || { log_revision rollback "$target" - unhealthy; die 7 "health check failed after the rollback: $why; $target is live"; }
 say "switched $cur $target"
 log_revision rollback "$target" "$(cat "$R/$target/.release/revision" 2>/dev/null)" ok

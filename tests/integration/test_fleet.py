@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,4 +198,43 @@ def test_compensating_rollback_with_keep_releases_1(fleet: Fleet) -> None:
     assert fleet.served() == before
     results = {h["host"]: h["result"] for h in json.loads(p.stdout)["hosts"]}
     assert results["web1"].startswith("rolled back") and results["web2"].startswith("rolled back"), results
+    assert fleet.locks() == [False, False, False]
+
+
+def test_rollback_and_reload_across_the_fleet_in_parallel_all_or_none(fleet: Fleet) -> None:
+    """Issue "A straight stack": rollback and reload go through fleet like deploy: every host at once, and a
+    rollback that fails on one host puts the others back where they were."""
+    assert fleet.fab("deploy").returncode == 0
+    before = fleet.currents()
+    fleet.commit("next")
+    assert fleet.fab("deploy").returncode == 0
+    new = fleet.currents()
+    assert new[0] != before[0] and len(set(new)) == 1
+    # One host's rollback is refused (its lock is held): the two that rolled back are put back.
+    lock = fleet.app_dir(fleet.hosts[2]) / ".lock"
+    lock.mkdir()
+    (lock / "info").write_text("owner=someone host=elsewhere pid=1 time=1 cmd=deploy token=x\n")
+    try:
+        p = fleet.fab("rollback", "--json")
+    finally:
+        shutil.rmtree(lock)
+    assert p.returncode == 4, p.stderr
+    assert "every host is on the release it had" in p.stderr, p.stderr
+    assert fleet.currents() == new and fleet.served() == new
+    results = {h["host"]: h["result"] for h in json.loads(p.stdout)["hosts"]}
+    assert results["web1"] == results["web2"] == f"put back on {new[0]}" and results["web3"] == "failed", results
+    # Without the lock: all three roll back, at once.
+    p = fleet.fab("rollback", "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    jsonschema.validate(doc, schema())
+    assert fleet.currents() == before and fleet.served() == before
+    assert doc["seconds"] < 0.8 * sum(h["seconds"] for h in doc["hosts"]), doc  # in parallel, not one after another
+    # A rolled-back-from release is no target: the next rollback does not go "forward" again.
+    p = fleet.fab("reload", "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    jsonschema.validate(doc, schema())
+    assert [h["health"] for h in doc["hosts"]] == ["ok", "ok", "ok"], doc  # was "not run" after a passing check
+    assert all(h["reload"].startswith("rolling") for h in doc["hosts"]), doc
     assert fleet.locks() == [False, False, False]

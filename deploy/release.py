@@ -1,0 +1,177 @@
+"""One release on one host: its source, archive and prepare args, and the host operations fleet drives.
+
+`fleet` (many hosts, batches, all-or-none) calls only this module; this module calls `host`, where each
+operation is one phase script = one SSH command. `Ops` is the seam: fleet takes an `Ops`, the tests pass
+fake ones to check fleet's decisions without a server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric import Connection
+
+from deploy import hooks, host, remote, render, source, venv
+from deploy.config import Settings
+from deploy.connect import open_connection
+from deploy.errors import ConfigError, RemoteError
+from deploy.output import Reporter
+
+
+def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> source.Source:
+    """The files of the release: git-tracked files at `ref` (source: git) or the working tree."""
+    path = (project_dir / s.path).resolve()
+    if s.source == "git":
+        return source.from_git(path, ref or s.ref)
+    if ref:
+        raise ConfigError("--ref needs deploy.source: git")
+    return source.from_tree(path, s.exclude)
+
+
+def build_archive(
+    s: Settings,
+    src: source.Source,
+    release_id: str,
+    project_dir: Path,
+    delta: source.Delta | None = None,
+    wheels: dict[str, bytes] | None = None,
+    rendered: dict[str, str] | None = None,
+) -> bytes:
+    """The release's files (only the changed ones with a delta) plus what the tool generates for it.
+
+    `rendered`: the templates already rendered for this release id (a fleet renders them once).
+    """
+    rendered = rendered or render.render(s, release_id, src.revision, project_dir)
+    # A WSGI script holding secrets must not be world-readable.
+    script_mode = 0o640 if s.environment and s.mode == "daemon" else 0o644
+    extra = {
+        ".release/app.wsgi": (rendered["app.wsgi"].encode(), script_mode),
+        ".release/vhost.conf": (rendered["vhost.conf"].encode(), 0o644),
+        ".release/manifest": (src.manifest().encode(), 0o644),
+    }
+    if s.environment:
+        env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
+        extra[".release/env.sh"] = (env.encode(), 0o600)
+    for name, data in (wheels or {}).items():
+        extra[f".release/wheels/{name}"] = (data, 0o644)
+    files = src.files
+    if delta is not None and not delta.full:
+        files = delta.send
+        extra[".release/linked"] = ("\0".join(delta.link).encode(), 0o644)
+    return source.archive(files, extra, src.mtime)
+
+
+def prepare_args(
+    s: Settings, src: source.Source, release_id: str, facts: host.Facts, rep: Reporter, host_name: str
+) -> tuple[host.PrepareArgs, source.Delta]:
+    """What the prepare phase gets for this host: the delta against its live release, hooks, venv key."""
+    current = facts.listing.current
+    base = source.parse_manifest(facts.manifest) if current else None
+    delta = source.delta(src, base or None)
+    decisions = hooks.decide(s.hooks, delta.changed if base else None, s.requirements)
+    for d in decisions:
+        if not d.run:
+            rep.line(host_name, f"{'hook:' + d.hook.name:<16} skipped ({d.reason})")
+    run = tuple((d.hook.name, d.hook.run) for d in decisions if d.run)
+    carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
+    private = tuple(p for d in decisions if d.run for p in d.hook.outputs)
+    note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
+    key = venv.key(src.get(s.requirements), facts.python, s.pip_args)
+    args = host.PrepareArgs(release_id, src.revision, run, None if delta.full else current, carry, note, key, private)
+    return args, delta
+
+
+def prepare(
+    c: Connection,
+    s: Settings,
+    src: source.Source,
+    release_id: str,
+    facts: host.Facts,
+    lock_info: str,
+    rep: Reporter,
+    project_dir: Path,
+    rendered: dict[str, str] | None = None,
+) -> host.PrepareArgs:
+    """Work out the prepare args (delta, hooks, venv) and run the prepare phase on a host holding its lock."""
+    name = str(c.original_host)
+    args, delta = prepare_args(s, src, release_id, facts, rep, name)
+    requirements = src.get(s.requirements)
+    try:
+        wheels = venv.wheels(s, requirements) if s.wheels and requirements and args.venv_key not in facts.venvs else None
+    except venv.WheelsFailed as exc:
+        raise RemoteError(name, "building wheels for this host", str(exc)) from exc
+    archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered)
+    shipped = f", {len(wheels)} wheels" if wheels else ""
+    rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {args.note}{shipped})")
+    try:
+        host.prepare(c, s, args, archive, lock_info, rep)
+    except RemoteError as exc:
+        if exc.code != remote.EXIT_LINK_FAILED:
+            raise
+        # The live release's files were not all there to link: send everything instead.
+        rep.line(name, "linking from the live release failed; sending the full archive")
+        args = dataclasses.replace(args, base=None, note="full")
+        full = build_archive(s, src, release_id, project_dir, None, wheels, rendered)
+        host.prepare(c, s, args, full, lock_info, rep)
+    return args
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The host operations fleet drives, each one phase on one host (fakes in tests/test_fleet.py).
+
+    Every method takes the host's Connection first; errors are DeployErrors naming the host.
+    """
+
+    def connect(self, c: Connection) -> None:
+        open_connection(c)
+
+    def begin(self, c: Connection, s: Settings, lock_info: str, rep: Reporter) -> host.Facts:
+        return host.begin(c, s, lock_info, rep)
+
+    def prepare(
+        self,
+        c: Connection,
+        s: Settings,
+        src: source.Source,
+        release_id: str,
+        facts: host.Facts,
+        lock_info: str,
+        rep: Reporter,
+        project_dir: Path,
+        rendered: dict[str, str],
+    ) -> host.PrepareArgs:
+        return prepare(c, s, src, release_id, facts, lock_info, rep, project_dir, rendered)
+
+    def switch(
+        self, c: Connection, s: Settings, args: host.PrepareArgs, lock_info: str, rep: Reporter, rollback_on_failure: bool
+    ) -> host.Reloaded:
+        return host.switch(c, s, args, lock_info, rep, rollback_on_failure)
+
+    def abort(self, c: Connection, s: Settings, lock_info: str, release_id: str | None, remove: bool) -> None:
+        host.abort(c, s, lock_info, release_id, remove)
+
+    def rollback(
+        self, c: Connection, s: Settings, to: str | None, lock_info: str, rep: Reporter, undo: bool = False
+    ) -> host.RolledBack:
+        return host.rollback(c, s, to, lock_info, rep, undo)
+
+    def reload(self, c: Connection, s: Settings, lock_info: str, rep: Reporter) -> host.Reloaded:
+        return host.reload(c, s, lock_info, rep)
+
+    def setup(self, c: Connection, s: Settings, vhost: str, lock_info: str, rep: Reporter) -> None:
+        host.setup(c, s, vhost, lock_info, rep)
+
+    def unlock(self, c: Connection, s: Settings, force: bool) -> dict[str, str] | None:
+        return host.unlock(c, s, force)
+
+    def status(self, c: Connection, s: Settings) -> dict[str, object]:
+        return host.status(c, s)
+
+
+OPS = Ops()
+
+__all__ = ["OPS", "Ops", "build_archive", "load_source", "prepare", "prepare_args"]
