@@ -1,7 +1,7 @@
-"""fabdeploy: deploy WSGI apps to Apache/mod_wsgi with Fabric. `from deploy import deploy, rollback`."""
+"""fabdeploy: deploy WSGI apps to Apache/mod_wsgi with Fabric. `import deploy; deploy.deploy(hosts, ...)`."""
 
 from deploy import fleet
-from deploy.api import Project, Result, deploy, plan, project, reload, rollback, setup, status, unlock
+from deploy.api import Project, Result, deploy, plan, project, reload, rollback, setup, status, unlock, watch
 from deploy.config import Settings, load
 from deploy.errors import DeployError
 
@@ -20,5 +20,6 @@ __all__ = [
     "setup",
     "status",
     "unlock",
+    "watch",
 ]
 __version__ = "0.1.0"

@@ -1,4 +1,9 @@
-"""The phase scripts run on a host, and the one function that runs a phase as one SSH command."""
+"""The contract with the host: the phase scripts, their exit codes and steps, and running one phase as ONE SSH command.
+
+Files here: lib.sh (shared functions), venv.sh (the venv build), health.py (the health check), and one
+`<phase>.sh` per phase. Variables go in quoted at the top of a script (`script`); events come back as
+'@@kind ...' lines on stdout; exit codes are the EXIT_* and STEP_OF_CODE below.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +62,17 @@ def script(phase: str, variables: Mapping[str, Value]) -> str:
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     header = "".join(f"{name}={_bash(value)}\n" for name, value in variables.items())
-    return header + (HERE / "lib.sh").read_text() + (HERE / f"{phase}.sh").read_text()
+    return header + _LIBRARY + (HERE / f"{phase}.sh").read_text()
+
+
+def _library() -> str:
+    """What every phase script has: lib.sh, the venv build (venv.sh), and `probe`: health.py run by the
+    host's python3 from a quoted here-document (the health check and `fab status`'s look at the app)."""
+    probe = f"probe() {{\n  \"$PYTHON\" - \"$@\" <<'FABDEPLOY_PY'\n{(HERE / 'health.py').read_text()}FABDEPLOY_PY\n}}\n"
+    return (HERE / "lib.sh").read_text() + (HERE / "venv.sh").read_text() + probe
+
+
+_LIBRARY = _library()
 
 
 # The one command line sshd runs for every phase. The script itself comes on stdin, up to a NUL byte,

@@ -246,52 +246,12 @@ reload_app() {
   say "reload touch"
 }
 
-# Warm-up requests, then the health check, on this host through the vhost. Prints why it failed.
+# Warm-up requests, then the health check, on this host through the vhost (remote/health.py, the one place
+# the check lives). Prints why it failed.
 http_check() {  # $1 = release id that must answer
   [ "$HEALTH" = 1 ] || return 0
-  "$PYTHON" - "$1" "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" \
-    "$HEALTH_TIMEOUT" "$HEALTH_ATTEMPTS" ${WARMUP[@]+"${WARMUP[@]}"} <<'PY'
-import json, sys, time, urllib.error, urllib.request
-release, base, host, status_path, path, want, contains, timeout, attempts, *warmup = sys.argv[1:]
-deadline = time.monotonic() + float(timeout)
-
-def get(p):
-    req = urllib.request.Request(base + p, headers={"Host": host})
-    try:
-        with urllib.request.urlopen(req, timeout=max(1.0, deadline - time.monotonic())) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except Exception as e:
-        return None, str(e)
-
-why = "no answer"
-while time.monotonic() < deadline:
-    code, body = get(status_path)
-    try:
-        seen = json.loads(body).get("release") if code == 200 else None
-    except ValueError:
-        seen = None
-    if seen == release:
-        break
-    why = f"{status_path} answered {code} ({seen or body[:80].strip()}), not release {release}"
-    time.sleep(0.2)
-else:
-    print(why)
-    sys.exit(1)
-for w in warmup:
-    get(w)
-if path:
-    for attempt in range(int(attempts)):
-        code, body = get(path)
-        if code == int(want) and (not contains or contains in body):
-            break
-        why = f"GET {path} answered {code}" + (f", body without {contains!r}" if code == int(want) else "")
-        if attempt + 1 == int(attempts) or time.monotonic() >= deadline:
-            print(why)
-            sys.exit(1)
-        time.sleep(0.5)
-PY
+  probe check "$1" "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" \
+    "$HEALTH_TIMEOUT" "$HEALTH_ATTEMPTS" ${WARMUP[@]+"${WARMUP[@]}"}
 }
 
 log_revision() {  # action release revision result

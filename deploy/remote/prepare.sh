@@ -34,35 +34,7 @@ for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do
   mkdir -p "$(dirname "$SH/$p")" "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p" || die 10 "could not link shared file $p"
 done
 
-t0=$(date +%s.%N)
-req="$REL/$REQUIREMENTS"
-# The key (hash of requirements, Python version, pip args) was computed by the tool from what
-# `begin` reported: see deploy/venv.py.
-key=$VENV_KEY
-venv="$SH/venvs/$key"
-if [ -f "$venv/.complete" ]; then
-  say "step venv $(date +%s.%N) $t0 reused $key"
-else
-  # A venv without .complete was interrupted half-way: never trust it.
-  rm -rf "$venv"
-  mkdir -p "$SH/venvs"
-  say "begin building virtualenv $key (pip install -r $REQUIREMENTS)"
-  { "$PYTHON" -m virtualenv -q "$venv" || { rm -rf "$venv"; "$PYTHON" -m venv "$venv"; }; } > "$REL/.release/venv.log" 2>&1 \
-    || { tail_of "$REL/.release/venv.log"; die 11 "creating the virtualenv with $PYTHON failed (install python3-virtualenv or python3-venv on the host)"; }
-  if [ -f "$req" ]; then
-    # Wheels built by the tool come in the archive: the host needs no package index.
-    index=()
-    [ -d "$REL/.release/wheels" ] && index=(--no-index --find-links "$REL/.release/wheels")
-    # Index URLs (they may hold a token) come as PIP_* environment variables, not on pip's command line.
-    ( for kv in ${PIP_ENV[@]+"${PIP_ENV[@]}"}; do export "${kv?}"; done
-      exec "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" ) > "$REL/.release/pip.log" 2>&1 \
-      || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "pip install -r $REQUIREMENTS failed"; }
-  fi
-  touch "$venv/.complete"
-  say "step venv $(date +%s.%N) $t0 built $key"
-fi
-rm -rf "$REL/.release/wheels"
-ln -sfn "../../shared/venvs/$key" "$REL/.venv"
+build_venv  # remote/venv.sh
 
 # Outputs of hooks skipped this time (their inputs did not change) come from the live release.
 for p in ${CARRY[@]+"${CARRY[@]}"}; do

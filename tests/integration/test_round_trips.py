@@ -51,11 +51,12 @@ def test_python_api(app: App) -> None:
     (conn,) = p.connections([app.sb.host_alias])
     before = app.current()
     app.set_version("api")
-    planned = deploy.plan(conn, p.settings, p.path)
-    assert planned.previous == before and "movies/views.py" in planned.details["files"]["changed"]  # type: ignore[index]
-    r = deploy.deploy(p.connections([app.sb.host_alias])[0], p.settings, p.path)
+    (planned,) = deploy.plan(conn, p.settings, p.path)  # one Result per host given
+    assert planned.previous == before and "movies/views.py" in planned.details["files"]["changed"]
+    (r,) = deploy.deploy(p.connections([app.sb.host_alias]), p.settings, p.path)
     assert r.release == app.current() and r.previous == before and r.revision and r.seconds > 0
-    back = deploy.rollback(p.connections([app.sb.host_alias])[0], p.settings, to=before)
+    assert r.result == "live" and r.health == "ok" and r.reload
+    (back,) = deploy.rollback(p.connections([app.sb.host_alias])[0], p.settings, to=before)
     assert back.release == before == app.current() and back.previous == r.release
     try:
         deploy.rollback(p.connections([app.sb.host_alias])[0], p.settings, to="../../etc")
