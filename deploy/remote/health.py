@@ -9,6 +9,8 @@ the host's python3, so that a reload and its check cost one SSH command:
         print '@@app <json>' and '@@health ok|failed <why>' events for `fab status`.
 """
 
+from __future__ import annotations
+
 import json
 import sys
 import time
@@ -16,7 +18,7 @@ import urllib.error
 import urllib.request
 
 
-def get(base, host, path, timeout):
+def get(base: str, host: str, path: str, timeout: float) -> tuple[int | None, str]:
     """(status, body) of GET base+path with the vhost's Host header; (None, why) when nothing answered."""
     req = urllib.request.Request(base + path, headers={"Host": host})
     try:
@@ -25,14 +27,17 @@ def get(base, host, path, timeout):
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
     except Exception as e:  # refused, timed out, reset: the answer is that there was none
-        return None, "unreachable: %s" % e
+        return None, f"unreachable: {e}"
 
 
-def answers(code, body, want, contains):
+def answers(code: int | None, body: str, want: str, contains: str) -> bool:
     return code == int(want) and (not contains or contains in body)
 
 
-def check(release, base, host, status_path, path, want, contains, timeout, attempts, *warmup):
+def check(
+    release: str, base: str, host: str, status_path: str, path: str, want: str, contains: str, timeout: str, attempts: str,
+    *warmup: str,
+) -> int:
     deadline = time.monotonic() + float(timeout)
     why = "no answer"
     while time.monotonic() < deadline:
@@ -43,7 +48,7 @@ def check(release, base, host, status_path, path, want, contains, timeout, attem
             seen = None
         if seen == release:
             break
-        why = "%s answered %s (%s), not release %s" % (status_path, code, seen or body[:80].strip(), release)
+        why = f"{status_path} answered {code} ({seen or body[:80].strip()}), not release {release}"
         time.sleep(0.2)
     else:
         print(why)
@@ -56,7 +61,7 @@ def check(release, base, host, status_path, path, want, contains, timeout, attem
         code, body = get(base, host, path, deadline - time.monotonic())
         if answers(code, body, want, contains):
             return 0
-        why = "GET %s answered %s" % (path, code) + (", body without %r" % contains if code == int(want) else "")
+        why = f"GET {path} answered {code}" + (f", body without {contains!r}" if code == int(want) else "")
         if attempt + 1 == int(attempts) or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
@@ -64,19 +69,20 @@ def check(release, base, host, status_path, path, want, contains, timeout, attem
     return 1
 
 
-def status(base, host, status_path, path, want, contains):
+def status(base: str, host: str, status_path: str, path: str, want: str, contains: str) -> int:
     code, body = get(base, host, status_path, 10)
-    app = body if code == 200 else json.dumps({"error": "%s answered %s: %s" % (status_path, code, body[:200])})
+    app = body if code == 200 else json.dumps({"error": f"{status_path} answered {code}: {body[:200]}"})
     print("@@app " + app.replace("\n", " "))
     if path:
         code, body = get(base, host, path, 10)
         ok = answers(code, body, want, contains)
-        extra = "" if ok or code != int(want) else " without %r" % contains
-        print("@@health %s GET %s answered %s%s" % ("ok" if ok else "failed", path, code, extra))
+        extra = "" if ok or code != int(want) else f" without {contains!r}"
+        print(f"@@health {'ok' if ok else 'failed'} GET {path} answered {code}{extra}")
     else:
-        print("@@health %s GET %s answered %s" % ("ok" if code == 200 else "failed", status_path, code))
+        print(f"@@health {'ok' if code == 200 else 'failed'} GET {status_path} answered {code}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit({"check": check, "status": status}[sys.argv[1]](*sys.argv[2:]))
+    command = {"check": check, "status": status}[sys.argv[1]]
+    sys.exit(command(*sys.argv[2:]))  # type: ignore[operator]
