@@ -1,4 +1,5 @@
-"""Release ids and states, and which release to roll back to: pure logic on the host's listing."""
+"""Release ids and states, and the host's listing of them: pure logic (which release a rollback picks is
+decided on the host, along its history: rollback_target in deploy/remote/lib.sh)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ FINISHED = "finished"
 @dataclass(frozen=True)
 class Release:
     id: str
-    state: str  # preparing, prepared, finished, failed
+    state: str  # preparing, prepared, finished, failed, unhealthy (live but failed its check)
     revision: str
 
     @property
@@ -38,7 +39,7 @@ def new_id(short_revision: str, now: float | None = None, taken: tuple[str, ...]
     """A fresh id, later than every id in `taken`.
 
     Ids sort by time only while their seconds differ ("...T101500Z-f00" sorts after "...T101500Z-abc"
-    whatever their order): rollback, cleanup and listings rely on that order, so a deploy within the
+    whatever their order): cleanup and listings rely on that order, so a deploy within the
     same second as (or before) the newest release on the host takes the second after it.
     """
     t = int(time.time() if now is None else now)

@@ -19,6 +19,8 @@ from tests.sandbox import Sandbox
 @pytest.fixture(scope="module")
 def app(daemon_host: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     a = make_app(daemon_host, tmp_path_factory.mktemp("rt"), "daemon")
+    a.ok("setup")
+    a.ok("deploy")  # every test starts from a live release, alone or in any order
     yield a
     shutil.rmtree(a.deploy_to, ignore_errors=True)
 
