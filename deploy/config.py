@@ -8,8 +8,8 @@ bad value is reported before any host is contacted, with the setting's name and 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from deploy.errors import ConfigError
@@ -40,6 +40,66 @@ MPM_KEYS = (
 )
 
 
+Check = Callable[[str, Any], Any]  # (setting's name, raw value) -> the validated value, or ConfigError
+
+
+def setting(default: Any = MISSING, check: Check | None = None, factory: Callable[[], Any] | None = None) -> Any:
+    """One setting, declared once: its default and how its value is checked (field metadata drive `load`,
+    nested sections, and the README reference test)."""
+    meta = {"check": check or _as_default}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def text(pattern: re.Pattern[str] | None = None, what: str = "a string") -> Check:
+    if pattern is None:
+        return lambda name, v: _typed(name, v, str, what)
+    plain: re.Pattern[str] = pattern
+    return lambda name, v: _match(name, v, plain, what)
+
+
+def choice(*choices: str) -> Check:
+    return lambda name, v: _choice(name, v, choices)
+
+
+def number(minimum: int = 0, maximum: int | None = None, what: str = "") -> Check:
+    def check(name: str, v: Any) -> int:
+        n = _typed(name, v, int, "a whole number")
+        if n < minimum or (maximum is not None and n > maximum):
+            raise ConfigError(f"setting {name} must be {what or f'at least {minimum}'}, got {v!r}")
+        return int(n)
+
+    return check
+
+
+def flag() -> Check:
+    return lambda name, v: _typed(name, v, bool, "true or false")
+
+
+def strings(pattern: re.Pattern[str] | None = None, what: str = "") -> Check:
+    def check(name: str, v: Any) -> tuple[str, ...]:
+        items = _str_list(name, v)
+        if pattern is not None:
+            for item in items:
+                _match(name, item, pattern, what)
+        return items
+
+    return check
+
+
+def nullable(check: Check) -> Check:
+    return lambda name, v: None if v is None else check(name, v)
+
+
+def section(cls: type) -> Check:
+    return lambda name, v: _section(name, cls, v)
+
+
+def _as_default(name: str, v: Any) -> Any:
+    return v
+
+
 @dataclass(frozen=True)
 class Hook:
     """A command run in the new release (venv active) before the switch, e.g. Django's migrate."""
@@ -54,31 +114,38 @@ class Hook:
     once: bool = False
 
 
+_COUNT = number(0, what="a whole number, not negative")
+_USER = nullable(text(NAME_RE, "a user or group name"))
+
+
 @dataclass(frozen=True)
 class Daemon:
     """WSGIDaemonProcess options; the timeouts follow mod_wsgi-express's defaults."""
 
-    processes: int = 2
-    threads: int = 15
-    user: str | None = None
-    group: str | None = None
-    graceful_timeout: int = 15
-    eviction_timeout: int = 0
-    shutdown_timeout: int = 5
-    request_timeout: int = 60
-    socket_timeout: int = 60
-    inactivity_timeout: int = 0
-    maximum_requests: int = 0
+    processes: int = setting(2, number(1))
+    threads: int = setting(15, number(1))
+    user: str | None = setting(None, _USER)
+    group: str | None = setting(None, _USER)
+    graceful_timeout: int = setting(15, _COUNT)
+    eviction_timeout: int = setting(0, _COUNT)
+    shutdown_timeout: int = setting(5, _COUNT)
+    request_timeout: int = setting(60, _COUNT)
+    socket_timeout: int = setting(60, _COUNT)
+    inactivity_timeout: int = setting(0, _COUNT)
+    maximum_requests: int = setting(0, _COUNT)
+
+
+_CMD = text(CMD_RE, "a command name or absolute path")
 
 
 @dataclass(frozen=True)
 class Apache:
     """How Apache is driven on the host; Debian's defaults, privileged commands through sudo."""
 
-    ctl: str = "apache2ctl"
-    sudo: bool = True
-    sites_dir: str = "/etc/apache2/sites-available"
-    enable: str = "a2ensite"
+    ctl: str = setting("apache2ctl", _CMD)
+    sudo: bool = setting(True, flag())
+    sites_dir: str = setting("/etc/apache2/sites-available", text(PATH_RE, "an absolute path"))
+    enable: str = setting("a2ensite", lambda n, v: v if v == "" else _match(n, v, CMD_RE, "a command name, or empty"))
 
 
 @dataclass(frozen=True)
@@ -89,57 +156,60 @@ class Health:
     must answer `status` (and contain `contains`) within `attempts` tries, all within `timeout` seconds.
     """
 
-    enabled: bool = True
-    path: str | None = None
-    status: int = 200
-    contains: str | None = None
-    timeout: int = 30
+    enabled: bool = setting(True, flag())
+    path: str | None = setting(None, nullable(text(URL_PATH_RE, "a URL path like /movie")))
+    status: int = setting(200, number(100, 599, "an HTTP status"))
+    contains: str | None = setting(None, nullable(text()))
+    timeout: int = setting(30, number(1, what="at least 1 (seconds)"))
     # A wrong answer from the loaded release is tried again this often, 0.5 s apart, then it fails:
     # a broken release should be rolled back in seconds, not after `timeout`.
-    attempts: int = 3
+    attempts: int = setting(3, _COUNT)
+
+
+_REL_PATHS = strings(REL_PATH_RE, "a list of paths relative to the release")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything one deploy needs to know, validated."""
+    """Everything one deploy needs to know, validated. Each field is one setting of `deploy:` (but `stage`)."""
 
-    app: str
-    deploy_to: str
-    server_name: str
-    wsgi: str
-    hosts: tuple[str, ...] = ()
-    stage: str | None = None
-    source: str = "git"
-    ref: str = "HEAD"
-    path: str = "."
-    exclude: tuple[str, ...] = (".git", "__pycache__", "*.pyc", ".venv")
-    requirements: str = "requirements.txt"
-    python: str = "/usr/bin/python3"
-    pip_args: tuple[str, ...] = ()
-    wheels: bool = False
-    mode: str = "daemon"
-    reload: str | None = None
-    django_settings: str | None = None
-    server_aliases: tuple[str, ...] = ()
-    listen: str = "*:80"
-    static: Mapping[str, str] = field(default_factory=dict)
-    shared_dirs: tuple[str, ...] = ()
-    shared_files: tuple[str, ...] = ()
-    hooks: tuple[Hook, ...] = ()
-    keep_releases: int = 5
-    environment: Mapping[str, str] = field(default_factory=dict)
-    release_header: bool = False
-    status_path: str = "/__deploy__/status"
-    mpm: Mapping[str, int] = field(default_factory=dict)
-    daemon: Daemon = field(default_factory=Daemon)
-    apache: Apache = field(default_factory=Apache)
-    health: Health = field(default_factory=Health)
-    warmup: tuple[str, ...] = ()
-    output: str = "text"
+    app: str = setting(check=text(NAME_RE, "a name of letters, digits, '-' or '_' starting with a letter"))
+    deploy_to: str = setting(check=text(PATH_RE, "an absolute path of plain characters"))
+    server_name: str = setting(check=text(HOSTNAME_RE, "a host name"))
+    wsgi: str = setting(check=text(MODULE_RE, "'module' or 'module:callable'"))
+    hosts: tuple[str, ...] = setting((), strings())
+    stage: str | None = None  # which stage these settings are for: not a setting itself
+    source: str = setting("git", choice(*SOURCES))
+    ref: str = setting("HEAD", text())
+    path: str = setting(".", text())
+    exclude: tuple[str, ...] = setting((".git", "__pycache__", "*.pyc", ".venv"), strings())
+    requirements: str = setting("requirements.txt", text(REL_PATH_RE, "a path relative to the app"))
+    python: str = setting("/usr/bin/python3", text(PATH_RE, "an absolute path to the host's python"))
+    pip_args: tuple[str, ...] = setting((), strings())
+    wheels: bool = setting(False, flag())
+    mode: str = setting("daemon", choice(*MODES))
+    reload: str | None = setting(None, nullable(choice(*RELOADS)))
+    django_settings: str | None = setting(None, nullable(text(MODULE_RE, "a module name")))
+    server_aliases: tuple[str, ...] = setting((), strings(HOSTNAME_RE, "a list of host names"))
+    listen: str = setting("*:80", lambda n, v: _match(n, str(v), LISTEN_RE, "ADDRESS:PORT or *:PORT"))
+    static: Mapping[str, str] = setting(check=lambda n, v: _static(v or {}), factory=dict)
+    shared_dirs: tuple[str, ...] = setting((), _REL_PATHS)
+    shared_files: tuple[str, ...] = setting((), _REL_PATHS)
+    hooks: tuple[Hook, ...] = setting((), lambda n, v: _hooks(v or []))
+    keep_releases: int = setting(5, number(1))
+    environment: Mapping[str, str] = setting(check=lambda n, v: _environment(v or {}), factory=dict)
+    release_header: bool = setting(False, flag())
+    status_path: str = setting("/__deploy__/status", text(URL_PATH_RE, "a URL path"))
+    mpm: Mapping[str, int] = setting(check=lambda n, v: _mpm(v or {}), factory=dict)
+    daemon: Daemon = setting(check=section(Daemon), factory=Daemon)
+    apache: Apache = setting(check=section(Apache), factory=Apache)
+    health: Health = setting(check=section(Health), factory=Health)
+    warmup: tuple[str, ...] = setting((), strings(URL_PATH_RE, "a list of URL paths like /movie"))
+    output: str = setting("text", choice(*OUTPUTS))
     # dev: the WSGI script gets mod_wsgi's code-change monitor (restart on a changed module) and
     # `fab watch` may ship saved files; refused where production is true.
-    dev: bool = False
-    production: bool = False
+    dev: bool = setting(False, flag())
+    production: bool = setting(False, flag())
 
     @property
     def reload_strategy(self) -> str:
@@ -216,28 +286,14 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def _section(name: str, cls: type, data: Any) -> Any:
+    """A nested mapping (daemon:, apache:, health:) checked field by field from its declarations."""
     if data is None:
         return cls()
     if not isinstance(data, Mapping):
         raise ConfigError(f"setting {name} must be a mapping, got {data!r}")
     allowed = {f.name: f for f in fields(cls)}
     _check_keys(f"{name}.", data, list(allowed))
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        default = allowed[key].default
-        if isinstance(default, bool):
-            out[key] = _typed(f"{name}.{key}", value, bool, "true or false")
-        elif isinstance(default, int):
-            if _typed(f"{name}.{key}", value, int, "a whole number") < 0:
-                raise ConfigError(f"setting {name}.{key} must not be negative, got {value!r}")
-            out[key] = value
-        elif value is None:
-            out[key] = None
-        elif key in ("user", "group"):
-            out[key] = _match(f"{name}.{key}", value, NAME_RE, "a user or group name")
-        else:
-            out[key] = _typed(f"{name}.{key}", value, str, "a string")
-    return cls(**out)
+    return cls(**{key: allowed[key].metadata["check"](f"{name}.{key}", value) for key, value in data.items()})
 
 
 def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Settings:
@@ -260,95 +316,31 @@ def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Set
         data = _merge(data, overrides)
     allowed = [f.name for f in fields(Settings) if f.name != "stage"]
     _check_keys("", data, allowed)
-    for required in ("app", "deploy_to", "server_name", "wsgi"):
+    for required in (f.name for f in fields(Settings) if f.default is MISSING and f.default_factory is MISSING):
         if data.get(required) in (None, ""):
             raise ConfigError(f"missing required setting deploy.{required}")
 
     s: dict[str, Any] = {"stage": stage}
-    s["app"] = _match("app", data["app"], NAME_RE, "a name of letters, digits, '-' or '_' starting with a letter")
-    s["deploy_to"] = _match("deploy_to", data["deploy_to"], PATH_RE, "an absolute path of plain characters")
-    s["server_name"] = _match("server_name", data["server_name"], HOSTNAME_RE, "a host name")
-    s["wsgi"] = _match("wsgi", data["wsgi"], MODULE_RE, "'module' or 'module:callable'")
-    s["hosts"] = tuple(hosts) or _str_list("hosts", data.get("hosts", []))
-    for key, choices in (("source", SOURCES), ("mode", MODES)):
-        if key in data:
-            s[key] = _choice(key, data[key], choices)
-    if data.get("reload") is not None:
-        s["reload"] = _choice("reload", data["reload"], RELOADS)
-    for key in ("ref", "path"):
-        if key in data:
-            s[key] = _typed(key, data[key], str, "a string")
-    for key in ("exclude", "pip_args", "server_aliases", "shared_dirs", "shared_files"):
-        if key in data:
-            s[key] = _str_list(key, data[key])
-    for alias in s.get("server_aliases", ()):
-        _match("server_aliases", alias, HOSTNAME_RE, "a list of host names")
-    for key in ("shared_dirs", "shared_files"):
-        for p in s.get(key, ()):
-            _match(key, p, REL_PATH_RE, "a list of paths relative to the release")
-    if "requirements" in data:
-        s["requirements"] = _match("requirements", data["requirements"], REL_PATH_RE, "a path relative to the app")
-    if "python" in data:
-        s["python"] = _match("python", data["python"], PATH_RE, "an absolute path to the host's python")
-    if data.get("django_settings") is not None:
-        s["django_settings"] = _match("django_settings", data["django_settings"], MODULE_RE, "a module name")
-    if "listen" in data:
-        s["listen"] = _match("listen", str(data["listen"]), LISTEN_RE, "ADDRESS:PORT or *:PORT")
-    if "status_path" in data:
-        s["status_path"] = _match("status_path", data["status_path"], URL_PATH_RE, "a URL path")
-    if "keep_releases" in data:
-        if _typed("keep_releases", data["keep_releases"], int, "a whole number") < 1:
-            raise ConfigError(f"setting keep_releases must be at least 1, got {data['keep_releases']!r}")
-        s["keep_releases"] = data["keep_releases"]
-    if "wheels" in data:
-        s["wheels"] = _typed("wheels", data["wheels"], bool, "true or false")
-    if "output" in data:
-        s["output"] = _choice("output", data["output"], OUTPUTS)
-    s["production"] = _typed("production", data.get("production", stage in PRODUCTION_STAGES), bool, "true or false")
-    if "dev" in data:
-        s["dev"] = _typed("dev", data["dev"], bool, "true or false")
+    for f in fields(Settings):
+        if f.name in data and f.metadata:
+            s[f.name] = f.metadata["check"](f.name, data[f.name])
+    if hosts:
+        s["hosts"] = tuple(hosts)
+    # The rules between settings.
+    s["production"] = s.get("production", stage in PRODUCTION_STAGES)
+    if s.get("dev"):
         where = f"stage {stage!r}" if stage else "this config"
-        if s["dev"] and s["production"]:
+        if s["production"]:
             raise ConfigError(
                 f"setting dev: true is refused in {where}, which is production (production: true or a stage named"
                 f" {'/'.join(PRODUCTION_STAGES)}): the code-change monitor restarts the app on every changed file;"
                 " set dev only in a development stage"
             )
-        if s["dev"] and data.get("mode", "daemon") != "daemon":
+        if s.get("mode", "daemon") != "daemon":
             raise ConfigError("setting dev: true needs mode: daemon (the code-change monitor restarts daemon processes)")
-    if "release_header" in data:
-        s["release_header"] = _typed("release_header", data["release_header"], bool, "true or false")
-    s["static"] = _static(data.get("static") or {})
-    s["environment"] = _environment(data.get("environment") or {})
-    s["hooks"] = _hooks(data.get("hooks") or [])
-    s["mpm"] = _mpm(data.get("mpm") or {})
-    s["health"] = _health(data.get("health"))
-    if "warmup" in data:
-        s["warmup"] = _str_list("warmup", data["warmup"])
-        for w in s["warmup"]:
-            _match("warmup", w, URL_PATH_RE, "a list of URL paths like /movie")
-    s["daemon"] = _section("daemon", Daemon, data.get("daemon"))
-    s["apache"] = _section("apache", Apache, data.get("apache"))
-    if s["daemon"].processes < 1 or s["daemon"].threads < 1:
-        raise ConfigError("settings daemon.processes and daemon.threads must be at least 1")
-    _match("apache.sites_dir", s["apache"].sites_dir, PATH_RE, "an absolute path")
-    _match("apache.ctl", s["apache"].ctl, CMD_RE, "a command name or absolute path")
-    if s["apache"].enable:
-        _match("apache.enable", s["apache"].enable, CMD_RE, "a command name or absolute path, or empty")
     if s.get("mode") == "embedded" and s.get("reload") in ("touch", "rolling"):
         raise ConfigError(f"setting reload: {s['reload']} needs mode: daemon; embedded mode reloads with graceful")
     return Settings(**s)
-
-
-def _health(value: Any) -> Health:
-    h = _section("health", Health, value)
-    if h.path is not None:
-        _match("health.path", h.path, URL_PATH_RE, "a URL path like /movie")
-    if not 100 <= h.status <= 599:
-        raise ConfigError(f"setting health.status must be an HTTP status, got {h.status!r}")
-    if h.timeout < 1:
-        raise ConfigError("setting health.timeout must be at least 1 (seconds)")
-    return h  # type: ignore[no-any-return]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -66,8 +66,7 @@ def _run(
     if reporter is not None:
         reporter.phase(host, "")
     if out.code == remote.EXIT_LOCKED:
-        event = next((e for e in out.events if e.startswith("lock ")), "lock")
-        raise lock.held_error(host, event)
+        raise lock.held_error(host, remote.whole(out.events, "lock") or "lock")
     if out.code == remote.EXIT_LOCK_LOST:
         raise LockHeld(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_NO_TARGET:
@@ -105,16 +104,11 @@ def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None 
 def _facts(events: tuple[str, ...]) -> Facts:
     """Facts from the events of lib.sh's say_facts."""
     return Facts(
-        releases.parse(["@@" + e for e in events if e.startswith(("release ", "current "))]),
-        _lines(events, "m"),
-        next((e[7:] for e in events if e.startswith("python ")), ""),
-        frozenset(e[5:] for e in events if e.startswith("venv ")),
+        releases.parse(["@@" + e for e in events if e.partition(" ")[0] in ("release", "current")]),
+        remote.text(events, "m") or "",
+        remote.value(events, "python") or "",
+        frozenset(remote.values(events, "venv")),
     )
-
-
-def _lines(events: tuple[str, ...], kind: str) -> str:
-    """A file the host sent as '@@KIND line' events (sed 's/^/@@KIND /'), back as text."""
-    return "".join(e[len(kind) + 1 :] + "\n" for e in events if e.startswith(kind + " "))
 
 
 @dataclass(frozen=True)
@@ -146,13 +140,13 @@ class Survey:
 def survey(c: Connection, s: Settings) -> Survey:
     """Look at the host without changing it (no lock): the inputs of a deploy's plan."""
     events = _run(c, s, "plan", {}, None).events
-    held = next((e for e in events if e.startswith("lock ")), None)
+    held = remote.whole(events, "lock")
     return Survey(
-        set_up="setup yes" in events,
+        set_up=remote.value(events, "setup") == "yes",
         facts=_facts(events),
-        live_venv=next((e[9:] for e in events if e.startswith("livevenv ")), None),
-        wsgi=_lines(events, "wsgi") if any(e.startswith("wsgi ") for e in events) else None,
-        vhost=_lines(events, "vhost") if "hasvhost" in events else None,
+        live_venv=remote.value(events, "livevenv"),
+        wsgi=remote.text(events, "wsgi"),
+        vhost=(remote.text(events, "vhost") or "") if "hasvhost" in events else None,
         lock=lock.parse(held) if held else None,
     )
 
@@ -213,7 +207,7 @@ class Reloaded:
 
 def _reloaded(s: Settings, out: Outcome) -> Reloaded:
     """A phase that reloads ends with the health check when one is configured: it got here, so it passed."""
-    how = next((e[len("reload ") :] for e in reversed(out.events) if e.startswith("reload ")), None)
+    how = remote.value(out.events, "reload", last=True)
     return Reloaded(how, "ok" if s.health.enabled else "off")
 
 
@@ -352,7 +346,7 @@ def _date(release_id: str) -> str | None:
 def unlock(c: Connection, s: Settings, force: bool = False) -> dict[str, str] | None:
     """Remove the lock; refused (LockHeld) while the holder's step still runs on the host, unless `force`."""
     out = _run(c, s, "unlock", {"FORCE": force}, None)
-    held = next((e for e in out.events if e.startswith("lock ")), None)
+    held = remote.whole(out.events, "lock")
     return lock.parse(held) if held else None
 
 

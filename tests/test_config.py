@@ -132,3 +132,15 @@ def test_dev_stage_and_production() -> None:
         load(cfg(dev=True, mode="embedded"))
     with pytest.raises(ConfigError, match="setting output must be one of text, json"):
         load(cfg(output="yaml"))
+
+
+def test_each_setting_is_declared_once_with_its_check() -> None:
+    """Field metadata drive validation: every setting (and nested one) carries its own check."""
+    import dataclasses
+
+    from deploy.config import Apache, Daemon, Health, Settings
+
+    for cls in (Settings, Daemon, Apache, Health):
+        for f in dataclasses.fields(cls):
+            if f.name != "stage":
+                assert callable(f.metadata.get("check")), f"{cls.__name__}.{f.name} has no check"

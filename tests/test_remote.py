@@ -88,3 +88,12 @@ def test_pip_index_options_leave_the_command_line() -> None:
     v = pip_variables(args)
     assert v["PIP_ARGS"] == ["--no-cache-dir"]
     assert v["PIP_ENV"] == ["PIP_INDEX_URL=https://u:tok@pypi.example/simple https://y", "PIP_EXTRA_INDEX_URL=https://x/s"]
+
+
+def test_events_are_read_by_kind_not_by_offset() -> None:
+    events = ("venv a1", "python 3.11.2 (main)", "venv b2", "wsgi import os", "wsgi ", "lock owner=x now=2", "reload rolling 2")
+    assert remote.values(events, "venv") == ["a1", "b2"]
+    assert remote.value(events, "python") == "3.11.2 (main)" and remote.value(events, "nope") is None
+    assert remote.text(events, "wsgi") == "import os\n\n" and remote.text(events, "vhost") is None
+    assert remote.whole(events, "lock") == "lock owner=x now=2"
+    assert remote.value(("reload graceful", "reload rolling 2"), "reload", last=True) == "rolling 2"

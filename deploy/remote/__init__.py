@@ -45,6 +45,37 @@ STEP_OF_CODE = {
 Value = str | int | bool | None | Sequence[str]
 
 
+# ---- events: '@@KIND rest' lines of a phase's stdout, kept without the '@@' (Outcome.events)
+
+
+def values(events: Sequence[str], kind: str) -> list[str]:
+    """The rest of every event of `kind` ('venv abc' -> 'abc'), in order."""
+    out = []
+    for e in events:
+        k, _, rest = e.partition(" ")
+        if k == kind:
+            out.append(rest)
+    return out
+
+
+def value(events: Sequence[str], kind: str, last: bool = False) -> str | None:
+    """The rest of the first (or last) event of `kind`; None when there is none."""
+    found = values(events, kind)
+    return (found[-1] if last else found[0]) if found else None
+
+
+def whole(events: Sequence[str], kind: str) -> str | None:
+    """The first event of `kind`, kind included (a '@@lock owner=...' line for deploy.lock.parse)."""
+    rest = value(events, kind)
+    return None if rest is None else f"{kind} {rest}"
+
+
+def text(events: Sequence[str], kind: str) -> str | None:
+    """A file the host sent line by line as 'KIND line' events (sed 's/^/@@KIND /'); None when not sent."""
+    lines = values(events, kind)
+    return "".join(line + "\n" for line in lines) if lines else None
+
+
 def _bash(value: Value) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"

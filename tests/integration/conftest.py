@@ -71,6 +71,11 @@ class App:
         set_version(self.path, version)
         self.commit(f"version-{version}")
 
+    def version(self) -> str:
+        """The VERSION of the committed view: what the last good deploy serves."""
+        text = (self.path / "movies" / "views.py").read_text()
+        return text.split('VERSION = "', 1)[1].split('"', 1)[0]
+
     def fab(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         # -S: only this ssh_config (never the user's ~/.ssh/config); HOME: no ~/.fabric.yaml either.
         env = dict(os.environ, HOME=str(self.home), PYTHONPATH=str(ROOT))

@@ -28,12 +28,6 @@ def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     shutil.rmtree(a.deploy_to, ignore_errors=True)
 
 
-def live_version(app: App) -> str:
-    """The VERSION of the committed view (what the last deploy shipped)."""
-    text = (app.path / "movies" / "views.py").read_text()
-    return text.split('VERSION = "', 1)[1].split('"', 1)[0]
-
-
 def test_setup_and_first_deploy(app: App) -> None:
     assert (app.deploy_to / "releases").is_dir() and (app.deploy_to / "shared").is_dir()
     data = app.first  # type: ignore[attr-defined]
@@ -62,7 +56,7 @@ def test_redeploy_sends_only_changes_and_skips_unneeded_hooks(app: App) -> None:
     p = app.ok("deploy")
     assert "0 sent" in p.stderr and "linked" in p.stderr
     assert "hook:migrate" in p.stderr and "skipped" in p.stderr
-    app.wait_version(live_version(app))
+    app.wait_version(app.version())
     status, _, body = app.get("/static/movies/site.css")
     assert status == 200 and "font-family" in body  # collectstatic's output carried over
     rel = app.deploy_to / "releases" / str(app.current())
@@ -75,7 +69,7 @@ def finished(app: App) -> list[str]:
 
 
 def test_rollback_serves_old_code_and_its_venv(app: App) -> None:
-    live, version = app.current(), live_version(app)
+    live, version = app.current(), app.version()
     ids = finished(app)
     app.ok("rollback")
     assert app.current() == ids[ids.index(str(live)) - 1]
@@ -103,7 +97,7 @@ def test_failed_pip_install_keeps_old_release(app: App) -> None:
     assert "pip install" in p.stderr and "sandbox" in p.stderr
     assert app.current() == live
     assert not (app.deploy_to / ".lock").exists()
-    app.wait_version(live_version(app))
+    app.wait_version(app.version())
     subprocess_revert(app)
 
 
@@ -127,7 +121,7 @@ def test_failed_configtest_keeps_old_release_and_vhost(app: App) -> None:
         assert app.current() == live
         assert vhost.read_bytes() == before
         assert not (app.deploy_to / ".lock").exists()
-        app.wait_version(live_version(app))
+        app.wait_version(app.version())
     finally:
         shutil.rmtree(templates)
     # The half-made release is never a rollback target and goes away with the next deploy.

@@ -35,14 +35,14 @@ def daemon_pids(app: App) -> set[int]:
 
 
 def test_rolling_reload_restarts_every_process_one_by_one(app: App) -> None:
-    app.wait_version("1")
+    app.wait_version(app.version())
     before = daemon_pids(app)
     assert len(before) == 2
     p = app.ok("reload")
     assert "reload rolling 2 processes" in p.stderr
     after = daemon_pids(app)
     assert len(after) == 2 and not (after & before)
-    app.wait_version("1")
+    app.wait_version(app.version())
 
 
 def test_deploy_uses_rolling_and_warms_up(app: App) -> None:
@@ -57,7 +57,7 @@ def test_deploy_uses_rolling_and_warms_up(app: App) -> None:
 
 
 def test_failed_health_check_rolls_back(app: App) -> None:
-    live = app.current()
+    live, version = app.current(), app.version()
     views = app.path / "movies" / "views.py"
     good = views.read_text()
     views.write_text(good.replace('movies = [{"title"', 'raise RuntimeError("broken")\n    movies = [{"title"'))
@@ -69,7 +69,7 @@ def test_failed_health_check_rolls_back(app: App) -> None:
     assert time.monotonic() - t < 60
     assert app.current() == live
     assert not (app.deploy_to / ".lock").exists()
-    app.wait_version("2")
+    app.wait_version(version)
     states = {d.name: (d / ".release" / "state").read_text().strip() for d in (app.deploy_to / "releases").iterdir()}
     assert "failed" in states.values()
     # --no-rollback keeps the broken release live for debugging.
@@ -81,7 +81,7 @@ def test_failed_health_check_rolls_back(app: App) -> None:
     views.write_text(good)
     app.commit("fixed")
     app.ok("deploy")
-    app.wait_version("2")
+    app.wait_version(version)
 
 
 def test_reload_strategy_option(app: App) -> None:
