@@ -399,11 +399,13 @@ def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: obj
         "shared_files": ["db.sqlite3"],
         "shared_dirs": ["media"],
         "hooks": [
-            {"name": "migrate", "run": "python manage.py migrate --noinput", "when_changed": ["*/migrations/*"]},
+            # A dependency bump can bring migrations and static files of its own (Django's admin): both name
+            # the requirements file among their inputs.
+            {"name": "migrate", "run": "python manage.py migrate --noinput", "when_changed": ["*/migrations/*", "requirements.txt"]},
             {
                 "name": "collectstatic",
                 "run": "python manage.py collectstatic --noinput -v0",
-                "when_changed": ["*/static/*", "*/settings.py"],
+                "when_changed": ["*/static/*", "*/settings.py", "requirements.txt"],
                 "outputs": ["staticfiles"],
             },
         ],
