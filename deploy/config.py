@@ -26,6 +26,7 @@ PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9*]([A-Za-z0-9.*-]{0,252})$")
 LISTEN_RE = re.compile(r"^(\*|[A-Za-z0-9.:\[\]-]+):[0-9]{1,5}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*)?$")
+WSGI_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*(\(\))?)?$")
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/?=&%-]*$")
 CMD_RE = re.compile(r"^[A-Za-z0-9._/+-]+$")
 REL_PATH_RE = re.compile(r"^[A-Za-z0-9._+-][A-Za-z0-9._/+-]*$")
@@ -176,14 +177,18 @@ class Settings:
     app: str = setting(check=text(NAME_RE, "a name of letters, digits, '-' or '_' starting with a letter"))
     deploy_to: str = setting(check=text(PATH_RE, "an absolute path of plain characters"))
     server_name: str = setting(check=text(HOSTNAME_RE, "a host name"))
-    wsgi: str = setting(check=text(MODULE_RE, "'module' or 'module:callable'"))
+    wsgi: str = setting(check=text(WSGI_RE, "'module', 'module:callable' or a factory 'module:create_app()'"))
     hosts: tuple[str, ...] = setting((), strings())
     stage: str | None = None  # which stage these settings are for: not a setting itself
     source: str = setting("git", choice(*SOURCES))
     ref: str = setting("HEAD", text())
     path: str = setting(".", text())
     exclude: tuple[str, ...] = setting((".git", "__pycache__", "*.pyc", ".venv"), strings())
-    requirements: str = setting("requirements.txt", text(REL_PATH_RE, "a path relative to the app"))
+    requirements: str | None = setting("requirements.txt", nullable(text(REL_PATH_RE, "a path relative to the app")))
+    # Where the code imports from and runs, relative to the release: the daemon's python-path and home
+    # (its working directory), the same for hooks (seed 000's layout: python_path [imdb], home imdb).
+    python_path: tuple[str, ...] = setting((".",), strings(REL_PATH_RE, "a list of paths relative to the release"))
+    home: str = setting(".", text(REL_PATH_RE, "a path relative to the release"))
     python: str = setting("/usr/bin/python3", text(PATH_RE, "an absolute path to the host's python"))
     pip_args: tuple[str, ...] = setting((), strings())
     wheels: bool = setting(False, flag())
@@ -274,7 +279,8 @@ def _str_list(name: str, value: Any) -> tuple[str, ...]:
 
 
 def _match(name: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value) or "/../" in f"{value}/":
+    # A '..' component would reach out of the release (or deploy_to): never a valid path here.
+    if not isinstance(value, str) or not pattern.match(value) or ".." in value.split("/"):
         raise ConfigError(f"setting {name} must be {what}, got {value!r}")
     return value
 
@@ -327,6 +333,14 @@ def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Set
     if hosts:
         s["hosts"] = tuple(hosts)
     # The rules between settings.
+    shared = [*s.get("shared_dirs", ()), *s.get("shared_files", ())]
+    for p in shared:
+        for q in shared:
+            if p != q and q.startswith(p.rstrip("/") + "/"):
+                kind = "shared_dirs" if q in s.get("shared_dirs", ()) else "shared_files"
+                raise ConfigError(f"setting {kind}: {q} is inside shared path {p}; list {p} only (it is shared whole)")
+        if shared.count(p) > 1:
+            raise ConfigError(f"setting shared_dirs/shared_files: {p} is listed twice")
     s["production"] = s.get("production", stage in PRODUCTION_STAGES)
     if s.get("dev"):
         where = f"stage {stage!r}" if stage else "this config"

@@ -15,11 +15,11 @@ class Decision:
     reason: str
 
 
-def decide(hooks: tuple[Hook, ...], changed: tuple[str, ...] | None, requirements: str) -> list[Decision]:
+def decide(hooks: tuple[Hook, ...], changed: tuple[str, ...] | None) -> list[Decision]:
     """`changed` is None when there is no live release to compare with (everything runs).
 
-    A changed requirements file runs every hook: a new dependency can change what a hook does
-    (e.g. Django's own static files or migrations).
+    A hook runs when one of ITS inputs changed: a requirements change re-runs only the hooks that name
+    the requirements file in `when_changed` (a dependency bump must not re-run, say, a data reset).
     """
     out = []
     for h in hooks:
@@ -27,8 +27,6 @@ def decide(hooks: tuple[Hook, ...], changed: tuple[str, ...] | None, requirement
             out.append(Decision(h, True, "always"))
         elif changed is None:
             out.append(Decision(h, True, "no live release to compare with"))
-        elif requirements in changed:
-            out.append(Decision(h, True, f"{requirements} changed"))
         else:
             hit = next((p for p in changed if any(fnmatch.fnmatch(p, g) for g in h.when_changed)), None)
             out.append(Decision(h, hit is not None, f"{hit} changed" if hit else "no matching file changed"))

@@ -158,6 +158,7 @@ def prepare(
         "ID": plan.release_id,
         "REVISION": plan.revision,
         "REQUIREMENTS": s.requirements,
+        "HOME_DIR": s.home,
         **pip_variables(s.pip_args),
         "SHARED_DIRS": list(s.shared_dirs),
         "SHARED_FILES": list(s.shared_files),

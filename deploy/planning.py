@@ -70,17 +70,18 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
     removed = sorted(p for p in base if p not in paths)
     # What a deploy's delta would call changed (source.Delta.changed): sent paths, then removed ones.
     differ = tuple(sorted(added + changed)) + tuple(removed)
-    decisions = hooks.decide(s.hooks, differ if base else None, s.requirements)
-    key = venv.key(src.get(s.requirements), survey.facts.python, s.pip_args)
+    decisions = hooks.decide(s.hooks, differ if base else None)
+    files = venv.requirement_files(s.requirements, src)
+    key = venv.key(files, survey.facts.python, s.pip_args)
     if key == survey.live_venv:
         venv_note = f"reuse {key} (the live release's)"
     elif key in survey.facts.venvs:
         venv_note = f"reuse {key} (built earlier, still on the host)"
     else:
         venv_note = f"build {key}"
-    # The requirements file itself, as the live release has it (absent both sides counts as unchanged).
-    req = next((f for f in src.files if f.path == s.requirements), None)
-    requirements_changed = (req.digest if req else None) != base.get(s.requirements) if live else True
+    # The requirements files themselves (included ones too), against the live release's manifest.
+    digests = {f.path: f.digest for f in src.files}
+    requirements_changed = any(digests.get(p) != base.get(p) for p, _ in files) if live else True
     if venv_note.startswith("build") and live and not requirements_changed:
         venv_note += " (the host's Python or pip_args changed)"
     release_id = releases.new_id(src.short_revision)

@@ -25,10 +25,13 @@ def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> sourc
     """The files of the release: git-tracked files at `ref` (source: git) or the working tree."""
     path = (project_dir / s.path).resolve()
     if s.source == "git":
-        return source.from_git(path, ref or s.ref)
-    if ref:
+        src = source.from_git(path, ref or s.ref, s.exclude)
+    elif ref:
         raise ConfigError("--ref needs deploy.source: git")
-    return source.from_tree(path, s.exclude)
+    else:
+        src = source.from_tree(path, s.exclude)
+    venv.requirement_files(s.requirements, src)  # a missing or escaping requirements file: before any connection
+    return src
 
 
 def build_archive(
@@ -71,7 +74,7 @@ def prepare_args(
     current = facts.listing.current
     base = source.parse_manifest(facts.manifest) if current else None
     delta = source.delta(src, base or None)
-    decisions = hooks.decide(s.hooks, delta.changed if base else None, s.requirements)
+    decisions = hooks.decide(s.hooks, delta.changed if base else None)
     for d in decisions:
         if not d.run:
             rep.line(host_name, f"{'hook:' + d.hook.name:<16} skipped ({d.reason})")
@@ -79,7 +82,7 @@ def prepare_args(
     carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
     private = tuple(p for d in decisions if d.run for p in d.hook.outputs)
     note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
-    key = venv.key(src.get(s.requirements), facts.python, s.pip_args)
+    key = venv.key(venv.requirement_files(s.requirements, src), facts.python, s.pip_args)
     args = host.PrepareArgs(release_id, src.revision, run, None if delta.full else current, carry, note, key, private)
     return args, delta
 
@@ -98,7 +101,7 @@ def prepare(
     """Work out the prepare args (delta, hooks, venv) and run the prepare phase on a host holding its lock."""
     name = str(c.original_host)
     args, delta = prepare_args(s, src, release_id, facts, rep, name)
-    requirements = src.get(s.requirements)
+    requirements = venv.requirement_files(s.requirements, src)
     try:
         wheels = venv.wheels(s, requirements) if s.wheels and requirements and args.venv_key not in facts.venvs else None
     except venv.WheelsFailed as exc:

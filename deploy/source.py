@@ -60,8 +60,9 @@ def _git(path: Path, *args: str) -> bytes:
         raise ConfigError(f"git {' '.join(args)} failed in {path}: {msg[-1] if msg else exc}") from exc
 
 
-def from_git(path: Path, ref: str = "HEAD") -> Source:
-    """The tracked files of `path` (a repository or a folder inside one) at `ref`."""
+def from_git(path: Path, ref: str = "HEAD", exclude: tuple[str, ...] = ()) -> Source:
+    """The tracked files of `path` (a repository or a folder inside one) at `ref`, but the excluded names
+    (matched against each path component, as for a working tree)."""
     if not path.is_dir():
         raise ConfigError(f"setting path: {path} is not a directory")
     try:
@@ -76,6 +77,8 @@ def from_git(path: Path, ref: str = "HEAD") -> Source:
     files = []
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         for m in tar.getmembers():
+            if any(excluded(part, exclude) for part in m.name.split("/")):
+                continue
             if m.isfile():
                 data = tar.extractfile(m).read()  # type: ignore[union-attr]
                 files.append(File(m.name, data, 0o755 if m.mode & 0o111 else 0o644))

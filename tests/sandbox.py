@@ -401,7 +401,11 @@ def app_config(sb: Sandbox, mode: str = "daemon", app: str = "imdb", **over: obj
         "hooks": [
             # A dependency bump can bring migrations and static files of its own (Django's admin): both name
             # the requirements file among their inputs.
-            {"name": "migrate", "run": "python manage.py migrate --noinput", "when_changed": ["*/migrations/*", "requirements.txt"]},
+            {
+                "name": "migrate",
+                "run": "python manage.py migrate --noinput",
+                "when_changed": ["*/migrations/*", "requirements.txt"],
+            },
             {
                 "name": "collectstatic",
                 "run": "python manage.py collectstatic --noinput -v0",

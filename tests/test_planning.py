@@ -35,7 +35,7 @@ def _survey(files: dict[str, bytes], python: str = "3.11.2", venvs: frozenset[st
     src = source.Source(tuple(source.File(p, d, 0o644) for p, d in files.items()), "a" * 40, 0)
     live = "20260101T000000Z-aaaaaaa"
     listing = releases.Listing((releases.Release(live, "finished", "a" * 40),), live)
-    key = venv.key(files.get("requirements.txt"), python, ())
+    key = venv.key(venv.requirement_files("requirements.txt", src), python, ())
     vhost = render.render(load(BASE), live, "a" * 40)["vhost.conf"]
     return host.Survey(True, host.Facts(listing, src.manifest(), python, venvs | {key}), key, None, vhost, None)
 

@@ -126,7 +126,8 @@ class Outcome:
     stderr: str
 
     def tail(self, n: int = 15) -> str:
-        return "\n".join(self.stderr.strip().splitlines()[-n:])
+        # Only blank lines go: the '  | ' quoting of the first line is part of it.
+        return "\n".join(self.stderr.strip("\n").splitlines()[-n:])
 
     def error_line(self) -> str:
         for line in reversed(self.stderr.splitlines()):

@@ -27,12 +27,21 @@ if [ -n "$BASE" ] && [ -s "$REL/.release/linked" ]; then
 fi
 say "step unpack $(date +%s.%N) $t0 $UNPACK_NOTE"
 
-for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do
-  mkdir -p "$SH/$p" "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p" || die 10 "could not link shared dir $p"
-done
-for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do
-  mkdir -p "$(dirname "$SH/$p")" "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p" || die 10 "could not link shared file $p"
-done
+# Shared paths outlive releases. The first time, shared/ is seeded from what the release ships there (a
+# SQLite db, default media), never an empty file over shipped data; after that shared/ wins and the
+# release's copy goes.
+seed_shared() {  # $1 = path, $2 = dir|file
+  local p=$1
+  mkdir -p "$(dirname "$SH/$p")" "$(dirname "$REL/$p")" || return 1
+  if [ ! -e "$SH/$p" ] && [ ! -L "$SH/$p" ] && { [ -e "$REL/$p" ] || [ -L "$REL/$p" ]; }; then
+    # A hard link from the live release would tie the shared copy to it: copy, then drop the release's.
+    cp -a "$REL/$p" "$SH/$p" && chmod -R u+w "$SH/$p" && say "seeded shared $p from the release" || return 1
+  fi
+  [ "$2" = dir ] && { mkdir -p "$SH/$p" || return 1; }
+  rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p"
+}
+for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do seed_shared "$p" dir || die 10 "could not link shared dir $p"; done
+for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do seed_shared "$p" file || die 10 "could not link shared file $p"; done
 
 build_venv  # remote/venv.sh
 
@@ -58,7 +67,7 @@ for i in ${!HOOK_NAMES[@]}; do
   t0=$(date +%s.%N)
   say "begin hook ${HOOK_NAMES[$i]}: ${HOOK_CMDS[$i]}"
   (
-    cd "$REL" || exit 1
+    cd "$REL/$HOME_DIR" || exit 1
     export VIRTUAL_ENV="$REL/.venv" PATH="$REL/.venv/bin:$PATH" DEPLOY_RELEASE="$ID"
     [ -n "$DJANGO_SETTINGS" ] && export DJANGO_SETTINGS_MODULE="$DJANGO_SETTINGS"
     # Secrets come in the archive (mode 0600), never on a command line.

@@ -23,7 +23,7 @@ build_venv() {
       [ -d "$REL/.release/wheels" ] && index=(--no-index --find-links "$REL/.release/wheels")
       # Index URLs (they may hold a token) come as PIP_* environment variables, not on pip's command line.
       ( for kv in ${PIP_ENV[@]+"${PIP_ENV[@]}"}; do export "${kv?}"; done
-        exec "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" ) > "$REL/.release/pip.log" 2>&1 \
+        cd "$REL" && exec "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" ) > "$REL/.release/pip.log" 2>&1 \
         || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "pip install -r $REQUIREMENTS failed"; }
     fi
     touch "$venv/.complete"

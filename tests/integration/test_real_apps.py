@@ -22,6 +22,8 @@ import pytest
 from tests.integration.conftest import App
 from tests.sandbox import REPO_ROOT, Sandbox, app_config
 
+EXAMPLE_ONLY = shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles")
+
 
 def git_repo(path: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=path, check=True)
@@ -60,8 +62,9 @@ def cleanup(daemon_host: Sandbox) -> Iterator[list[App]]:
 
 def seed_layout(repo: Path) -> None:
     """Seed 000: requirements.txt at the root, the Django project in imdb/ with its own db.sqlite3."""
-    shutil.copytree(REPO_ROOT / "example", repo / "imdb", ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles"))
+    shutil.copytree(REPO_ROOT / "example", repo / "imdb", ignore=EXAMPLE_ONLY)
     (repo / "imdb" / "requirements.txt").rename(repo / "requirements.txt")
+    (repo / "imdb" / ".gitignore").unlink()  # the seed's repository ships its db
     db = sqlite3.connect(repo / "imdb" / "db.sqlite3")
     db.execute("CREATE TABLE seed (note TEXT)")
     db.execute("INSERT INTO seed VALUES ('shipped with the repository')")
@@ -108,7 +111,7 @@ def test_seed_layout_with_a_shipped_sqlite_db(daemon_host: Sandbox, tmp_path: Pa
 
 
 def split_requirements(repo: Path) -> None:
-    shutil.copytree(REPO_ROOT / "example", repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles"))
+    shutil.copytree(REPO_ROOT / "example", repo, dirs_exist_ok=True, ignore=EXAMPLE_ONLY)
     (repo / "requirements.txt").unlink()
     (repo / "requirements").mkdir()
     (repo / "requirements" / "base.txt").write_text("Django>=4.2,<5.3\n")
@@ -170,7 +173,7 @@ def test_factory_callable(daemon_host: Sandbox, tmp_path: Path, cleanup: list[Ap
 def test_silent_cases_are_config_errors(
     daemon_host: Sandbox, tmp_path: Path, cleanup: list[App], over: dict[str, object], expect: str
 ) -> None:
-    a = make(daemon_host, tmp_path, "loud", split_requirements, requirements="requirements/production.txt", **over)
+    a = make(daemon_host, tmp_path, "loud", split_requirements, **{"requirements": "requirements/production.txt", **over})
     cleanup.append(a)
     before = daemon_host.exec_requests()
     p = a.fab("deploy")
