@@ -180,3 +180,22 @@ def test_silent_cases_are_config_errors(
     assert p.returncode == 2, p.stderr
     assert expect in p.stderr, p.stderr
     assert daemon_host.exec_requests() == before  # nothing was contacted
+
+
+def shipped_db_at_the_root(repo: Path) -> None:
+    shutil.copytree(REPO_ROOT / "example", repo, dirs_exist_ok=True, ignore=EXAMPLE_ONLY)
+    (repo / ".gitignore").unlink()
+    db = sqlite3.connect(repo / "db.sqlite3")
+    db.execute("CREATE TABLE seed (note TEXT)")
+    db.execute("INSERT INTO seed VALUES ('shipped with the repository')")
+    db.commit()
+    db.close()
+
+
+def test_a_shipped_shared_file_seeds_shared_on_the_first_deploy(daemon_host: Sandbox, tmp_path: Path, cleanup: list[App]) -> None:
+    a = make(daemon_host, tmp_path, "shipdb", shipped_db_at_the_root)  # shared_files: [db.sqlite3], as app_config has it
+    cleanup.append(a)
+    a.ok("setup")
+    a.ok("deploy")
+    assert seed_notes(a.deploy_to / "shared" / "db.sqlite3") == ["shipped with the repository"]
+    assert json.loads(a.get("/movie")[2])["count"] == 24
