@@ -165,6 +165,8 @@ class Health:
     # A wrong answer from the loaded release is tried again this often, 0.5 s apart, then it fails:
     # a broken release should be rolled back in seconds, not after `timeout`.
     attempts: int = setting(3, _COUNT)
+    # Extra request headers of the check, e.g. {X-Forwarded-Proto: https} for an app that redirects plain http.
+    headers: Mapping[str, str] = setting(check=lambda n, v: _headers(n, v), factory=dict)
 
 
 _REL_PATHS = strings(REL_PATH_RE, "a list of paths relative to the release")
@@ -414,6 +416,17 @@ def _hooks(value: Any) -> tuple[Hook, ...]:
         once = _typed(f"hooks[{i}].once", item.get("once", False), bool, "true or false")
         out.append(Hook(name=name, run=run, when_changed=when, outputs=outputs, once=once))
     return tuple(out)
+
+
+def _headers(name: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"setting {name} must map header names to values, got {value!r}")
+    out = {}
+    for key, val in value.items():
+        if not re.match(r"^[A-Za-z0-9-]+$", str(key)) or not isinstance(val, str) or any(c in val for c in "\r\n"):
+            raise ConfigError(f"setting {name} must map header names (letters, digits, '-') to one-line strings")
+        out[str(key)] = val
+    return out
 
 
 def _mpm(value: Any) -> dict[str, int]:

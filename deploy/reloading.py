@@ -15,6 +15,7 @@ that a reload and its check cost one SSH command.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from deploy.config import RELOADS, Settings
 from deploy.errors import ConfigError
@@ -42,6 +43,7 @@ def variables(s: Settings) -> dict[str, Value]:
         "HEALTH_CONTAINS": s.health.contains or "",
         "HEALTH_TIMEOUT": s.health.timeout,
         "HEALTH_ATTEMPTS": max(1, s.health.attempts),
+        "HEALTH_HEADERS": json.dumps(dict(s.health.headers)) if s.health.headers else "",
         "WARMUP": list(s.warmup),
         "NO_ROLLBACK": False,
     }

@@ -28,6 +28,11 @@ def base() -> Iterator[str]:
             body = json.dumps({"release": "R2", "process_group": "app"}).encode()
         elif path == "/movie":
             body = b"The Godfather"
+        elif path == "/secure" and environ.get("HTTP_X_FORWARDED_PROTO") != "https":
+            start_response("301 Moved Permanently", [("Location", "https://app.example.com/secure")])
+            return [b""]
+        elif path == "/secure":
+            body = b"secure page"
         else:
             start_response("404 Not Found", [])
             return [b"nope"]
@@ -40,9 +45,10 @@ def base() -> Iterator[str]:
     server.shutdown()
 
 
-def probe(*args: str) -> subprocess.CompletedProcess[str]:
+def probe(*args: str, headers: str = "") -> subprocess.CompletedProcess[str]:
     text = remote.script("unlock", {"PYTHON": sys.executable, "DEPLOY_TO": "/nonexistent"}).split("\n# Remove a lock")[0]
-    return subprocess.run(["bash", "-c", text + "\nprobe \"$@\"", "bash", *args], capture_output=True, text=True, timeout=60)
+    run = text + '\nHEALTH_HEADERS=$1; shift; HEALTH_HEADERS=$HEALTH_HEADERS probe "$@"'
+    return subprocess.run(["bash", "-c", run, "bash", headers, *args], capture_output=True, text=True, timeout=60)
 
 
 def test_check_passes_when_the_new_release_answers(base: str) -> None:
@@ -62,3 +68,11 @@ def test_status_events(base: str) -> None:
     lines = p.stdout.splitlines()
     assert json.loads(lines[0].removeprefix("@@app "))["release"] == "R2"
     assert lines[1] == "@@health ok GET /movie answered 200"
+
+
+def test_redirects_are_reported_not_followed(base: str) -> None:
+    args = ("check", "R2", base, "app.test", "/__deploy__/status", "/secure", "200", "", "2", "1")
+    p = probe(*args)
+    assert p.returncode == 1 and "answered 301" in p.stdout and "Location: https://app.example.com/secure" in p.stdout
+    assert probe(*args[:6], "301", *args[7:]).returncode == 0  # health.status may accept the redirect
+    assert probe(*args, headers='{"X-Forwarded-Proto": "https"}').returncode == 0  # or health.headers avoid it

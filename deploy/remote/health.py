@@ -7,24 +7,40 @@ the host's python3, so that a reload and its check cost one SSH command:
         after GETting each WARMUP path; else print why and exit 1.
     probe status BASE HOST STATUS_PATH PATH STATUS CONTAINS
         print '@@app <json>' and '@@health ok|failed <why>' events for `fab status`.
+Redirects are never followed (a 3xx is the answer, reported with its Location: an app redirecting to its
+public https name would otherwise be checked on the internet). Extra request headers (health.headers,
+e.g. X-Forwarded-Proto: https) come as JSON in the environment variable HEALTH_HEADERS, never in argv.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # the 3xx itself is the answer
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+_HEADERS = json.loads(os.environ.get("HEALTH_HEADERS") or "{}")
+
+
 def get(base: str, host: str, path: str, timeout: float) -> tuple[int | None, str]:
-    """(status, body) of GET base+path with the vhost's Host header; (None, why) when nothing answered."""
-    req = urllib.request.Request(base + path, headers={"Host": host})
+    """(status, body) of GET base+path with the vhost's Host header; (None, why) when nothing answered.
+    A redirect's body is 'Location: <where>'."""
+    req = urllib.request.Request(base + path, headers={**_HEADERS, "Host": host})
     try:
-        with urllib.request.urlopen(req, timeout=max(1.0, timeout)) as r:
+        with _OPENER.open(req, timeout=max(1.0, timeout)) as r:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
+        if 300 <= e.code < 400:
+            return e.code, f"Location: {e.headers.get('Location', '?')}"
         return e.code, e.read().decode(errors="replace")
     except Exception as e:  # refused, timed out, reset: the answer is that there was none
         return None, f"unreachable: {e}"
@@ -62,6 +78,9 @@ def check(
         if answers(code, body, want, contains):
             return 0
         why = f"GET {path} answered {code}" + (f", body without {contains!r}" if code == int(want) else "")
+        if code is not None and 300 <= code < 400:
+            why += f" ({body}; redirects are not followed: set health.status: {code} to accept it, or send"
+            why += " health.headers such as X-Forwarded-Proto: https)"
         if attempt + 1 == int(attempts) or time.monotonic() >= deadline:
             break
         time.sleep(0.5)

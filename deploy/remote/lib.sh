@@ -250,7 +250,7 @@ reload_app() {
 # the check lives). Prints why it failed.
 http_check() {  # $1 = release id that must answer
   [ "$HEALTH" = 1 ] || return 0
-  probe check "$1" "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" \
+  HEALTH_HEADERS=$HEALTH_HEADERS probe check "$1" "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" \
     "$HEALTH_TIMEOUT" "$HEALTH_ATTEMPTS" ${WARMUP[@]+"${WARMUP[@]}"}
 }
 

@@ -4,7 +4,7 @@ require_setup
 list_releases
 say_lock
 say "mpm $(ctl -V 2>/dev/null | sed -n 's/^Server MPM: *//p')"
-probe status "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" 2>&1
+HEALTH_HEADERS=$HEALTH_HEADERS probe status "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" 2>&1
 pids=$(daemon_pids | paste -sd, -)
 [ -n "$pids" ] && ps -o pid=,etimes=,lstart= -p "$pids" 2>/dev/null | sed 's/^ */@@proc /'
 say "disk $(du -sk "$R" 2>/dev/null | cut -f1) $(du -sk "$SH/venvs" 2>/dev/null | cut -f1)"
