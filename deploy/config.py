@@ -191,6 +191,8 @@ class Settings:
     # (its working directory), the same for hooks (seed 000's layout: python_path [imdb], home imdb).
     python_path: tuple[str, ...] = setting((".",), strings(REL_PATH_RE, "a list of paths relative to the release"))
     home: str = setting(".", text(REL_PATH_RE, "a path relative to the release"))
+    # Import the new release's WSGI app in its venv before the switch (deploy/remote/preflight.py).
+    import_check: bool = setting(True, flag())
     python: str = setting("/usr/bin/python3", text(PATH_RE, "an absolute path to the host's python"))
     pip_args: tuple[str, ...] = setting((), strings())
     wheels: bool = setting(False, flag())

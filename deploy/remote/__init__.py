@@ -39,6 +39,7 @@ STEP_OF_CODE = {
     15: "configtest",
     16: "reload",
     17: "link unchanged files",
+    18: "import check",
     20: "setup check",
 }
 
@@ -96,11 +97,21 @@ def script(phase: str, variables: Mapping[str, Value]) -> str:
     return header + _LIBRARY + (HERE / f"{phase}.sh").read_text()
 
 
+# Python run on the host, as shell functions: (function, file, interpreter).
+PYTHON_FUNCTIONS = (
+    ("probe", "health.py", '"$PYTHON"'),  # the health check and `fab status`'s look at the app
+    ("import_check", "preflight.py", '"$REL/.venv/bin/python"'),  # the new release's app, imported before the switch
+)
+
+
 def _library() -> str:
-    """What every phase script has: lib.sh, the venv build (venv.sh), and `probe`: health.py run by the
-    host's python3 from a quoted here-document (the health check and `fab status`'s look at the app)."""
-    probe = f"probe() {{\n  \"$PYTHON\" - \"$@\" <<'FABDEPLOY_PY'\n{(HERE / 'health.py').read_text()}FABDEPLOY_PY\n}}\n"
-    return (HERE / "lib.sh").read_text() + (HERE / "venv.sh").read_text() + probe
+    """What every phase script has: lib.sh, the venv build (venv.sh), and the Python functions above, each
+    a file of this folder run from a quoted here-document."""
+    python = "".join(
+        f"{name}() {{\n  {interpreter} - \"$@\" <<'FABDEPLOY_PY'\n{(HERE / file).read_text()}FABDEPLOY_PY\n}}\n"
+        for name, file, interpreter in PYTHON_FUNCTIONS
+    )
+    return (HERE / "lib.sh").read_text() + (HERE / "venv.sh").read_text() + python
 
 
 _LIBRARY = _library()

@@ -1,0 +1,87 @@
+"""A release that cannot be imported never reaches a daemon process: prepare imports the app in the new
+release's venv first (issue "Blue/green daemon slots": 1334-1448 failed requests before)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import App, make_app
+from tests.sandbox import Sandbox
+
+
+@pytest.fixture
+def app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
+    a = make_app(daemon_host, tmp_path, "daemon", name="impchk")
+    a.write_config(health={"path": "/movie", "contains": "Godfather", "timeout": 20})
+    a.commit("config")
+    a.ok("setup")
+    a.ok("deploy")
+    yield a
+    shutil.rmtree(a.deploy_to, ignore_errors=True)
+    (daemon_host.sites_dir / "impchk.conf").unlink(missing_ok=True)
+
+
+class Load:
+    """GET /movie in a loop while a deploy runs: bounded in count (3000) and time (120 s)."""
+
+    def __init__(self, a: App) -> None:
+        self.a, self.stop, self.failed, self.ok = a, threading.Event(), 0, 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and self.ok + self.failed < 3000 and time.monotonic() < deadline:
+            try:
+                status, _, _ = self.a.get("/movie")
+            except OSError:
+                status = 0
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failed += 1
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def test_a_release_that_cannot_be_imported_is_refused_before_the_switch(app: App) -> None:
+    live = app.current()
+    models = app.path / "movies" / "models.py"
+    good = models.read_text()
+    models.write_text("import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
+    app.commit("import-error")
+    try:
+        with Load(app) as load:
+            p = app.fab("deploy")
+    finally:
+        models.write_text(good)
+        app.commit("fixed")
+    assert p.returncode == 5, p.stderr
+    assert "import check failed" in p.stderr and "No module named 'nosuchmodule_fabdeploy'" in p.stderr, p.stderr
+    assert app.current() == live
+    assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
+    after = [app.get("/movie")[0] for _ in range(40)]
+    assert after == [200] * 40
+
+
+def test_a_factory_named_without_parentheses_is_caught(app: App) -> None:
+    (app.path / "hello.py").write_text(
+        "def create_app():\n    def app(environ, start_response):\n        start_response('200 OK', [])\n"
+        "        return [b'hi']\n    return app\n"
+    )
+    app.write_config(wsgi="hello:create_app", django_settings=None)
+    app.commit("factory")
+    p = app.fab("deploy")
+    assert p.returncode == 5, p.stderr
+    assert "write wsgi: hello:create_app()" in p.stderr, p.stderr
