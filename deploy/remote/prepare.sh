@@ -87,13 +87,15 @@ for i in ${!HOOK_NAMES[@]}; do
   say "step hook:${HOOK_NAMES[$i]} $(date +%s.%N) $t0"
 done
 
+require_lock  # a hook may run long: `fab unlock --force` and another deploy may have come meanwhile
 # The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
 if [ "$IMPORT_CHECK" = 1 ]; then
   t0=$(date +%s.%N)
   say "begin importing the app ($WSGI_MODULE)"
   ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ) > "$REL/.release/import.log" 2>&1 \
     || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
-         die 18 "$(sed -n 's/^error: //p' "$REL/.release/import.log" | tail -n 1)"; }
+         why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
+         die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
   say "step import $(date +%s.%N) $t0"
 fi
 
