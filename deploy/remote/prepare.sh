@@ -100,6 +100,14 @@ if [ "$IMPORT_CHECK" = 1 ]; then
 fi
 
 require_lock
+# A vhost installed before the <IfDefine> wrapper existed would be tested twice: wrap it as it is (the same
+# vhost for Apache, which never defines the name).
+live_vhost="$APACHE_SITES/$VHOST_NAME"
+if [ -s "$live_vhost" ] && [ "$(head -n 1 "$live_vhost")" != "<IfDefine !$CHECK_DEFINE>" ]; then
+  vhost_wrapped "$live_vhost" > "$REL/.release/vhost.live" && vhost_write < "$REL/.release/vhost.live" \
+    || die 12 "could not wrap the installed $live_vhost for the config test (sudoers: see README)"
+  say "wrapped the installed vhost in <IfDefine !$CHECK_DEFINE>"
+fi
 # Test the candidate vhost in Apache's real config in place of the live one; nothing is installed here.
 t0=$(date +%s.%N)
 say "begin apachectl configtest"

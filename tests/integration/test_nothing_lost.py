@@ -394,3 +394,17 @@ def test_connection_error_names_its_host(new_app: App) -> None:
     p = subprocess.run(argv, cwd=a.path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert p.returncode == 3, p.stderr
     assert json.loads(p.stdout)["error"]["host"] == "sandbox"
+
+
+def test_a_vhost_installed_before_the_wrapper_is_wrapped(new_app: App) -> None:
+    """Hosts set up by an earlier version have the vhost without <IfDefine>: the next deploy still works."""
+    a = new_app
+    a.ok("deploy")
+    vhost = a.sb.sites_dir / f"{a.name}.conf"
+    lines = vhost.read_text().splitlines(keepends=True)
+    assert lines[0].startswith("<IfDefine !fabdeploy_candidate_")
+    vhost.write_text("".join(lines[1:-1]))  # as an earlier version installed it
+    a.set_version("2")
+    a.ok("deploy")
+    assert vhost.read_text().splitlines(keepends=True) == lines
+    a.wait_version("2")
