@@ -116,22 +116,19 @@ vhost_restore() {
   if [ -f "$SH/.vhost.prev" ]; then vhost_write < "$SH/.vhost.prev"; else vhost_write < /dev/null; fi
 }
 
-configtest() {
+# `ctl ARGS` quietly; on failure, Apache's last lines quoted on stderr.
+ctl_checked() {
   local out
-  if ! out=$(ctl configtest 2>&1); then
+  if ! out=$(ctl "$@" 2>&1); then
     printf '%s\n' "$out" | tail -n 15 | sed 's/^/  | /' >&2
     return 1
   fi
 }
 
+configtest() { ctl_checked configtest; }
+
 # Apache's real config with the candidate vhost $1 in place of the installed one; writes nothing.
-candidate_test() {
-  local out
-  if ! out=$(ctl -t -D "$CHECK_DEFINE" -c "Include $1" 2>&1); then
-    printf '%s\n' "$out" | tail -n 15 | sed 's/^/  | /' >&2
-    return 1
-  fi
-}
+candidate_test() { ctl_checked -t -D "$CHECK_DEFINE" -c "Include $1"; }
 
 switch_to() {
   ln -sfn "releases/$1" "$DEPLOY_TO/current.tmp" && mv -T "$DEPLOY_TO/current.tmp" "$CUR"
