@@ -236,6 +236,12 @@ class Settings:
         return None
 
     @property
+    def wsgi_target(self) -> tuple[str, str, bool]:
+        """`wsgi` as (module, callable, factory): 'pkg.app:create_app()' -> ('pkg.app', 'create_app', True)."""
+        module, _, attr = self.wsgi.partition(":")
+        return module, attr.removesuffix("()") or "application", attr.endswith("()")
+
+    @property
     def vhost_name(self) -> str:
         return f"{self.app}.conf"
 

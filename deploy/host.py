@@ -154,6 +154,7 @@ def survey(c: Connection, s: Settings) -> Survey:
 def prepare(
     c: Connection, s: Settings, plan: PrepareArgs, archive: bytes, lock_info: str, reporter: Reporter | None = None
 ) -> Outcome:
+    module, attr, factory = s.wsgi_target
     extra: dict[str, Value] = {
         "ID": plan.release_id,
         "REVISION": plan.revision,
@@ -161,9 +162,9 @@ def prepare(
         "HOME_DIR": s.home,
         "PY_PATH": list(s.python_path),
         "IMPORT_CHECK": s.import_check,
-        "WSGI_MODULE": s.wsgi.partition(":")[0],
-        "WSGI_CALLABLE": s.wsgi.partition(":")[2].removesuffix("()") or "application",
-        "WSGI_FACTORY": s.wsgi.endswith("()"),
+        "WSGI_MODULE": module,
+        "WSGI_CALLABLE": attr,
+        "WSGI_FACTORY": factory,
         **pip_variables(s.pip_args),
         "SHARED_DIRS": list(s.shared_dirs),
         "SHARED_FILES": list(s.shared_files),

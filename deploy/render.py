@@ -22,8 +22,7 @@ def template_dirs(project_dir: Path | None) -> list[str]:
 
 def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
     current = f"{s.deploy_to}/current"
-    module, _, attr = s.wsgi.partition(":")
-    factory = attr.endswith("()")
+    module, attr, factory = s.wsgi_target
     # Where the code imports from (python-path) and runs (home), below `current`.
     paths = [current if p in (".", "") else f"{current}/{p.strip('/')}" for p in s.python_path]
     return {
@@ -40,7 +39,7 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
         "script_dir": f"{current}/.release",
         "run_dir": f"{s.deploy_to}/shared/run",
         "module": module,
-        "callable": attr.removesuffix("()") or "application",
+        "callable": attr,
         "factory": factory,
         "python_path": paths,
         "home": current if s.home in (".", "") else f"{current}/{s.home.strip('/')}",
