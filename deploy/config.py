@@ -44,10 +44,10 @@ MPM_KEYS = (
 Check = Callable[[str, Any], Any]  # (setting's name, raw value) -> the validated value, or ConfigError
 
 
-def setting(default: Any = MISSING, check: Check | None = None, factory: Callable[[], Any] | None = None) -> Any:
-    """One setting, declared once: its default and how its value is checked (field metadata drive `load`,
-    nested sections, and the README reference test)."""
-    meta = {"check": check or _as_default}
+def setting(default: Any, check: Check, factory: Callable[[], Any] | None = None) -> Any:
+    """One setting, declared once: its default (MISSING: required; or a `factory`) and how its value is
+    checked (field metadata drive `load`, nested sections, and the README reference test)."""
+    meta = {"check": check}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -95,10 +95,6 @@ def nullable(check: Check) -> Check:
 
 def section(cls: type) -> Check:
     return lambda name, v: _section(name, cls, v)
-
-
-def _as_default(name: str, v: Any) -> Any:
-    return v
 
 
 @dataclass(frozen=True)
@@ -166,7 +162,7 @@ class Health:
     # a broken release should be rolled back in seconds, not after `timeout`.
     attempts: int = setting(3, _COUNT)
     # Extra request headers of the check, e.g. {X-Forwarded-Proto: https} for an app that redirects plain http.
-    headers: Mapping[str, str] = setting(check=lambda n, v: _headers(n, v), factory=dict)
+    headers: Mapping[str, str] = setting(MISSING, lambda n, v: _headers(n, v), dict)  # defined below
 
 
 _REL_PATHS = strings(REL_PATH_RE, "a list of paths relative to the release")
@@ -176,10 +172,10 @@ _REL_PATHS = strings(REL_PATH_RE, "a list of paths relative to the release")
 class Settings:
     """Everything one deploy needs to know, validated. Each field is one setting of `deploy:` (but `stage`)."""
 
-    app: str = setting(check=text(NAME_RE, "a name of letters, digits, '-' or '_' starting with a letter"))
-    deploy_to: str = setting(check=text(PATH_RE, "an absolute path of plain characters"))
-    server_name: str = setting(check=text(HOSTNAME_RE, "a host name"))
-    wsgi: str = setting(check=text(WSGI_RE, "'module', 'module:callable' or a factory 'module:create_app()'"))
+    app: str = setting(MISSING, text(NAME_RE, "a name of letters, digits, '-' or '_' starting with a letter"))
+    deploy_to: str = setting(MISSING, text(PATH_RE, "an absolute path of plain characters"))
+    server_name: str = setting(MISSING, text(HOSTNAME_RE, "a host name"))
+    wsgi: str = setting(MISSING, text(WSGI_RE, "'module', 'module:callable' or a factory 'module:create_app()'"))
     hosts: tuple[str, ...] = setting((), strings())
     stage: str | None = None  # which stage these settings are for: not a setting itself
     source: str = setting("git", choice(*SOURCES))
@@ -201,18 +197,18 @@ class Settings:
     django_settings: str | None = setting(None, nullable(text(MODULE_RE, "a module name")))
     server_aliases: tuple[str, ...] = setting((), strings(HOSTNAME_RE, "a list of host names"))
     listen: str = setting("*:80", lambda n, v: _match(n, str(v), LISTEN_RE, "ADDRESS:PORT or *:PORT"))
-    static: Mapping[str, str] = setting(check=lambda n, v: _static(v or {}), factory=dict)
+    static: Mapping[str, str] = setting(MISSING, lambda n, v: _static(v or {}), dict)
     shared_dirs: tuple[str, ...] = setting((), _REL_PATHS)
     shared_files: tuple[str, ...] = setting((), _REL_PATHS)
     hooks: tuple[Hook, ...] = setting((), lambda n, v: _hooks(v or []))
     keep_releases: int = setting(5, number(1))
-    environment: Mapping[str, str] = setting(check=lambda n, v: _environment(v or {}), factory=dict)
+    environment: Mapping[str, str] = setting(MISSING, lambda n, v: _environment(v or {}), dict)
     release_header: bool = setting(False, flag())
     status_path: str = setting("/__deploy__/status", text(URL_PATH_RE, "a URL path"))
-    mpm: Mapping[str, int] = setting(check=lambda n, v: _mpm(v or {}), factory=dict)
-    daemon: Daemon = setting(check=section(Daemon), factory=Daemon)
-    apache: Apache = setting(check=section(Apache), factory=Apache)
-    health: Health = setting(check=section(Health), factory=Health)
+    mpm: Mapping[str, int] = setting(MISSING, lambda n, v: _mpm(v or {}), dict)
+    daemon: Daemon = setting(MISSING, section(Daemon), Daemon)
+    apache: Apache = setting(MISSING, section(Apache), Apache)
+    health: Health = setting(MISSING, section(Health), Health)
     warmup: tuple[str, ...] = setting((), strings(URL_PATH_RE, "a list of URL paths like /movie"))
     output: str = setting("text", choice(*OUTPUTS))
     # dev: the WSGI script gets mod_wsgi's code-change monitor (restart on a changed module) and
