@@ -12,12 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from deploy.dependencies import KINDS as DEPENDENCY_KINDS
 from deploy.errors import ConfigError
 
 MODES = ("daemon", "embedded")
 RELOADS = ("touch", "graceful", "rolling")
 SOURCES = ("git", "tree")
 OUTPUTS = ("text", "json")
+INSTALLERS = ("uv", "pip")
 # Stages with these names are production unless they say `production: false`.
 PRODUCTION_STAGES = ("production", "prod", "live")
 # Names end up as directory names and Apache tokens (WSGIDaemonProcess NAME): keep them plain.
@@ -182,7 +184,13 @@ class Settings:
     ref: str = setting("HEAD", text())
     path: str = setting(".", text())
     exclude: tuple[str, ...] = setting((".git", "__pycache__", "*.pyc", ".venv"), strings())
+    # What the venv installs (deploy/dependencies.py): auto takes exactly one of `requirements`,
+    # uv.lock, poetry.lock, else pyproject.toml's dependency list. Setting `requirements` alone means
+    # that file (null: no dependencies).
+    dependencies: str = setting("auto", choice(*DEPENDENCY_KINDS))
     requirements: str | None = setting("requirements.txt", nullable(text(REL_PATH_RE, "a path relative to the app")))
+    # Who builds the venv on the host: uv (shipped by the tool when the host lacks this version) or pip.
+    installer: str = setting("uv", choice(*INSTALLERS))
     # Where the code imports from and runs, relative to the release: the daemon's python-path and home
     # (its working directory), the same for hooks (seed 000's layout: python_path [imdb], home imdb).
     python_path: tuple[str, ...] = setting((".",), strings(REL_PATH_RE, "a list of paths relative to the release"))
@@ -347,6 +355,10 @@ def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Set
                 raise ConfigError(f"setting {kind}: {q} is inside shared path {p}; list {p} only (it is shared whole)")
         if shared.count(p) > 1:
             raise ConfigError(f"setting shared_dirs/shared_files: {p} is listed twice")
+    if "requirements" in s and s.get("dependencies", "auto") == "auto":
+        s["dependencies"] = "requirements" if s["requirements"] else "none"
+    if s.get("dependencies") == "requirements" and "requirements" in s and not s["requirements"]:
+        raise ConfigError("setting dependencies: requirements needs deploy.requirements (a file), not null")
     s["production"] = s.get("production", stage in PRODUCTION_STAGES)
     if s.get("dev"):
         where = f"stage {stage!r}" if stage else "this config"

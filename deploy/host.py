@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from fabric import Connection
 
-from deploy import apache, lock, releases, reloading, remote
+from deploy import apache, lock, releases, reloading, remote, venv
 from deploy.config import Settings
 from deploy.connect import open_connection
 from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NotDeployed, NothingToRollBack, RemoteError
@@ -25,6 +25,7 @@ PHASE_WORDS = {
     "reload": "reloading",
     "setup": "setting up",
     "ship": "shipping saved files",
+    "tools": "installing uv",
 }
 
 
@@ -38,6 +39,8 @@ def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:
         "DEPLOYER": owner,
         "RELOAD": s.reload_strategy,
         "KEEP": s.keep_releases,
+        "INSTALLER": s.installer,
+        "UV_VERSION": venv.uv_version() or "",
         **apache.variables(s),
         **reloading.variables(s),
     }
@@ -94,6 +97,8 @@ class Facts:
     manifest: str  # the live release's, '' without one
     python: str  # sys.version of the host's Python
     venvs: frozenset[str]  # keys of the complete venvs
+    uv: bool = True  # the host has this machine's uv (tools/uv-<version>/uv)
+    arch: str = ""  # uname -m of the host
 
 
 def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Facts:
@@ -108,6 +113,8 @@ def _facts(events: tuple[str, ...]) -> Facts:
         remote.text(events, "m") or "",
         remote.value(events, "python") or "",
         frozenset(remote.values(events, "venv")),
+        remote.value(events, "uv") == "yes",
+        remote.value(events, "arch") or "",
     )
 
 
@@ -123,6 +130,7 @@ class PrepareArgs:
     note: str = ""
     venv_key: str = ""
     private: tuple[str, ...] = ()  # outputs of the hooks that run: copies of their own, never shared with base
+    requirements: str | None = None  # the file the installer reads, in the release (None: nothing to install)
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ def prepare(
     extra: dict[str, Value] = {
         "ID": plan.release_id,
         "REVISION": plan.revision,
-        "REQUIREMENTS": s.requirements,
+        "REQUIREMENTS": plan.requirements,
         "HOME_DIR": s.home,
         "PY_PATH": list(s.python_path),
         "IMPORT_CHECK": s.import_check,
@@ -362,6 +370,11 @@ def ship(c: Connection, s: Settings, archive: bytes, lock_info: str, reporter: R
     # The monitor restarts a process within a second or two of a changed module; past that, reload.
     extra: dict[str, Value] = {"MONITOR": s.dev, "ROLL_TIMEOUT": 5 + s.daemon.shutdown_timeout}
     return _run(c, s, "ship", extra, reporter, lock_info, stdin=archive)
+
+
+def install_uv(c: Connection, s: Settings, gz: bytes, reporter: Reporter | None = None) -> None:
+    """Put this machine's uv into `<deploy_to>/tools/uv-<version>/` (gzipped binary on stdin)."""
+    _run(c, s, "tools", {}, reporter, stdin=gz)
 
 
 def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Reporter | None = None) -> Outcome:

@@ -224,7 +224,8 @@ def plan_text(name: str, p: dict[str, Any], max_files: int = 20) -> str:
             out.append(f"    {mark} {path}")
         if len(f[key]) > max_files:
             out.append(f"    {mark} ... {len(f[key]) - max_files} more")
-    out.append(f"  venv       {'requirements changed: ' if p['requirements_changed'] else ''}{p['venv']}")
+    deps = f" [{p['dependencies']}]" if p.get("dependencies") else ""
+    out.append(f"  venv       {'requirements changed: ' if p['requirements_changed'] else ''}{p['venv']}{deps}")
     for h in p["hooks"]:
         out.append(f"  hook       {h['name']}: {'run' if h['run'] else 'skip'} ({h['reason']})")
     out.append(f"  reload     {p['reload']}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from fabric import Connection
 
-from deploy import hooks, host, releases, render, source, venv
+from deploy import dependencies, hooks, host, releases, render, source, venv
 from deploy.config import Settings
 from deploy.connect import open_connection
 
@@ -71,17 +71,18 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
     # What a deploy's delta would call changed (source.Delta.changed): sent paths, then removed ones.
     differ = tuple(sorted(added + changed)) + tuple(removed)
     decisions = hooks.decide(s.hooks, differ if base else None)
-    files = venv.requirement_files(s.requirements, src)
-    key = venv.key(files, survey.facts.python, s.pip_args)
+    deps = dependencies.find(s.dependencies, s.requirements, src)
+    key = venv.key(deps.keyed, survey.facts.python, s.pip_args)
     if key == survey.live_venv:
         venv_note = f"reuse {key} (the live release's)"
     elif key in survey.facts.venvs:
         venv_note = f"reuse {key} (built earlier, still on the host)"
     else:
         venv_note = f"build {key}"
-    # The requirements files themselves (included ones too), against the live release's manifest.
+    # The requirements files themselves (included ones too; the lock and pyproject.toml), against the live
+    # release's manifest.
     digests = {f.path: f.digest for f in src.files}
-    requirements_changed = any(digests.get(p) != base.get(p) for p, _ in files) if live else True
+    requirements_changed = any(digests.get(p) != base.get(p) for p, _ in deps.inputs) if live else True
     if venv_note.startswith("build") and live and not requirements_changed:
         venv_note += " (the host's Python or pip_args changed)"
     release_id = releases.new_id(src.short_revision)
@@ -111,6 +112,7 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
         else [],
         "files": {"added": added, "changed": changed, "removed": removed, "unchanged": len(paths) - len(added) - len(changed)},
         "requirements_changed": requirements_changed,
+        "dependencies": deps.describe,
         "venv": venv_note,
         "hooks": [{"name": x.hook.name, "run": x.run, "reason": x.reason} for x in decisions],
         "diffs": diffs,

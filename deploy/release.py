@@ -8,16 +8,18 @@ fake ones to check fleet's decisions without a server.
 from __future__ import annotations
 
 import dataclasses
+import platform
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from fabric import Connection
 
-from deploy import hooks, host, remote, render, source, venv
+from deploy import dependencies, hooks, host, remote, render, source, venv
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import ConfigError, RemoteError
+from deploy.errors import ConfigError, DeployError, RemoteError
 from deploy.output import Reporter
 
 
@@ -30,8 +32,13 @@ def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> sourc
         raise ConfigError("--ref needs deploy.source: git")
     else:
         src = source.from_tree(path, s.exclude)
-    venv.requirement_files(s.requirements, src)  # a missing or escaping requirements file: before any connection
+    dependencies_of(s, src)  # a missing or escaping requirements file, a stale lock: before any connection
     return src
+
+
+def dependencies_of(s: Settings, src: source.Source) -> dependencies.Dependencies:
+    """What the release's venv installs (settings dependencies and requirements)."""
+    return dependencies.find(s.dependencies, s.requirements, src)
 
 
 def build_archive(
@@ -58,6 +65,9 @@ def build_archive(
     if s.environment:
         env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
+    deps = dependencies_of(s, src)
+    if deps.generated is not None:
+        extra[dependencies.GENERATED] = (deps.generated, 0o644)
     for name, data in (wheels or {}).items():
         extra[f".release/wheels/{name}"] = (data, 0o644)
     files = src.files
@@ -82,8 +92,11 @@ def prepare_args(
     carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
     private = tuple(p for d in decisions if d.run for p in d.hook.outputs)
     note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
-    key = venv.key(venv.requirement_files(s.requirements, src), facts.python, s.pip_args)
-    args = host.PrepareArgs(release_id, src.revision, run, None if delta.full else current, carry, note, key, private)
+    deps = dependencies_of(s, src)
+    key = venv.key(deps.keyed, facts.python, s.pip_args)
+    args = host.PrepareArgs(
+        release_id, src.revision, run, None if delta.full else current, carry, note, key, private, deps.install
+    )
     return args, delta
 
 
@@ -101,11 +114,13 @@ def prepare(
     """Work out the prepare args (delta, hooks, venv) and run the prepare phase on a host holding its lock."""
     name = str(c.original_host)
     args, delta = prepare_args(s, src, release_id, facts, rep, name)
-    requirements = venv.requirement_files(s.requirements, src)
+    deps = dependencies_of(s, src)
     try:
-        wheels = venv.wheels(s, requirements) if s.wheels and requirements and args.venv_key not in facts.venvs else None
+        wheels = venv.wheels(s, deps.keyed) if s.wheels and deps.keyed and args.venv_key not in facts.venvs else None
     except venv.WheelsFailed as exc:
         raise RemoteError(name, "building wheels for this host", str(exc)) from exc
+    if s.installer == "uv" and not facts.uv and args.venv_key not in facts.venvs:
+        _ship_uv(c, s, facts, rep)
     archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered)
     shipped = f", {len(wheels)} wheels" if wheels else ""
     rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {args.note}{shipped})")
@@ -120,6 +135,23 @@ def prepare(
         full = build_archive(s, src, release_id, project_dir, None, wheels, rendered)
         host.prepare(c, s, args, full, lock_info, rep)
     return args
+
+
+def _ship_uv(c: Connection, s: Settings, facts: host.Facts, rep: Reporter) -> None:
+    """The host builds venvs with this machine's uv: send it the binary once (tools/uv-<version>)."""
+    name = str(c.original_host)
+    here = platform.machine()
+    if sys.platform != "linux" or (facts.arch and facts.arch != here):
+        raise RemoteError(
+            name, "installer", f"this machine's uv ({sys.platform} {here}) cannot run on the host ({facts.arch}):"
+            " set installer: pip"
+        )
+    try:
+        gz = venv.uv_gzip()
+    except DeployError as exc:
+        raise RemoteError(name, "installer", str(exc)) from exc
+    rep.line(name, f"installing uv {venv.uv_version()} on the host ({len(gz) / 2**20:.0f} MiB, once)")
+    host.install_uv(c, s, gz, rep)
 
 
 @dataclass(frozen=True)

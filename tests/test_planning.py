@@ -30,12 +30,12 @@ def test_plan_text_for_a_host_not_set_up() -> None:
 
 
 def _survey(files: dict[str, bytes], python: str = "3.11.2", venvs: frozenset[str] = frozenset()) -> object:
-    from deploy import host, releases, source, venv
+    from deploy import dependencies, host, releases, source, venv
 
     src = source.Source(tuple(source.File(p, d, 0o644) for p, d in files.items()), "a" * 40, 0)
     live = "20260101T000000Z-aaaaaaa"
     listing = releases.Listing((releases.Release(live, "finished", "a" * 40),), live)
-    key = venv.key(venv.requirement_files("requirements.txt", src), python, ())
+    key = venv.key(dependencies.requirement_files("requirements.txt", src), python, ())
     vhost = render.render(load(BASE), live, "a" * 40)["vhost.conf"]
     return host.Survey(True, host.Facts(listing, src.manifest(), python, venvs | {key}), key, None, vhost, None)
 

@@ -8,6 +8,7 @@ R="$DEPLOY_TO/releases"
 SH="$DEPLOY_TO/shared"
 LOCK="$DEPLOY_TO/.lock"
 CUR="$DEPLOY_TO/current"
+UV="$DEPLOY_TO/tools/uv-${UV_VERSION:-none}/uv"  # the tool's own uv, shipped by the tools phase
 
 say() { printf '@@%s\n' "$*" 2>/dev/null || true; }  # never fails: a gone reader must not fail a step
 die() { code=$1; shift; printf 'error: %s\n' "$*" >&2; exit "$code"; }
@@ -72,6 +73,8 @@ say_facts() {
   list_releases
   pyver=$("$PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null) || return 1
   say "python $pyver"
+  say "arch $(uname -m)"
+  if [ "${INSTALLER:-}" = uv ]; then [ -x "$UV" ] && say "uv yes" || say "uv no"; fi
   for v in "$SH"/venvs/*/.complete; do [ -e "$v" ] && v=${v%/.complete} && say "venv ${v##*/}"; done
   cur=$(current_id)
   [ -n "$cur" ] && [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"

@@ -1,7 +1,9 @@
 # The app's virtualenv, built on the host in the prepare phase (the one place it is built). The key (a hash
-# of the requirements, the host's Python version and pip args) was computed by the tool from what `begin`
+# of what is installed, the host's Python version and pip args) was computed by the tool from what `begin`
 # reported (deploy/venv.py): the same key reuses `shared/venvs/<key>` untouched; a new one builds a venv
-# beside the live one, so the live release keeps its own until the switch.
+# beside the live one, so the live release keeps its own until the switch. REQUIREMENTS is the one file
+# the installer reads (the app's, or .release/requirements.txt written by the tool); empty: nothing to
+# install. INSTALLER is uv (binary $UV) or pip.
 build_venv() {
   local t0 req key venv index
   t0=$(date +%s.%N)
@@ -14,17 +16,31 @@ build_venv() {
     # A venv without .complete was interrupted half-way: never trust it.
     rm -rf "$venv"
     mkdir -p "$SH/venvs"
-    say "begin building virtualenv $key (pip install -r $REQUIREMENTS)"
-    { "$PYTHON" -m virtualenv -q "$venv" || { rm -rf "$venv"; "$PYTHON" -m venv "$venv"; }; } > "$REL/.release/venv.log" 2>&1 \
-      || { tail_of "$REL/.release/venv.log"; die 11 "creating the virtualenv with $PYTHON failed (install python3-virtualenv or python3-venv on the host)"; }
-    if [ -f "$req" ]; then
-      # Wheels built by the tool come in the archive: the host needs no package index.
-      index=()
-      [ -d "$REL/.release/wheels" ] && index=(--no-index --find-links "$REL/.release/wheels")
-      # Index URLs (they may hold a token) come as PIP_* environment variables, not on pip's command line.
-      ( for kv in ${PIP_ENV[@]+"${PIP_ENV[@]}"}; do export "${kv?}"; done
-        cd "$REL" && exec "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" ) > "$REL/.release/pip.log" 2>&1 \
-        || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "pip install -r $REQUIREMENTS failed"; }
+    say "begin building virtualenv $key ($INSTALLER install -r $REQUIREMENTS)"
+    index=()
+    # Wheels built by the tool come in the archive: the host needs no package index.
+    [ -d "$REL/.release/wheels" ] && index=(--no-index --find-links "$REL/.release/wheels")
+    if [ "$INSTALLER" = uv ]; then
+      # The tool's own uv (shipped into tools/ by the prepare phase); its cache sits beside the venvs so
+      # that installs are hard links, and it never downloads a Python of its own.
+      export UV_CACHE_DIR="$DEPLOY_TO/tools/uv-cache" UV_PYTHON_DOWNLOADS=never
+      "$UV" venv -q --python "$PYTHON" "$venv" > "$REL/.release/venv.log" 2>&1 \
+        || { tail_of "$REL/.release/venv.log"; rm -rf "$venv"; die 11 "uv venv --python $PYTHON failed"; }
+    else
+      { "$PYTHON" -m virtualenv -q "$venv" || { rm -rf "$venv"; "$PYTHON" -m venv "$venv"; }; } > "$REL/.release/venv.log" 2>&1 \
+        || { tail_of "$REL/.release/venv.log"; die 11 "creating the virtualenv with $PYTHON failed (install python3-virtualenv or python3-venv on the host)"; }
+    fi
+    if [ -n "$REQUIREMENTS" ]; then
+      [ -f "$req" ] || { rm -rf "$venv"; die 13 "$REQUIREMENTS is not in the release"; }
+      # Index URLs (they may hold a token) come as PIP_* environment variables, not on the command line;
+      # uv reads the same values as UV_*.
+      ( for kv in ${PIP_ENV[@]+"${PIP_ENV[@]}"}; do export "${kv?}" "UV_${kv#PIP_}"; done
+        cd "$REL" || exit 1
+        if [ "$INSTALLER" = uv ]; then
+          exec "$UV" pip install -q --python "$venv/bin/python" ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req"
+        fi
+        exec "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" ) > "$REL/.release/pip.log" 2>&1 \
+        || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "$INSTALLER install -r $REQUIREMENTS failed"; }
     fi
     touch "$venv/.complete"
     say "step venv $(date +%s.%N) $t0 built $key"
