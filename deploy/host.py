@@ -184,6 +184,7 @@ def prepare(
         "PRIVATE": list(plan.private),
         "UNPACK_NOTE": plan.note,
         "VENV_KEY": plan.venv_key,
+        "SECRETS": bool(s.environment),
     }
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
 

@@ -55,8 +55,8 @@ def build_archive(
     `rendered`: the templates already rendered for this release id (a fleet renders them once).
     """
     rendered = rendered or render.render(s, release_id, src.revision, project_dir)
-    # A WSGI script holding secrets must not be world-readable.
-    script_mode = 0o640 if s.environment and s.mode == "daemon" else 0o644
+    # A WSGI script holding secrets must not be world-readable (the prepare phase gives it the app's group).
+    script_mode = 0o640 if s.environment else 0o644
     extra = {
         ".release/app.wsgi": (rendered["app.wsgi"].encode(), script_mode),
         ".release/vhost.conf": (rendered["vhost.conf"].encode(), 0o644),

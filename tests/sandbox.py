@@ -69,6 +69,8 @@ class DeployUser:
         # A locked password ('!') makes sshd refuse the account when PAM is off; '*' only
         # forbids password logins, which is what a key-only deploy user wants.
         _run("usermod", "-p", "*", name)
+        # Embedded mode runs the app as Apache's user: the deploy user gives it the shared paths (README).
+        _run("usermod", "-aG", "www-data", name)
         return cls(name, created=True)
 
     @property

@@ -81,6 +81,24 @@ say_facts() {
   return 0
 }
 
+# The group the app runs as: daemon mode, the group fab setup gave shared/run (daemon.group, else
+# daemon.user's, else Apache's); embedded mode, Apache's own Group.
+app_group() {
+  if [ "$MODE" = daemon ] && [ -d "$SH/run" ]; then stat -c %G "$SH/run"; return; fi
+  ctl -t -D DUMP_RUN_CFG 2> /dev/null | sed -n 's/^Group: name="\([^"]*\)".*/\1/p'
+}
+
+# Give shared path $1 to the app's group $2, group-writable; new files inherit the group (setgid dirs).
+# $3 = -R: the whole tree (a shared dir, seeded from a release); else the path alone.
+give_group() {
+  [ "$(stat -c %G "$1" 2> /dev/null)" = "$2" ] && return 0
+  if [ "${3:-}" = -R ]; then
+    chgrp -R "$2" "$1" 2> /dev/null && chmod -R g+rwX "$1" && find "$1" -type d -exec chmod g+s {} +
+  else
+    chgrp "$2" "$1" 2> /dev/null && chmod g+rwX "$1" && { [ ! -d "$1" ] || chmod g+s "$1"; }
+  fi
+}
+
 ctl() {
   if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_CTL" "$@"; else "$APACHE_CTL" "$@"; fi
 }

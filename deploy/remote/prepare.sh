@@ -43,6 +43,26 @@ seed_shared() {  # $1 = path, $2 = dir|file
 for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do seed_shared "$p" dir || die 10 "could not link shared dir $p"; done
 for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do seed_shared "$p" file || die 10 "could not link shared file $p"; done
 
+# The app may run as a user of its own: its group writes the shared paths (a SQLite db also needs its
+# folder, for the journal) and alone reads a WSGI script holding secrets (mode 0640 from the archive).
+GROUP_FIX="add the deploy user to the app's group: sudo usermod -aG"
+if [ ${#SHARED_DIRS[@]} -gt 0 ] || [ ${#SHARED_FILES[@]} -gt 0 ] || [ "$SECRETS" = 1 ]; then
+  APP_GROUP=$(app_group)
+  [ -n "$APP_GROUP" ] || die 12 "could not tell the app's group: set daemon.group"
+  for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do
+    give_group "$SH/$p" "$APP_GROUP" -R || die 12 "could not give shared/$p to group $APP_GROUP: $GROUP_FIX $APP_GROUP $(id -un)"
+  done
+  for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do
+    d=$(dirname "$SH/$p")
+    { give_group "$d" "$APP_GROUP" && { [ ! -e "$SH/$p" ] || give_group "$SH/$p" "$APP_GROUP"; }; } \
+      || die 12 "could not give shared/$p to group $APP_GROUP: $GROUP_FIX $APP_GROUP $(id -un)"
+  done
+  if [ "$SECRETS" = 1 ]; then
+    chgrp "$APP_GROUP" "$REL/.release/app.wsgi" 2> /dev/null \
+      || die 12 "could not give the WSGI script (it holds secrets) to group $APP_GROUP: $GROUP_FIX $APP_GROUP $(id -un)"
+  fi
+fi
+
 build_venv  # remote/venv.sh
 
 # Outputs of hooks skipped this time (their inputs did not change) come from the live release.

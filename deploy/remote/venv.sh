@@ -22,8 +22,9 @@ build_venv() {
     [ -d "$REL/.release/wheels" ] && index=(--no-index --find-links "$REL/.release/wheels")
     if [ "$INSTALLER" = uv ]; then
       # The tool's own uv (shipped into tools/ by the prepare phase); its cache sits beside the venvs so
-      # that installs are hard links, and it never downloads a Python of its own.
-      export UV_CACHE_DIR="$DEPLOY_TO/tools/uv-cache" UV_PYTHON_DOWNLOADS=never
+      # that installs are hard links; it never downloads a Python of its own and trusts the host's CA store
+      # (as apt does: a proxy with its own CA works).
+      export UV_CACHE_DIR="$DEPLOY_TO/tools/uv-cache" UV_PYTHON_DOWNLOADS=never UV_SYSTEM_CERTS=1
       "$UV" venv -q --python "$PYTHON" "$venv" > "$REL/.release/venv.log" 2>&1 \
         || { tail_of "$REL/.release/venv.log"; rm -rf "$venv"; die 11 "uv venv --python $PYTHON failed"; }
     else
