@@ -193,8 +193,10 @@ def _export(inputs: Files, args: tuple[str, ...], tool: str) -> bytes:
             (Path(tmp) / path).write_bytes(content)
         p = subprocess.run([exe, *args], cwd=tmp, capture_output=True, text=True)
     if p.returncode != 0:
-        last = [line for line in p.stderr.strip().splitlines() if line.strip()] or ["?"]
-        raise ConfigError(f"{tool} {' '.join(args[:1])} of {inputs[0][0]} failed: {last[0].removeprefix('error: ')}")
+        lines = [line.strip() for line in p.stderr.strip().splitlines() if line.strip()] or ["?"]
+        hint = next((ln.removeprefix("hint: ") for ln in lines if ln.startswith("hint: ")), None)
+        why = lines[0].removeprefix("error: ") + (f" ({hint}, and commit {inputs[0][0]})" if hint else "")
+        raise ConfigError(f"{tool} {args[0]} of {inputs[0][0]} failed: {why}")
     _exports[digest] = p.stdout.encode()
     return _exports[digest]
 
