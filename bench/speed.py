@@ -1,6 +1,6 @@
 """Speed benchmark: deploy scenarios on loopback and over a 50 ms RTT link, as ratios to the floor.
 
-    python3 -m bench.speed [--runs 5]      (root; uses a sandbox host: real sshd + Apache/mod_wsgi)
+    python3 -m bench.speed [--runs 5] [--installers uv,pip]   (root; a sandbox host: real sshd + Apache/mod_wsgi)
 
 Each figure is the wall time of a fresh `fab` process, as a user would see it. The slow link is a
 user-space relay holding each chunk 25 ms each way (this kernel has no netem); its RTT is measured
@@ -10,6 +10,7 @@ and printed. Commands are counted from sshd's log ('request exec' / 'subsystem r
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -26,6 +27,11 @@ def main() -> int:
     ap.add_argument("--links", default="loopback,50ms")
     ap.add_argument("--reload", default=None, help="reload strategy (default: the tool's, rolling)")
     ap.add_argument("--no-health", action="store_true", help="no health check after the reload")
+    ap.add_argument(
+        "--installers", default="uv,pip",
+        help="the venv builds (first deploy, requirements changed) are measured per installer, on loopback;"
+        " the first one is used for every other scenario",
+    )
     args = ap.parse_args()
     rows: list[tuple[str, str, list[float], float, float]] = []
     with SlowLinkHost() as h:
@@ -35,7 +41,14 @@ def main() -> int:
             over["reload"] = args.reload
         if args.no_health:
             over["health"] = {"enabled": False}
+        installers = args.installers.split(",")
+        over["installer"] = installers[0]
         repo = example_repo(sb, sb.root / "app", "daemon", **over)
+
+        def set_installer(name: str) -> None:
+            cfg = json.loads((repo / "fabric.json").read_text())
+            cfg["deploy"]["installer"] = name
+            (repo / "fabric.json").write_text(json.dumps(cfg, indent=2))
         print(h.describe_link())
         print(f"# reload: {args.reload or 'default (rolling)'}; health check {'off' if args.no_health else 'on'}")
 
@@ -104,6 +117,14 @@ def main() -> int:
             targets = [ids[-1], ids[-2]]
             # Flip before each run: every rollback goes to the release that is not live.
             measure("rollback", targets.reverse, lambda t=targets: ["rollback", f"--to={t[0]}"])
+            if link != "loopback":
+                continue
+            # The venv builds per installer (the package cache is warm after the first run of each).
+            for name in installers:
+                set_installer(name)
+                measure(f"first deploy [{name}]", wipe, lambda: ["@first"])
+                measure(f"requirements chg [{name}]", lambda: commit(bump_requirements, "req"), lambda: ["deploy"])
+            set_installer(installers[0])
         print()
         print("| scenario | link | median s | min | max | SSH commands | x floor |")
         print("|---|---|---|---|---|---|---|")
