@@ -226,6 +226,9 @@ def plan_text(name: str, p: dict[str, Any], max_files: int = 20) -> str:
             out.append(f"    {mark} ... {len(f[key]) - max_files} more")
     deps = f" [{p['dependencies']}]" if p.get("dependencies") else ""
     out.append(f"  venv       {'requirements changed: ' if p['requirements_changed'] else ''}{p['venv']}{deps}")
+    for shared, tracked in (p.get("shared_tracked") or {}).items():
+        live = "shared/ keeps its own copy" if p["live_release"] else "seeds shared/ (first deploy)"
+        out.append(f"  shared     {shared}: {len(tracked)} tracked file(s) in the repository; {live}")
     for h in p["hooks"]:
         out.append(f"  hook       {h['name']}: {'run' if h['run'] else 'skip'} ({h['reason']})")
     out.append(f"  reload     {p['reload']}")

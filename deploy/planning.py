@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
         "requirements_changed": requirements_changed,
         "dependencies": deps.describe,
         "venv": venv_note,
+        "shared_tracked": shared_tracked(s, paths),
         "hooks": [{"name": x.hook.name, "run": x.run, "reason": x.reason} for x in decisions],
         "diffs": diffs,
         "reload": reload,
@@ -122,6 +124,16 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
         else "off",
         "locked": survey.lock,
     }
+
+
+def shared_tracked(s: Settings, paths: Mapping[str, str]) -> dict[str, list[str]]:
+    """Tracked files at or under a shared path: they seed shared/ on the first deploy, then shared/ wins."""
+    out: dict[str, list[str]] = {}
+    for shared in (*s.shared_dirs, *s.shared_files):
+        inside = sorted(p for p in paths if p == shared or p.startswith(shared.rstrip("/") + "/"))
+        if inside:
+            out[shared] = inside
+    return out
 
 
 def _generic(script: str, release_id: str | None, revision: str | None) -> str:

@@ -60,3 +60,11 @@ def test_make_compares_with_the_live_release() -> None:
     assert p["requirements_changed"] is True and p["venv"].startswith("build ")
     assert "+    ServerAlias www.imdb.example.com" in p["diffs"]["vhost.conf"]
     assert p["reload"].startswith("graceful")
+
+
+def test_tracked_files_under_shared_paths_are_named() -> None:
+    from deploy.planning import shared_tracked
+
+    s = load({**BASE, "shared_dirs": ["media"], "shared_files": ["db.sqlite3"]})
+    paths = {"media/default.png": "x", "media/a/b.png": "y", "mediafile.txt": "z", "db.sqlite3": "w", "app.py": "v"}
+    assert shared_tracked(s, paths) == {"media": ["media/a/b.png", "media/default.png"], "db.sqlite3": ["db.sqlite3"]}
