@@ -123,6 +123,9 @@ class Daemon:
 
     processes: int = setting(2, number(1))
     threads: int = setting(15, number(1))
+    # Blue/green: two WSGIDaemonProcess groups; a deploy loads the idle one and flips traffic to it
+    # (deploy/remote/slots.sh). 1: one group, reloaded in place (`reload`).
+    slots: int = setting(2, number(1, 2, "1 or 2"))
     user: str | None = setting(None, _USER)
     group: str | None = setting(None, _USER)
     graceful_timeout: int = setting(15, _COUNT)
@@ -225,10 +228,19 @@ class Settings:
     production: bool = setting(False, flag())
 
     @property
+    def slotted(self) -> bool:
+        """Two daemon slots (blue/green): daemon mode, daemon.slots 2, not a dev stage (its code-change
+        monitor restarts the live processes), no in-place reload (touch, rolling) asked for."""
+        return self.mode == "daemon" and self.daemon.slots == 2 and not self.dev and self.reload not in ("touch", "rolling")
+
+    @property
     def reload_strategy(self) -> str:
-        """rolling (daemon, 2+ processes), touch (daemon, 1 process; and dev stages), graceful (embedded)."""
+        """slots (daemon default), rolling (daemon.slots 1, 2+ processes), touch (1 process; dev stages),
+        graceful (embedded)."""
         if self.mode == "embedded":
             return "graceful"
+        if self.slotted and self.reload is None:
+            return "slots"
         wanted = self.reload or ("touch" if self.dev else "rolling")
         # One process cannot be restarted while another serves: a rolling reload would be a touch.
         return "touch" if wanted == "rolling" and self.daemon.processes < 2 else wanted

@@ -60,6 +60,7 @@ def build_archive(
     extra = {
         ".release/app.wsgi": (rendered["app.wsgi"].encode(), script_mode),
         ".release/vhost.conf": (rendered["vhost.conf"].encode(), 0o644),
+        ".release/slot.wsgi": (rendered["slot.wsgi"].encode(), 0o644),
         ".release/manifest": (src.manifest().encode(), 0o644),
     }
     if s.environment:

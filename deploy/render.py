@@ -11,6 +11,7 @@ PACKAGED = Path(__file__).parent / "conf_templates"
 CHECKOUT = Path(__file__).parent.parent / "conf_templates"
 WSGI_TEMPLATE = "app.wsgi.j2"
 VHOST_TEMPLATE = "vhost.conf.j2"
+SLOT_TEMPLATE = "slot.wsgi.j2"  # the one WSGI script of both daemon slots
 
 
 def template_dirs(project_dir: Path | None) -> list[str]:
@@ -25,7 +26,19 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
     module, attr, factory = s.wsgi_target
     # Where the code imports from (python-path) and runs (home), below `current`.
     paths = [current if p in (".", "") else f"{current}/{p.strip('/')}" for p in s.python_path]
+    slots_dir = f"{s.deploy_to}/slots"
+
+    def below(base: str, p: str) -> str:
+        return base if p in (".", "") else f"{base}/{p.strip('/')}"
+
     return {
+        "slots": s.slotted,
+        "slot_names": ("a", "b"),
+        "slots_dir": slots_dir,
+        "slot_script": f"{slots_dir}/app.wsgi",
+        "slot_python_path": {x: [below(f"{slots_dir}/{x}", p) for p in s.python_path] for x in "ab"},
+        "slot_home": {x: below(f"{slots_dir}/{x}", s.home) for x in "ab"},
+        "rel_python_path": list(s.python_path),
         "app": s.app,
         "mode": s.mode,
         "reload": s.reload_strategy,
@@ -72,7 +85,7 @@ def render(s: Settings, release_id: str, revision: str, project_dir: Path | None
     env.filters["pyrepr"] = repr
     ctx = context(s, release_id, revision)
     out = {}
-    for name, template in (("app.wsgi", WSGI_TEMPLATE), ("vhost.conf", VHOST_TEMPLATE)):
+    for name, template in (("app.wsgi", WSGI_TEMPLATE), ("vhost.conf", VHOST_TEMPLATE), ("slot.wsgi", SLOT_TEMPLATE)):
         try:
             out[name] = env.get_template(template).render(ctx)
         except jinja2.TemplateSyntaxError as exc:

@@ -21,7 +21,7 @@ def cfg(**over: Any) -> dict[str, Any]:
 
 def test_defaults() -> None:
     s = load(cfg())
-    assert s.mode == "daemon" and s.reload_strategy == "rolling" and s.keep_releases == 5
+    assert s.mode == "daemon" and s.reload_strategy == "slots" and s.slotted and s.keep_releases == 5
     assert s.daemon.processes == 2 and s.apache.ctl == "apache2ctl" and s.apache.sudo
     assert load(cfg(mode="embedded")).reload_strategy == "graceful"
 
@@ -106,7 +106,9 @@ def test_listen_gives_check_address() -> None:
 def test_rolling_falls_back_to_touch_with_one_process() -> None:
     s = load(cfg(reload="rolling", daemon={"processes": 1}))
     assert s.reload_strategy == "touch" and "processes" in (s.reload_note or "")
-    assert load(cfg(daemon={"processes": 1})).reload_strategy == "touch"
+    assert load(cfg(daemon={"processes": 1, "slots": 1})).reload_strategy == "touch"
+    assert load(cfg(daemon={"slots": 1})).reload_strategy == "rolling"
+    assert not load(cfg(reload="rolling")).slotted  # an in-place reload asked for: one slot
     with pytest.raises(ConfigError, match="embedded mode reloads with graceful"):
         load(cfg(mode="embedded", reload="rolling"))
 

@@ -52,7 +52,7 @@ def test_make_compares_with_the_live_release() -> None:
     assert p["files"] == {"added": ["new.py"], "changed": ["app.py"], "removed": ["old.py"], "unchanged": 1}
     assert p["requirements_changed"] is False and p["venv"].startswith("reuse ")
     assert p["hooks"] == [{"name": "migrate", "run": False, "reason": "no matching file changed"}]
-    assert "vhost.conf" not in p["diffs"] and p["reload"] == "rolling"
+    assert "vhost.conf" not in p["diffs"] and p["reload"] == "slots"
 
     new["requirements.txt"] = b"Django\nrequests\n"
     src = source.Source(tuple(source.File(q, d, 0o644) for q, d in new.items()), "b" * 40, 0)

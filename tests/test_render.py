@@ -22,8 +22,36 @@ def directives(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
+def test_slots_vhost() -> None:
+    out = render(load({**BASE, "daemon": {"user": "imdb", "processes": 3}, "python_path": [".", "src"]}), "r", "abc")
+    lines = directives(out["vhost.conf"])
+    groups = [d for d in lines if d[0] == "WSGIDaemonProcess"]
+    assert [g[1] for g in groups] == ["imdb-a", "imdb-b"]
+    for g, slot in zip(groups, "ab", strict=True):
+        for opt in (f"python-home=/srv/imdb/slots/{slot}/.venv", f"python-path=/srv/imdb/slots/{slot}:/srv/imdb/slots/{slot}/src",
+                    f"home=/srv/imdb/slots/{slot}", "user=imdb", "processes=3", "display-name=%{GROUP}"):
+            assert opt in g
+    imports = [d for d in lines if d[0] == "WSGIImportScript"]
+    assert [d[2] for d in imports] == ["process-group=imdb-a", "process-group=imdb-b"]
+    assert ["RewriteMap", "fdslot", "txt:/srv/imdb/slots/live.map"] in lines
+    assert ["WSGIProcessGroup", "%{ENV:FABDEPLOY_SLOT}"] in lines and ["WSGIScriptReloading", "Off"] in lines
+    assert ["WSGIScriptAlias", "/", "/srv/imdb/slots/app.wsgi"] in lines
+    # The preview route needs the host itself AND this deploy's token.
+    assert any("X-Fabdeploy-Preview" in " ".join(d) and "${fdslot:token|-}" in " ".join(d) for d in lines)
+    compile(out["slot.wsgi"], "slot.wsgi", "exec")
+
+
+def test_the_wsgi_script_imports_from_the_release_it_was_reached_through(tmp_path: Path) -> None:
+    script = render(load({**BASE, "python_path": [".", "src"]}), "r", "abc")["app.wsgi"]
+    start = script.index("_base = ")
+    code = script[start:script.index("from importlib import import_module")]
+    ns: dict[str, object] = {"__file__": "/srv/imdb/slots/b/.release/app.wsgi", "os": __import__("os"), "sys": __import__("types").SimpleNamespace(path=[])}
+    exec(code, ns)
+    assert ns["sys"].path[:2] == ["/srv/imdb/slots/b", "/srv/imdb/slots/b/src"]  # type: ignore[attr-defined]
+
+
 def test_daemon_vhost() -> None:
-    out = render(load({**BASE, "daemon": {"user": "imdb", "processes": 3}}), "20260101T000000Z-abc", "abc")
+    out = render(load({**BASE, "daemon": {"user": "imdb", "processes": 3, "slots": 1}}), "20260101T000000Z-abc", "abc")
     lines = directives(out["vhost.conf"])
     assert ["WSGIRestrictEmbedded", "On"] in lines
     daemon = next(d for d in lines if d[0] == "WSGIDaemonProcess")

@@ -1,6 +1,6 @@
 """The contract with the host: the phase scripts, their exit codes and steps, and running one phase as ONE SSH command.
 
-Files here: lib.sh (shared functions), venv.sh (the venv build), health.py (the health check), and one
+Files here: lib.sh (shared functions), slots.sh (blue/green daemon slots), venv.sh (the venv build), health.py (the health check), and one
 `<phase>.sh` per phase. Variables go in quoted at the top of a script (`script`); events come back as
 '@@kind ...' lines on stdout; exit codes are the EXIT_* and STEP_OF_CODE below.
 """
@@ -111,7 +111,7 @@ def _library() -> str:
         f"{name}() {{\n  {interpreter} - \"$@\" <<'FABDEPLOY_PY'\n{(HERE / file).read_text()}FABDEPLOY_PY\n}}\n"
         for name, file, interpreter in PYTHON_FUNCTIONS
     )
-    return (HERE / "lib.sh").read_text() + (HERE / "venv.sh").read_text() + python
+    return (HERE / "lib.sh").read_text() + (HERE / "slots.sh").read_text() + (HERE / "venv.sh").read_text() + python
 
 
 _LIBRARY = _library()

@@ -29,6 +29,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
 _HEADERS = json.loads(os.environ.get("HEALTH_HEADERS") or "{}")
+# A deploy with daemon slots checks the idle slot through the preview route (deploy/remote/slots.sh).
+if os.environ.get("PREVIEW_TOKEN"):
+    _HEADERS["X-Fabdeploy-Preview"] = os.environ["PREVIEW_TOKEN"]
 
 
 def get(base: str, host: str, path: str, timeout: float) -> tuple[int | None, str]:

@@ -309,14 +309,17 @@ rollback_target() {
 # Keep $KEEP finished releases, counting the live one and always keeping the one `fab rollback` would
 # pick (a fleet's compensating rollback needs it too); drop unfinished ones and unused venvs.
 cleanup() {
-  local keep_id="${1:-}" cur tgt ids=() d id i n room
+  local keep_id="${1:-}" cur tgt ids=() d id i n room sa sb
   cur=$(current_id)
   tgt=$(rollback_target)
+  sa=$(slot_release a)
+  sb=$(slot_release b)
   for d in "$R"/*/; do
     [ -d "$d" ] || continue
     id=${d%/}; id=${id##*/}
     if [ "$(state_of "$id")" = finished ]; then
-      [ "$id" = "$cur" ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || ids+=("$id")
+      # What a daemon slot runs stays too (the idle slot holds the rollback target, loaded).
+      [ "$id" = "$cur" ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || [ "$id" = "$sa" ] || [ "$id" = "$sb" ] || ids+=("$id")
     elif [ "$id" != "$cur" ] && [ "$id" != "$keep_id" ]; then
       rm -rf "${R:?}/$id"
       say "removed $id unfinished"

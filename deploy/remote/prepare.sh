@@ -128,6 +128,10 @@ if [ -s "$live_vhost" ] && [ "$(head -n 1 "$live_vhost")" != "<IfDefine !$CHECK_
     || die 12 "could not wrap the installed $live_vhost for the config test (sudoers: see README)"
   say "wrapped the installed vhost in <IfDefine !$CHECK_DEFINE>"
 fi
+# The slots' map and stub script (constant files the new vhost names; the live processes never re-read them).
+if [ "$SLOTS" = 2 ]; then
+  { ensure_map && install_slot_script "$REL/.release/slot.wsgi"; } || die 10 "could not set up $DEPLOY_TO/slots"
+fi
 # Test the candidate vhost in Apache's real config in place of the live one; nothing is installed here.
 t0=$(date +%s.%N)
 say "begin apachectl configtest"

@@ -6,6 +6,24 @@ require_setup
 [ -L "$CUR" ] || die 8 "nothing deployed yet on this host; run: fab deploy"
 lock_acquire
 trap lock_release EXIT
+if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
+  # Blue/green: load the live release afresh in the idle slot, check it there, flip. Nothing that
+  # serves is restarted (--strategy graceful restarts both slots instead).
+  cur=$(current_id)
+  live=$(live_slot)
+  idle=$(other_slot "$live")
+  if [ "$RELOAD" = graceful ]; then
+    graceful_slots || die 16 "reload failed: ${SLOT_ERROR:-graceful}"
+  else
+    point_slot "$idle" "$cur" && restart_slot "$idle" "$cur" || die 7 "release $cur ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched"
+    why=$(preview_check "$idle" "$cur") || { write_map "$live"; die 7 "health check failed in slot $idle: $why; nothing was switched"; }
+    write_map "$idle" || die 9 "could not write $MAP"
+    say "reload slots: $idle live, $live idle"
+  fi
+  why=$(http_check "$cur") || die 7 "health check failed after the reload: $why"
+  say "reloaded $cur"
+  exit 0
+fi
 reload_app 0 || die 16 "reload failed"
 why=$(http_check "$(current_id)") || die 7 "health check failed after the reload: $why"
 say "reloaded $(current_id)"

@@ -15,6 +15,45 @@ else
   target=$(rollback_target)
   [ -n "$target" ] || die 4 "no earlier finished release to roll back to from $cur (see: fab releases)"
 fi
+if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
+  # Blue/green: the target is usually still loaded in the idle slot: check it there and flip, no restart.
+  live=$(live_slot)
+  other=$(other_slot "$live")
+  vhost_install "$R/$target/.release/vhost.conf"
+  [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
+  if [ "$VHOST_CHANGED" = 1 ] || [ "$RELOAD" = graceful ]; then
+    point_slot "$other" "$target" && graceful_slots; rc=$?
+  elif [ "$(slot_release "$other")" = "$target" ] && [ "$(slot_marked ready "$other" "$target" | wc -l)" -ge "$DAEMON_PROCESSES" ]; then
+    say "step restart:none $(date +%s.%N) $(date +%s.%N)"
+    rc=0
+  else
+    point_slot "$other" "$target" && restart_slot "$other" "$target"; rc=$?
+  fi
+  if [ "$rc" != 0 ]; then
+    [ "$VHOST_CHANGED" = 1 ] && { vhost_restore; graceful_slots || true; }
+    log_revision rollback "$target" - failed
+    die 7 "release $target ${SLOT_ERROR:-did not load in slot $other}; nothing was switched: $cur is live"
+  fi
+  if ! why=$(preview_check "$other" "$target"); then
+    write_map "$live"
+    [ "$VHOST_CHANGED" = 1 ] && { vhost_restore; graceful_slots || true; }
+    log_revision rollback "$target" - unhealthy
+    die 7 "health check of $target failed in slot $other: $why; nothing was switched: $cur is live"
+  fi
+  write_map "$other" || die 9 "could not write $MAP"
+  switch_to "$target"
+  say "reload slots: $other live, $live idle"
+  if [ "$UNDO" = 1 ]; then
+    rm -f "$R/$target/.release/rolled_back"
+    [ "$(tail -n 1 "$HIST" 2>/dev/null)" = "$cur" ] && sed -i '$d' "$HIST"
+  else
+    touch "$R/$cur/.release/rolled_back"
+    became_live "$target"
+  fi
+  say "switched $cur $target"
+  log_revision rollback "$target" "$(cat "$R/$target/.release/revision" 2>/dev/null)" ok
+  exit 0
+fi
 vhost_install "$R/$target/.release/vhost.conf"
 [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
 switch_to "$target"

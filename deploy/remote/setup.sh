@@ -21,6 +21,7 @@ for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do mkdir -p "$SH/$p"; done
 for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do mkdir -p "$(dirname "$SH/$p")"; done
 say "layout $DEPLOY_TO"
 "$PYTHON" -c 'import sys' 2>/dev/null || die 11 "python $PYTHON not found on this host (setting python)"
+ensure_map || die 10 "could not create $DEPLOY_TO/slots"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"; lock_release' EXIT
 cat > "$tmp"

@@ -9,6 +9,58 @@ trap lock_release EXIT
 pgrp > "$LOCK/remote_pgid"
 [ "$(state_of "$ID")" = prepared ] || die 9 "release $ID is not prepared (state: $(state_of "$ID"))"
 prev=$(current_id)
+if [ "$SLOTS" = 2 ]; then
+  # Blue/green: load the new release in the idle slot, check it there, then flip; what is live is
+  # touched only by the flip (and by a graceful, when the vhost changed: it restarts both slots).
+  install_slot_script "$REL/.release/slot.wsgi" || die 9 "could not install $SLOTS_DIR/app.wsgi"
+  live=$(live_slot)
+  idle=$(other_slot "$live")
+  [ -L "$SLOTS_DIR/$live" ] || point_slot "$live" "${prev:-$ID}" || die 9 "could not point slot $live"
+  point_slot "$idle" "$ID" || die 9 "could not point slot $idle at $ID"
+  [ -f "$MAP" ] || write_map "$live" || die 9 "could not write $MAP"
+  vhost_install "$REL/.release/vhost.conf"
+  [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
+  t0=$(date +%s.%N)
+  if [ "$VHOST_CHANGED" = 1 ] || [ -z "$prev" ] || [ "$RELOAD" = graceful ]; then
+    graceful_slots; rc=$?
+  else
+    restart_slot "$idle" "$ID"; rc=$?
+  fi
+  if [ "$rc" != 0 ]; then
+    echo failed > "$REL/.release/state"
+    # The idle slot keeps the release that failed to load: it serves nobody; the next deploy replaces it.
+    if [ "$VHOST_CHANGED" = 1 ]; then vhost_restore; [ -n "$prev" ] && { graceful_slots || true; }; fi
+    log_revision deploy "$ID" "$REVISION" failed
+    die 7 "release $ID ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched${prev:+: $prev is live}"
+  fi
+  [ "$HEALTH" = 1 ] && say "begin health check (slot $idle, preview)"
+  t0=$(date +%s.%N)
+  if ! why=$(preview_check "$idle" "$ID"); then
+    if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
+      write_map "$idle"
+      switch_to "$ID"
+      echo unhealthy > "$REL/.release/state"
+      became_live "$ID"
+      log_revision deploy "$ID" "$REVISION" unhealthy
+      die 7 "health check failed: $why; release $ID is live (${prev:+--no-rollback}${prev:-nothing to roll back to})"
+    fi
+    write_map "$live"
+    echo failed > "$REL/.release/state"
+    if [ "$VHOST_CHANGED" = 1 ]; then vhost_restore; graceful_slots || true; fi
+    log_revision deploy "$ID" "$REVISION" failed
+    die 7 "health check failed in slot $idle: $why; nothing was switched: $prev is live"
+  fi
+  [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
+  write_map "$idle" || die 9 "could not write $MAP"
+  switch_to "$ID"
+  echo finished > "$REL/.release/state"
+  say "reload slots: $idle live, $live idle"
+  became_live "$ID"
+  say "switched $prev $ID"
+  log_revision deploy "$ID" "$REVISION" ok
+  cleanup "$ID"
+  exit 0
+fi
 vhost_install "$REL/.release/vhost.conf"
 [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
 switch_to "$ID"

@@ -1,0 +1,106 @@
+# Blue/green daemon slots (daemon.slots 2): two WSGIDaemonProcess groups, APP-a and APP-b, each running
+# the release its link slots/<slot> points at. slots/live.map (a RewriteMap txt: file; Apache re-reads
+# it when its mtime changes) names the slot that serves, the idle one, and a preview token: requests
+# from the host itself carrying the token reach the idle slot (the check before a flip).
+SLOTS_DIR="$DEPLOY_TO/slots"
+MAP="$SLOTS_DIR/live.map"
+
+live_slot() { local s; s=$(sed -n 's/^live //p' "$MAP" 2> /dev/null | head -n 1); echo "${s:-a}"; }
+other_slot() { if [ "$1" = a ]; then echo b; else echo a; fi; }
+slot_release() { local t; t=$(readlink "$SLOTS_DIR/$1" 2> /dev/null) || return 0; echo "${t##*/}"; }
+
+point_slot() {  # slot release
+  mkdir -p "$SLOTS_DIR" && ln -sfn "../releases/$2" "$SLOTS_DIR/$1.tmp" && mv -T "$SLOTS_DIR/$1.tmp" "$SLOTS_DIR/$1"
+}
+
+# The flip: a temp file renamed over the map, so that Apache reads the old map or the new one, never half.
+write_map() {  # live-slot [token]
+  printf 'live %s\nidle %s\ntoken %s\n' "$1" "$(other_slot "$1")" "${2:--}" > "$MAP.tmp" && mv -f "$MAP.tmp" "$MAP"
+}
+
+install_slot_script() {  # $1 = the rendered stub both slots run (.release/slot.wsgi)
+  mkdir -p "$SLOTS_DIR" || return 1
+  cmp -s "$1" "$SLOTS_DIR/app.wsgi" && return 0
+  cp "$1" "$SLOTS_DIR/app.wsgi.tmp" && mv -f "$SLOTS_DIR/app.wsgi.tmp" "$SLOTS_DIR/app.wsgi"
+}
+
+# Live processes of slot $2 with a $1 marker (ready|failed), of release $3 when given.
+slot_marked() {
+  local p f
+  for p in $(marked_pids "$1"); do
+    f="$SH/run/$1.$p"
+    grep -qxF "group $APP-$2" "$f" 2> /dev/null || continue
+    [ -z "${3:-}" ] || grep -qxF "release $3" "$f" 2> /dev/null || continue
+    echo "$p"
+  done
+}
+
+# Wait until DAEMON_PROCESSES processes of slot $1, none of the pids in $3, have loaded release $2. One
+# that failed to load it ends the wait at once with the app's own error.
+await_slot() {
+  local slot=$1 rel=$2 old=" ${3:-} " p f n deadline
+  deadline=$(($(date +%s) + ROLL_TIMEOUT))
+  while :; do
+    for p in $(slot_marked failed "$slot" "$rel"); do
+      f="$SH/run/failed.$p"
+      SLOT_ERROR="could not be loaded in slot $slot (daemon process $p): $(sed -n 's/^error //p' "$f" | tail -n 1)"
+      say "reload failed slots: release $rel $SLOT_ERROR"
+      sed -n 's/^  */  | /p' "$f" | tail -n 8 >&2
+      return 1
+    done
+    n=0
+    for p in $(slot_marked ready "$slot" "$rel"); do [[ "$old" == *" $p "* ]] || n=$((n + 1)); done
+    [ "$n" -ge "$DAEMON_PROCESSES" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      SLOT_ERROR="was not loaded by slot $slot in ${ROLL_TIMEOUT}s (see the app's error log)"
+      say "reload failed slots: release $rel $SLOT_ERROR"
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
+# Restart every process of slot $1 at once (it serves nobody) and wait for release $2 to be loaded.
+restart_slot() {
+  local slot=$1 rel=$2 p old t0
+  t0=$(date +%s.%N)
+  old="$(slot_marked ready "$slot") $(slot_marked failed "$slot")"
+  for p in $(slot_marked failed "$slot"); do rm -f "$SH/run/failed.$p"; done
+  old=$(echo $old)
+  if [ -z "$old" ]; then
+    SLOT_ERROR="could not be loaded: no process of slot $slot runs (fab reload --strategy graceful starts them)"
+    say "reload failed slots: $SLOT_ERROR"
+    return 1
+  fi
+  for p in $old; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
+  await_slot "$slot" "$rel" "$old" || return 1
+  say "step restart:$slot $(date +%s.%N) $t0"
+}
+
+# Apache re-reads its config (changed vhost, first release, --strategy graceful): every process of both
+# slots restarts; wait until each slot has loaded the release it points at.
+graceful_slots() {
+  local old s
+  old=$(marked_pids ready)
+  rm -f "$SH"/run/failed.* 2> /dev/null
+  configtest || { say "reload failed graceful"; return 1; }
+  ctl graceful > /dev/null 2>&1 || { say "reload failed graceful"; return 1; }
+  for s in a b; do await_slot "$s" "$(slot_release "$s")" "$old" || return 1; done
+  say "reload graceful (both slots)"
+}
+
+# The health check and warm-up through Apache on the preview route: they reach slot $1, which must
+# answer as release $2. The token is new for every check and leaves the map with the next write.
+preview_check() {
+  local token
+  token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  write_map "$(live_slot)" "$token" || { echo "could not write $MAP"; return 1; }
+  PREVIEW_TOKEN=$token http_check "$2"
+}
+
+# The map must exist before Apache reads a vhost naming it (setup, and the candidate test of a prepare on
+# a host set up before slots); a new map serves slot a.
+ensure_map() {
+  [ "$SLOTS" = 2 ] || return 0
+  mkdir -p "$SLOTS_DIR" && { [ -f "$MAP" ] || write_map a; }
+}
