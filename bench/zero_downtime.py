@@ -1,16 +1,18 @@
 """Zero-downtime benchmark: real `fab reload`s and `fab deploy`s under HTTP load, per strategy and profile.
 
-    python3 -m bench.zero_downtime [--duration 20] [--only rolling]     (root; ~8 min with defaults)
+    python3 -m bench.zero_downtime [--duration 20] [--only slots,rolling]     (root; ~12 min with defaults)
 
 A sandbox host (real sshd + Apache 2.4/mod_wsgi, event MPM for daemon mode, prefork for embedded)
 runs the example app (daemon: processes=2 threads=15). A second process (bench/load.py) sends load;
-at 25% of the run a `fab reload`, at 60% a `fab deploy` with a code change. Profiles:
+at 25% of the run a `fab reload`, at 60% a `fab deploy` with a code change (strategy `slots`, the default:
+a `fab deploy` at 25%, a `fab rollback` at 60%). Profiles:
   plain      ~200 req/s from 16 connections, a new connection per request
   slow       plain + 4 connections looping on a 2 s view + 2.5/4.5/7 s requests in flight at each action
   keepalive  plain on kept-alive connections
-Then a deploy of a broken release (its /movie answers 500) under plain load: the health check
-fails and the tool rolls back; the table shows how long the broken release was live and what
-failed beyond its own answers.
+Then deploys of broken releases under plain load, with slots (`broken`: its /movie raises; `import`: it
+cannot be imported, import check off so that it reaches the idle slot) and with `daemon.slots: 1`
+(`broken-rolling`): how many requests failed, during and in 40 requests after `fab` returned.
+Last, the daemon processes' resident memory with one slot and with two.
 Gap = longest time in which no request completed. "stale" = /movie requests started after the
 deploy command returned that were answered by another release than the new one (must be 0).
 """
@@ -53,10 +55,11 @@ class Host:
             raise SystemExit(f"fab {' '.join(args)} failed:\n{p.stderr}")
         return p
 
-    def configure(self, reload: str | None) -> None:
+    def configure(self, reload: str | None, **over: Any) -> None:
         cfg = app_config(self.sb, mode=self.mode, health=HEALTH)
-        if reload:
+        if reload and reload != "slots":
             cfg["reload"] = reload
+        cfg.update(over)
         (self.repo / "fabric.json").write_text(json.dumps({"deploy": cfg}, indent=2))
         self.commit("config")
 
@@ -64,21 +67,36 @@ class Host:
         git = "git -c user.email=b@e -c user.name=b"
         subprocess.run(f"git add -A && {git} commit --allow-empty -qm {msg}", shell=True, cwd=self.repo, check=True)
 
-    def change_code(self, broken: bool = False) -> None:
+    def change_code(self, broken: bool = False, unimportable: bool = False) -> None:
         self.n += 1
         views = self.repo / "movies" / "views.py"
         text = views.read_text().split("\n# bench change")[0]
-        text = text.replace('    raise RuntimeError("bench: broken")\n', "")
+        text = text.replace('    raise RuntimeError("bench: broken")\n', "").replace("import nosuchmodule_bench  # noqa\n", "")
         if broken:
             text = text.replace('    movies = [{"title"', '    raise RuntimeError("bench: broken")\n    movies = [{"title"')
+        if unimportable:
+            text = "import nosuchmodule_bench  # noqa\n" + text
         views.write_text(text + f"\n# bench change {self.n}\n")
         self.commit(f"change-{self.n}")
+
+    def memory_kib(self) -> int:
+        """Resident memory of the app's live daemon processes (their ready markers)."""
+        total = 0
+        for f in (self.sb.deploy_to / "imdb" / "shared" / "run").glob("ready.*"):
+            try:
+                status = Path(f"/proc/{f.name.split('.')[1]}/status").read_text()
+            except OSError:
+                continue
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+        return total
 
     def current(self) -> str:
         return os.readlink(self.sb.deploy_to / "imdb" / "current").rsplit("/", 1)[-1]
 
 
-def run_load(h: Host, profile: str, duration: float, actions: bool, broken: bool = False) -> dict[str, Any]:
+def run_load(
+    h: Host, profile: str, duration: float, actions: bool, broken: str | None = None, strategy: str = ""
+) -> dict[str, Any]:
     start = time.time() + 1.0
     at_reload, at_deploy = duration * 0.25, duration * 0.6
     spec = {
@@ -101,17 +119,23 @@ def run_load(h: Host, profile: str, duration: float, actions: bool, broken: bool
             if broken:
                 time.sleep(max(0.0, start + at_reload - time.time()))
                 before = h.current()
-                h.change_code(broken=True)
+                h.change_code(broken=broken != "import", unimportable=broken == "import")
                 t0 = time.time()
                 p = h.fab("deploy", check=False)
                 events.update(broken_t0=t0, broken_t1=time.time(), rc=p.returncode, old=before, err=p.stderr.strip()[-300:])
                 h.change_code()
                 return
             time.sleep(max(0.0, start + at_reload - time.time()))
-            h.fab("reload")
-            time.sleep(max(0.0, start + at_deploy - time.time()))
-            h.change_code()
-            h.fab("deploy")
+            if strategy == "slots":
+                h.change_code()
+                h.fab("deploy")
+                time.sleep(max(0.0, start + at_deploy - time.time()))
+                h.fab("rollback")
+            else:
+                h.fab("reload")
+                time.sleep(max(0.0, start + at_deploy - time.time()))
+                h.change_code()
+                h.fab("deploy")
             events.update(deployed_at=time.time(), release=h.current())
 
         t = threading.Thread(target=act)
@@ -156,6 +180,8 @@ def analyse(results: list[dict[str, Any]], start: float, duration: float, ev: di
             "broken_live_s": (max(r["t1"] for r in bad) - min(r["t0"] for r in bad)) if bad else 0.0,
             "old_serving_again_s": (ev["broken_t1"] - min(r["t0"] for r in bad)) if bad else 0.0,
             "message": ev["err"].splitlines()[-1] if ev["err"] else "",
+            "failed_during": sum(1 for r in results if r["kind"] != "ok" and ev["broken_t0"] <= r["t0"] <= ev["broken_t1"]),
+            "failed_after": sum(1 for r in results if r["kind"] != "ok" and r["t0"] > ev["broken_t1"]),
         }
     return out
 
@@ -180,10 +206,13 @@ def main() -> int:
         "| mode | strategy | profile | requests | failed (kinds) | ms p50 / p99 / max | gap ms | stale |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    broken_report = None
+    broken_reports: dict[str, dict[str, Any]] = {}
+    memory: dict[int, int] = {}
     try:
         plans = [
-            ("daemon", "event", ["control", "touch", "graceful", "rolling", "broken"]),
+            ("daemon", "event", [
+                "control", "slots", "touch", "graceful", "rolling", "broken", "import", "broken-rolling", "memory",
+            ]),
             ("embedded", "prefork", ["control", "graceful"]),
         ]
         for mode, mpm, strategies in plans:
@@ -196,29 +225,42 @@ def main() -> int:
                 for strategy in strategies:
                     if only and strategy not in only and not (mode == "embedded" and "embedded" in only):
                         continue
-                    h.configure(None if strategy in ("control", "broken") else strategy)
-                    h.fab("deploy")  # the config change goes live before the load starts
-                    time.sleep(2)
-                    if strategy == "broken":
-                        m = run_load(h, "plain", args.duration, True, broken=True)
-                        broken_report = m["broken"]
-                        lines.append(row(mode, "rolling + broken deploy", "plain", m))
+                    if strategy == "memory":
+                        for slots in (1, 2):
+                            h.configure(None, daemon={**app_config(sb)["daemon"], "slots": slots})  # type: ignore[dict-item]
+                            h.fab("deploy")
+                            time.sleep(3)
+                            memory[slots] = h.memory_kib()
+                        continue
+                    if strategy in ("broken", "import", "broken-rolling"):
+                        h.configure(
+                            "rolling" if strategy == "broken-rolling" else None, import_check=strategy != "import"
+                        )
+                        h.fab("deploy")
+                        time.sleep(2)
+                        m = run_load(h, "plain", args.duration, True, broken="import" if strategy == "import" else "view")
+                        broken_reports[strategy] = m["broken"]
+                        lines.append(row(mode, f"{strategy} deploy", "plain", m))
                         print(lines[-1], flush=True)
                         continue
+                    h.configure(None if strategy == "control" else strategy)
+                    h.fab("deploy")  # the config change goes live before the load starts
+                    time.sleep(2)
                     for profile in PROFILES:
-                        m = run_load(h, profile, args.duration, strategy != "control")
+                        m = run_load(h, profile, args.duration, strategy != "control", strategy=strategy)
                         lines.append(row(mode, strategy, profile, m))
                         print(lines[-1], flush=True)
     finally:
         user.remove()
     print("\n" + "\n".join(lines))
-    if broken_report:
+    for name, b in broken_reports.items():
         print(
-            f"\nbroken deploy: exit {broken_report['rc']}, broken release answered {broken_report['answers_from_broken']} "
-            f"requests over {broken_report['broken_live_s']:.2f}s, old release serving again "
-            f"{broken_report['old_serving_again_s']:.2f}s after the broken one's first answer, "
-            f"other failures {broken_report['other_failures']}\n  {broken_report['message']}"
+            f"\n{name} deploy: exit {b['rc']}, failed requests {b['failed_during']} during the deploy and"
+            f" {b['failed_after']} after it returned; the broken release answered {b['answers_from_broken']}"
+            f" (live {b['broken_live_s']:.2f}s)\n  {b['message']}"
         )
+    for slots, kib in memory.items():
+        print(f"daemon memory with {slots} slot(s): {kib / 1024:.0f} MiB resident (processes=2 per slot)")
     return 0
 
 

@@ -164,7 +164,8 @@ def requirement_files(requirements: str, src: Lookup) -> Files:
 
 # The locked set without dev groups and without the project itself (it is imported from the release).
 UV_EXPORT = (
-    "export", "--locked", "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate", "--format", "requirements-txt", "-q",
+    "export", "--locked", "--no-default-groups", "--no-emit-project", "--no-header", "--no-annotate",
+    "--format", "requirements-txt", "-q",
 )
 POETRY_EXPORT = ("export", "--only", "main", "--format", "requirements.txt")
 _exports: dict[str, bytes] = {}  # by hash of the inputs: the hosts of a fleet ask once each

@@ -212,7 +212,9 @@ def _deploy(
         run = runs[c]
         # once-hooks (a migration on a shared database) run on the first host only.
         hs = s if c is first else _without_once_hooks(s)
-        run.prepared = ops.prepare(c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir, rendered)
+        run.prepared = ops.prepare(
+            c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir, rendered, rollback_on_failure
+        )
         run.result = "prepared"
 
     prepared = each(conns, begin, parallel)

@@ -131,6 +131,7 @@ class PrepareArgs:
     venv_key: str = ""
     private: tuple[str, ...] = ()  # outputs of the hooks that run: copies of their own, never shared with base
     requirements: str | None = None  # the file the installer reads, in the release (None: nothing to install)
+    stage: bool = False  # daemon slots: load and check the release in the idle slot (deploy/remote/slots.sh)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class Survey:
     wsgi: str | None  # the live release's WSGI script
     vhost: str | None  # the installed vhost
     lock: dict[str, str] | None
+    live_slot: str | None = None  # daemon slots: the one that serves (a or b)
 
 
 def survey(c: Connection, s: Settings) -> Survey:
@@ -156,6 +158,7 @@ def survey(c: Connection, s: Settings) -> Survey:
         wsgi=remote.text(events, "wsgi"),
         vhost=(remote.text(events, "vhost") or "") if "hasvhost" in events else None,
         lock=lock.parse(held) if held else None,
+        live_slot=remote.value(events, "liveslot"),
     )
 
 
@@ -185,6 +188,7 @@ def prepare(
         "UNPACK_NOTE": plan.note,
         "VENV_KEY": plan.venv_key,
         "SECRETS": bool(s.environment),
+        "STAGE": plan.stage,
     }
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
 
@@ -300,6 +304,7 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
     listing = releases.parse(["@@" + e for e in out.events])
     log: list[str] = []
     procs: list[dict[str, object]] = []
+    slots: list[dict[str, object]] = []
     result: dict[str, object] = {
         "host": c.original_host,
         "current": listing.current,
@@ -314,6 +319,7 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         "deployed": None,
         "watched": None,
         "processes": procs,
+        "slots": slots,
         "disk_kib": {},
         "log": log,
     }
@@ -337,6 +343,11 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
             pid, _, more = rest.strip().partition(" ")
             age, _, started = more.strip().partition(" ")
             procs.append({"pid": int(pid), "seconds": int(age or 0), "started": started.strip()})
+        elif kind == "slot":
+            # 'SLOT RELEASE live|idle PID,PID|- RSS_KIB' (status.sh)
+            f = (rest.split() + ["", "", "", "-", "0"])[:5]
+            pids = [int(p) for p in f[3].split(",") if p.isdigit()]
+            slots.append({"slot": f[0], "release": f[1] or None, "live": f[2] == "live", "pids": pids, "rss_kib": int(f[4] or 0)})
         elif kind == "disk":
             sizes = (rest.split() + ["0", "0"])[:2]
             result["disk_kib"] = {"releases": int(sizes[0] or 0), "venvs": int(sizes[1] or 0)}

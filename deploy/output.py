@@ -194,6 +194,12 @@ def status_text(d: dict[str, Any]) -> str:
         lines.append("  processes  " + ", ".join(each))
     elif d.get("mode") == "daemon":
         lines.append("  processes  none has loaded the app yet")
+    for slot in d.get("slots") or []:
+        pids = ", ".join(str(p) for p in slot["pids"]) or "no process"
+        lines.append(
+            f"  slot {slot['slot']}     {'live' if slot['live'] else 'idle'}: {slot['release'] or '-'}"
+            f" ({pids}; {slot['rss_kib'] / 1024:.0f} MiB)"
+        )
     lines.append(f"  health     {d.get('health') or 'unknown'}")
     disk = d.get("disk_kib") or {}
     if disk:

@@ -100,8 +100,12 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
     if survey.wsgi is not None and _env_lines(survey.wsgi) != _env_lines(rendered["app.wsgi"]):
         diffs["environment"] = "environment values changed (not shown)"
     reload = s.reload_strategy
+    if reload == "slots" and survey.live_slot:
+        idle = "b" if survey.live_slot == "a" else "a"
+        reload = f"slots: load slot {idle}, check it on the preview route, flip from slot {survey.live_slot}"
     if not live or "vhost.conf" in diffs:
-        reload = f"graceful (Apache re-reads its config: {'new vhost' if live else 'first release'})"
+        both = ", both slots restart" if s.slotted else ""
+        reload = f"graceful (Apache re-reads its config: {'new vhost' if live else 'first release'}{both})"
     return {
         "set_up": survey.set_up,
         "live_release": live,

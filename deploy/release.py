@@ -111,10 +111,16 @@ def prepare(
     rep: Reporter,
     project_dir: Path,
     rendered: dict[str, str] | None = None,
+    stage: bool = True,
 ) -> host.PrepareArgs:
-    """Work out the prepare args (delta, hooks, venv) and run the prepare phase on a host holding its lock."""
+    """Work out the prepare args (delta, hooks, venv) and run the prepare phase on a host holding its lock.
+
+    `stage` (daemon slots): load the release in the idle slot and check it there before the prepare ends,
+    so that the switch is the flip alone; off for --no-rollback, whose switch may flip to a failing release.
+    """
     name = str(c.original_host)
     args, delta = prepare_args(s, src, release_id, facts, rep, name)
+    args = dataclasses.replace(args, stage=stage and s.slotted)
     deps = dependencies_of(s, src)
     try:
         wheels = venv.wheels(s, deps.keyed) if s.wheels and deps.keyed and args.venv_key not in facts.venvs else None
@@ -179,8 +185,9 @@ class Ops:
         rep: Reporter,
         project_dir: Path,
         rendered: dict[str, str],
+        stage: bool = True,
     ) -> host.PrepareArgs:
-        return prepare(c, s, src, release_id, facts, lock_info, rep, project_dir, rendered)
+        return prepare(c, s, src, release_id, facts, lock_info, rep, project_dir, rendered, stage)
 
     def switch(
         self, c: Connection, s: Settings, args: host.PrepareArgs, lock_info: str, rep: Reporter, rollback_on_failure: bool

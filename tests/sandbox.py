@@ -345,6 +345,15 @@ esac
         subprocess.run(start, check=True, capture_output=True)
         wait_for_port(self.bind, self.http_port)
 
+    def ctl(self, *args: str) -> None:
+        """apachectl ARGS as the host runs it (in its network namespace and private mount, if any)."""
+        argv = [str(self.apachectl), *args]
+        if self.common_root and self._sshd is not None:
+            argv = ["nsenter", "-t", str(self._sshd.pid), "-m", "-n", *argv]
+        else:
+            argv = self._in_ns(argv)
+        subprocess.run(argv, check=True, capture_output=True)
+
     def apache_pid(self) -> int | None:
         try:
             return int((self.apache_root / "run" / "httpd.pid").read_text().strip())

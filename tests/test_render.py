@@ -45,7 +45,8 @@ def test_the_wsgi_script_imports_from_the_release_it_was_reached_through(tmp_pat
     script = render(load({**BASE, "python_path": [".", "src"]}), "r", "abc")["app.wsgi"]
     start = script.index("_base = ")
     code = script[start:script.index("from importlib import import_module")]
-    ns: dict[str, object] = {"__file__": "/srv/imdb/slots/b/.release/app.wsgi", "os": __import__("os"), "sys": __import__("types").SimpleNamespace(path=[])}
+    fake_sys = __import__("types").SimpleNamespace(path=[])
+    ns: dict[str, object] = {"__file__": "/srv/imdb/slots/b/.release/app.wsgi", "os": __import__("os"), "sys": fake_sys}
     exec(code, ns)
     assert ns["sys"].path[:2] == ["/srv/imdb/slots/b", "/srv/imdb/slots/b/src"]  # type: ignore[attr-defined]
 

@@ -1,6 +1,7 @@
 """The contract with the host: the phase scripts, their exit codes and steps, and running one phase as ONE SSH command.
 
-Files here: lib.sh (shared functions), slots.sh (blue/green daemon slots), venv.sh (the venv build), health.py (the health check), and one
+Files here: lib.sh (shared functions), slots.sh (blue/green daemon slots), venv.sh (the venv build),
+health.py (the health check), and one
 `<phase>.sh` per phase. Variables go in quoted at the top of a script (`script`); events come back as
 '@@kind ...' lines on stdout; exit codes are the EXIT_* and STEP_OF_CODE below.
 """

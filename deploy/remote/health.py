@@ -4,7 +4,7 @@ Inlined into the phase scripts as the shell function `probe` (see deploy/remote/
 the host's python3, so that a reload and its check cost one SSH command:
     probe check RELEASE BASE HOST STATUS_PATH PATH STATUS CONTAINS TIMEOUT ATTEMPTS [WARMUP...]
         exit 0 once STATUS_PATH names RELEASE (the new processes answer) and PATH answers as configured,
-        after GETting each WARMUP path; else print why and exit 1.
+        after GETting each WARMUP path (a 5xx or no answer there fails too); else print why and exit 1.
     probe status BASE HOST STATUS_PATH PATH STATUS CONTAINS
         print '@@app <json>' and '@@health ok|failed <why>' events for `fab status`.
 Redirects are never followed (a 3xx is the answer, reported with its Location: an app redirecting to its
@@ -73,7 +73,11 @@ def check(
         print(why)
         return 1
     for w in warmup:
-        get(base, host, w, deadline - time.monotonic())
+        # A warm-up that errors is a release that errors: it fails the check (4xx is the app's own answer).
+        code, body = get(base, host, w, deadline - time.monotonic())
+        if code is None or code >= 500:
+            print(f"warm-up GET {w} answered {code if code is not None else body}")
+            return 1
     if not path:
         return 0
     for attempt in range(int(attempts)):

@@ -137,5 +137,28 @@ t0=$(date +%s.%N)
 say "begin apachectl configtest"
 candidate_test "$REL/.release/vhost.conf" || die 15 "apachectl configtest failed with the new vhost (nothing was installed)"
 say "step configtest $(date +%s.%N) $t0"
+# Blue/green with the vhost unchanged: load the release in the idle slot and check it there now (the
+# slot serves nobody), so that the switch is the flip alone and a fleet flips only once every host's
+# idle slot is healthy. A release that fails here was never live.
+if [ "$STAGE" = 1 ] && [ -n "$cur" ] && [ -L "$SLOTS_DIR/a" ] && vhost_wrapped "$REL/.release/vhost.conf" | cmp -s - "$APACHE_SITES/$VHOST_NAME"; then
+  require_lock
+  live=$(live_slot)
+  idle=$(other_slot "$live")
+  point_slot "$idle" "$ID" || die 9 "could not point slot $idle at $ID"
+  if ! restart_slot "$idle" "$ID"; then
+    echo failed > "$REL/.release/state"
+    die 7 "release $ID ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched: $cur is live"
+  fi
+  [ "$HEALTH" = 1 ] && say "begin health check (slot $idle, preview)"
+  t0=$(date +%s.%N)
+  if ! why=$(preview_check "$idle" "$ID"); then
+    write_map "$live"
+    echo failed > "$REL/.release/state"
+    die 7 "health check failed in slot $idle: $why; nothing was switched: $cur is live"
+  fi
+  [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
+  write_map "$live"
+  echo "$idle" > "$REL/.release/staged"
+fi
 require_lock
 echo prepared > "$REL/.release/state"

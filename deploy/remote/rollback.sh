@@ -21,7 +21,9 @@ if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   other=$(other_slot "$live")
   vhost_install "$R/$target/.release/vhost.conf"
   [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
+  how=slots
   if [ "$VHOST_CHANGED" = 1 ] || [ "$RELOAD" = graceful ]; then
+    how="graceful (both slots restarted)"
     point_slot "$other" "$target" && graceful_slots; rc=$?
   elif [ "$(slot_release "$other")" = "$target" ] && [ "$(slot_marked ready "$other" "$target" | wc -l)" -ge "$DAEMON_PROCESSES" ]; then
     say "step restart:none $(date +%s.%N) $(date +%s.%N)"
@@ -42,7 +44,7 @@ if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   fi
   write_map "$other" || die 9 "could not write $MAP"
   switch_to "$target"
-  say "reload slots: $other live, $live idle"
+  say "reload $how: $other live, $live idle"
   if [ "$UNDO" = 1 ]; then
     rm -f "$R/$target/.release/rolled_back"
     [ "$(tail -n 1 "$HIST" 2>/dev/null)" = "$cur" ] && sed -i '$d' "$HIST"

@@ -21,8 +21,14 @@ if [ "$SLOTS" = 2 ]; then
   vhost_install "$REL/.release/vhost.conf"
   [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
   t0=$(date +%s.%N)
+  staged=0
+  how=slots
   if [ "$VHOST_CHANGED" = 1 ] || [ -z "$prev" ] || [ "$RELOAD" = graceful ]; then
+    how="graceful (both slots restarted)"
     graceful_slots; rc=$?
+  elif [ "$(cat "$REL/.release/staged" 2> /dev/null)" = "$idle" ] \
+    && [ "$(slot_marked ready "$idle" "$ID" | wc -l)" -ge "$DAEMON_PROCESSES" ] && [ -z "$(slot_marked failed "$idle")" ]; then
+    staged=1 rc=0  # loaded and checked by the prepare phase
   else
     restart_slot "$idle" "$ID"; rc=$?
   fi
@@ -33,9 +39,9 @@ if [ "$SLOTS" = 2 ]; then
     log_revision deploy "$ID" "$REVISION" failed
     die 7 "release $ID ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched${prev:+: $prev is live}"
   fi
-  [ "$HEALTH" = 1 ] && say "begin health check (slot $idle, preview)"
+  [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "begin health check (slot $idle, preview)"
   t0=$(date +%s.%N)
-  if ! why=$(preview_check "$idle" "$ID"); then
+  if [ "$staged" = 0 ] && ! why=$(preview_check "$idle" "$ID"); then
     if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
       write_map "$idle"
       switch_to "$ID"
@@ -50,11 +56,11 @@ if [ "$SLOTS" = 2 ]; then
     log_revision deploy "$ID" "$REVISION" failed
     die 7 "health check failed in slot $idle: $why; nothing was switched: $prev is live"
   fi
-  [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
+  [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "step health $(date +%s.%N) $t0"
   write_map "$idle" || die 9 "could not write $MAP"
   switch_to "$ID"
   echo finished > "$REL/.release/state"
-  say "reload slots: $idle live, $live idle"
+  say "reload $how: $idle live, $live idle"
   became_live "$ID"
   say "switched $prev $ID"
   log_revision deploy "$ID" "$REVISION" ok

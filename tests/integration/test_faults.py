@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import App, make_app
-from tests.sandbox import REPO_ROOT, Sandbox, fab_argv
+from tests.sandbox import REPO_ROOT, Sandbox, app_config, fab_argv
 
 SECRET = "s3cr3t-Token-4242"
 WEIRD = "'; touch /tmp/fabdeploy-pwned-1; echo '$(touch /tmp/fabdeploy-pwned-2)`id`"
@@ -209,7 +209,8 @@ def test_health_check_failure(app: App) -> None:
     configure(app, health={"path": "/movie", "contains": "no such text", "timeout": 10, "attempts": 1})
     p = app.fab("deploy")
     assert p.returncode == 7, p.stderr
-    assert "is live again" in one_line_error(p)
+    # Slots (the default): the release failed its check in the idle slot and was never flipped to.
+    assert "nothing was switched" in one_line_error(p)
     live.intact()
 
 
@@ -341,7 +342,9 @@ def test_sigkill_during_switch_ends_consistent(app: App) -> None:
 
 
 def test_sigint_during_switch_lets_the_switch_finish(app: App) -> None:
-    configure(app, warmup=["/slow?s=3"])
+    # One slot: the rolling reload runs in the switch (with slots, Ctrl-C there is test_slots.py's case).
+    daemon = {**app_config(app.sb)["daemon"], "slots": 1}  # type: ignore[dict-item]
+    configure(app, warmup=["/slow?s=3"], daemon=daemon)
     before = app.current()
     proc = start_deploy(app)
     assert proc.stderr is not None

@@ -114,8 +114,10 @@ def test_three_hosts_all_succeed(fleet: Fleet) -> None:
 def test_one_host_failing_prepare_switches_no_host(fleet: Fleet) -> None:
     before = fleet.currents()
     kept = [sorted(d.name for d in (fleet.app_dir(sb) / "releases").iterdir()) for sb in fleet.hosts[:2]]
-    broken = fleet.hosts[2].root / "pip.conf"
-    broken.write_text("[install]\nrequire-hashes = true\n")  # pip refuses requirements without hashes
+    # web3's installer fails (the tool's uv on that host, replaced by one that refuses).
+    uv = next((fleet.app_dir(fleet.hosts[2]) / "tools").glob("uv-*/uv"))
+    saved = uv.read_bytes()
+    uv.write_text("#!/bin/sh\necho 'error: no index reachable' >&2\nexit 2\n")
     req = fleet.repo / "requirements.txt"
     good = req.read_text()
     req.write_text(good + "sqlparse>=0.4\n")
@@ -123,7 +125,7 @@ def test_one_host_failing_prepare_switches_no_host(fleet: Fleet) -> None:
     try:
         p = fleet.fab("deploy")
     finally:
-        broken.unlink()
+        uv.write_bytes(saved)
         req.write_text(good)
         fleet.commit("revert-requirement")
     assert p.returncode == 5, p.stderr
@@ -140,13 +142,13 @@ def test_failed_health_in_batch_two_rolls_back_that_batch(fleet: Fleet) -> None:
     web3 = fleet.hosts[2]
     breaker = web3.sites_dir / "zz-break.conf"
     breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
-    subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+    web3.ctl("graceful")
     fleet.commit("batch")
     try:
         p = fleet.fab("deploy", "--batch=2", "--json")
     finally:
         breaker.unlink()
-        subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+        web3.ctl("graceful")
     assert p.returncode == 7, p.stderr
     assert "batch 2 of 2 failed" in p.stderr and "stay on" in p.stderr
     doc = json.loads(p.stdout)
@@ -188,12 +190,12 @@ def test_compensating_rollback_with_keep_releases_1(fleet: Fleet) -> None:
     web3 = fleet.hosts[2]
     breaker = web3.sites_dir / "zz-break.conf"
     breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
-    subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+    web3.ctl("graceful")
     try:
         p = fleet.fab("deploy", "--json")
     finally:
         breaker.unlink()
-        subprocess.run(["ip", "netns", "exec", web3._ns or "", str(web3.apachectl), "graceful"], check=True)  # noqa: SLF001
+        web3.ctl("graceful")
         cfg_file.write_text(cfg)
         fleet.commit("keep-default")
     assert p.returncode == 7, p.stderr
@@ -239,5 +241,5 @@ def test_rollback_and_reload_across_the_fleet_in_parallel_all_or_none(fleet: Fle
     doc = json.loads(p.stdout)
     jsonschema.validate(doc, schema())
     assert [h["health"] for h in doc["hosts"]] == ["ok", "ok", "ok"], doc  # was "not run" after a passing check
-    assert all(h["reload"].startswith("rolling") for h in doc["hosts"]), doc
+    assert all(h["reload"].startswith("slots") for h in doc["hosts"]), doc
     assert fleet.locks() == [False, False, False]

@@ -108,6 +108,8 @@ def test_configtest_never_installs_the_candidate(new_app: App) -> None:
 @pytest.mark.parametrize("new_app", ["imdb-catalogue"], indirect=True)
 def test_long_app_name_keeps_rolling_reload(new_app: App) -> None:
     a = new_app
+    a.write_config(daemon={"user": a.sb.user.name, "group": a.sb.user.name, "processes": 2, "threads": 5, "slots": 1})
+    a.commit("one-slot")
     a.ok("deploy")
     a.set_version("2")
     p = a.ok("deploy", "--json")
@@ -131,7 +133,7 @@ def test_run_dir_writable_by_the_app_group_only(new_app: App) -> None:
 def test_failed_reload_during_rollback_leaves_no_mixed_versions(new_app: App) -> None:
     a = new_app
     a.write_config(daemon={"user": a.sb.user.name, "group": a.sb.user.name, "processes": 2, "threads": 5,
-                           "graceful_timeout": 2, "shutdown_timeout": 2})
+                           "graceful_timeout": 2, "shutdown_timeout": 2, "slots": 1})
     a.commit("small-timeouts")
     a.ok("deploy")
     first = a.current()

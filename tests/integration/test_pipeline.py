@@ -72,7 +72,7 @@ def test_plan_shows_changes_and_changes_nothing(app: App) -> None:
     assert "+ " in out and "version-plan" in out  # the commits going out
     assert "requirements changed: build" in out
     assert "vhost.conf:" in out and "+    ServerAlias www.imdb.test" in out
-    assert "reload     graceful (Apache re-reads its config: new vhost)" in out
+    assert "reload     graceful (Apache re-reads its config: new vhost, both slots restart)" in out
     assert "hook       migrate: skip" in out or "hook       migrate: run (requirements.txt changed)" in out
 
     dry = document(app.fab("deploy", "--dry-run", "--json"))
@@ -123,7 +123,7 @@ def test_exit_codes_and_error_documents(app: App) -> None:
     app.set_version("unhealthy")
     p = app.fab("deploy", "--json")
     doc = document(p)
-    assert p.returncode == 7 and doc["error"]["type"] == "HealthCheckFailed" and "rolled back" in doc["error"]["message"]
+    assert p.returncode == 7 and doc["error"]["type"] == "HealthCheckFailed" and "nothing was switched" in doc["error"]["message"]
     assert app.current() == live
 
     p = app.fab("rollback", "--to", "../../etc", "--json")
@@ -148,11 +148,12 @@ def test_status_and_releases(app: App) -> None:
     out = app.ok("status").stdout
     assert f"live {app.current()}" in out
     assert "deployed   " in out and " by " in out
-    assert "daemon mode (group imdb), mpm event" in out
+    assert "daemon mode (group imdb-" in out and "mpm event" in out and "slot a" in out and "slot b" in out
     assert "processes  " in out and "health     ok GET /movie answered 200" in out and "disk       releases" in out
     doc = document(app.fab("status", "--json"))
     st = doc["hosts"][0]["status"]
-    assert st["mode"] == "daemon" and len(st["processes"]) == 2 and st["disk_kib"]["venvs"] > 0
+    assert st["mode"] == "daemon" and len(st["processes"]) == 4 and st["disk_kib"]["venvs"] > 0  # 2 per slot
+    assert [len(s["pids"]) for s in st["slots"]] == [2, 2]
     assert st["deployed"]["release"] == app.current()
 
     out = app.ok("releases").stdout

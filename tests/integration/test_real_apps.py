@@ -97,7 +97,8 @@ def test_seed_layout_with_a_shipped_sqlite_db(daemon_host: Sandbox, tmp_path: Pa
     a.ok("setup")
     # The plan names the tracked file at a shared path (it seeds shared/ once; never a full re-send after).
     assert plan_of(a)["shared_tracked"] == {"imdb/db.sqlite3": ["imdb/db.sqlite3"]}
-    assert "shared     imdb/db.sqlite3: 1 tracked file(s) in the repository; seeds shared/" in a.ok("plan").stderr + a.ok("plan").stdout
+    shown = a.ok("plan")
+    assert "shared     imdb/db.sqlite3: 1 tracked file(s) in the repository; seeds shared/" in shown.stderr + shown.stdout
     a.ok("deploy")
     shared_db = a.deploy_to / "shared" / "imdb" / "db.sqlite3"
     # The shipped db became the shared one (seeded from the release), and migrate ran in imdb/ on it.

@@ -1,4 +1,7 @@
-"""Rolling reload, health check with automatic rollback, warm-up: against real sshd + Apache/mod_wsgi."""
+"""Rolling reload (daemon.slots 1), health check with automatic rollback, warm-up: real sshd + Apache/mod_wsgi.
+
+The blue/green slots (the default) have their own tests in test_slots.py.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from tests.sandbox import Sandbox
 @pytest.fixture(scope="module")
 def app(daemon_host: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     a = make_app(daemon_host, tmp_path_factory.mktemp("zd"), "daemon")
-    a.write_config(mode="daemon", health={"path": "/movie", "contains": "Godfather", "timeout": 15}, warmup=["/version"])
+    a.write_config(
+        mode="daemon", health={"path": "/movie", "contains": "Godfather", "timeout": 15}, warmup=["/version"],
+        daemon={"user": daemon_host.user.name, "group": daemon_host.user.name, "processes": 2, "threads": 15, "slots": 1},
+    )
     a.commit("health")
     a.ok("setup")
     a.ok("deploy")

@@ -1,0 +1,216 @@
+"""Blue/green daemon slots (the default in daemon mode) against real sshd + Apache/mod_wsgi.
+
+A deploy loads the new release in the idle slot, checks it through the preview route and only then
+flips live.map; a rollback is a flip back to the slot that still has the previous release loaded.
+Every failure case runs under a bounded load loop: no request may fail (issue "Blue/green daemon slots").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.conftest import App, make_app
+from tests.integration.test_import_check import Load
+from tests.sandbox import Sandbox, fab_argv
+
+
+def configure(a: App, **over: object) -> None:
+    a.write_config(**{"health": {"path": "/movie", "contains": "Godfather", "timeout": 20}, "warmup": ["/version"], **over})
+    a.commit("config")
+
+
+@pytest.fixture(scope="module")
+def app(daemon_host: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    a = make_app(daemon_host, tmp_path_factory.mktemp("slots"), "daemon", name="slotapp")
+    configure(a)
+    a.ok("setup")
+    a.ok("deploy")
+    yield a
+    shutil.rmtree(a.deploy_to, ignore_errors=True)
+    (daemon_host.sites_dir / "slotapp.conf").unlink(missing_ok=True)
+
+
+def slot_pids(a: App) -> dict[str, set[int]]:
+    """{'a': pids, 'b': pids} from the ready markers of live processes."""
+    out: dict[str, set[int]] = {"a": set(), "b": set()}
+    for f in (a.deploy_to / "shared" / "run").glob("ready.*"):
+        pid = int(f.name.split(".")[1])
+        text = f.read_text()
+        for slot in out:
+            if f"group {a.name}-{slot}\n" in text and os.path.exists(f"/proc/{pid}"):
+                out[slot].add(pid)
+    return out
+
+
+def live_slot(a: App) -> str:
+    text = (a.deploy_to / "slots" / "live.map").read_text()
+    return next(line.split()[1] for line in text.splitlines() if line.startswith("live "))
+
+
+def bump(a: App, version: str) -> None:
+    a.set_version(version)
+
+
+def broken(a: App, file: str, old: str, new: str) -> str:
+    path = a.path / file
+    good = path.read_text()
+    path.write_text(good.replace(old, new))
+    a.commit("broken")
+    return good
+
+
+def test_deploy_loads_the_idle_slot_and_flips(app: App) -> None:
+    live = live_slot(app)
+    before = slot_pids(app)
+    assert len(before[live]) == 2
+    version = str(int(app.version()) + 1)
+    bump(app, version)
+    with Load(app) as load:
+        p = app.ok("deploy")
+    assert "reload" in p.stderr and "slots" in p.stderr, p.stderr
+    assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
+    idle = "b" if live == "a" else "a"
+    assert live_slot(app) == idle
+    after = slot_pids(app)
+    # The slot that served was never restarted: it keeps the previous release loaded, for a rollback.
+    assert after[live] == before[live]
+    assert len(after[idle]) == 2 and not after[idle] & before[idle]
+    assert app.wait_version(version)["release"] == app.current()
+
+
+def test_rollback_is_a_flip_in_one_command(app: App) -> None:
+    bump(app, str(int(app.version()) + 1))
+    app.ok("deploy")
+    before, live = slot_pids(app), live_slot(app)
+    n0 = app.sb.exec_requests()
+    with Load(app) as load:
+        p = app.ok("rollback")
+    assert app.sb.exec_requests() - n0 == 1
+    assert "restart:none" in p.stderr or "restart" not in p.stderr, p.stderr
+    assert load.failed == 0, (load.ok, load.failed)
+    assert live_slot(app) != live and slot_pids(app) == before  # nothing restarted
+    app.wait_version(str(int(app.version()) - 1))
+    app.ok("deploy")  # back to the newest, for the next tests
+
+
+def test_a_broken_view_is_never_flipped_to(app: App) -> None:
+    live, slot, version = app.current(), live_slot(app), app.version()
+    good = broken(app, "movies/views.py", 'movies = [{"title"', 'raise RuntimeError("broken")\n    movies = [{"title"')
+    try:
+        with Load(app) as load:
+            p = app.fab("deploy")
+    finally:
+        (app.path / "movies" / "views.py").write_text(good)
+        app.commit("fixed")
+    assert p.returncode == 7, p.stderr
+    assert "health check failed in slot" in p.stderr and f"nothing was switched: {live} is live" in p.stderr, p.stderr
+    assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
+    assert app.current() == live and live_slot(app) == slot
+    assert [app.get("/movie")[0] for _ in range(40)] == [200] * 40
+    assert app.wait_version(version)
+    assert not (app.deploy_to / ".lock").exists()
+
+
+def test_a_release_that_cannot_load_is_never_flipped_to(app: App) -> None:
+    # The import check off: the release reaches the idle slot's processes, which fail to load it.
+    configure(app, import_check=False)
+    live, slot = app.current(), live_slot(app)
+    head = "from django.db import models"
+    good = broken(app, "movies/models.py", head, "import nosuchmodule_fabdeploy  # noqa\n" + head)
+    try:
+        with Load(app) as load:
+            t = time.monotonic()
+            p = app.fab("deploy")
+            seconds = time.monotonic() - t
+    finally:
+        (app.path / "movies" / "models.py").write_text(good)
+        configure(app)
+    assert p.returncode == 7, p.stderr
+    assert "could not be loaded in slot" in p.stderr and "nosuchmodule_fabdeploy" in p.stderr, p.stderr
+    assert seconds < 30, seconds  # found at once (the failed marker), not after a timeout
+    assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
+    assert app.current() == live and live_slot(app) == slot
+    assert [app.get("/movie")[0] for _ in range(40)] == [200] * 40
+    # The next good deploy replaces the broken processes of the idle slot.
+    bump(app, str(int(app.version()) + 1))
+    app.ok("deploy")
+    app.wait_version(app.version())
+
+
+def test_a_failed_warm_up_is_never_flipped_to(app: App) -> None:
+    live = app.current()
+    head = "def version(request: HttpRequest) -> JsonResponse:\n"
+    good = broken(app, "movies/views.py", head, head + "    raise RuntimeError('cold')\n")
+    try:
+        with Load(app) as load:
+            p = app.fab("deploy")
+    finally:
+        (app.path / "movies" / "views.py").write_text(good)
+        app.commit("fixed")
+    assert p.returncode == 7 and "warm-up GET /version answered 500" in p.stderr, p.stderr
+    assert load.failed == 0 and app.current() == live
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigkill"])
+def test_interrupted_between_loading_and_the_flip(app: App, how: str) -> None:
+    live, slot, version = app.current(), live_slot(app), app.version()
+    # The new release answers its health path slowly: the interruption lands while it is being checked.
+    good = broken(app, "movies/views.py", 'movies = [{"title"', 'import time; time.sleep(3)\n    movies = [{"title"')
+    try:
+        proc = subprocess.Popen(
+            fab_argv(app.sb, "deploy"), cwd=app.path, env={**os.environ, "HOME": str(app.home)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if "health check (slot" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        (app.path / "movies" / "views.py").write_text(good)
+        app.commit("fixed")
+    assert app.current() == live and live_slot(app) == slot  # nothing was flipped
+    assert app.wait_version(version)
+    if how == "sigkill":
+        time.sleep(5)  # the orphaned check ends on the host; its lock is then stale
+        app.ok("unlock")
+    assert not (app.deploy_to / ".lock").exists()
+    bump(app, str(int(version) + 1))
+    app.ok("deploy")
+    app.wait_version(app.version())
+
+
+def test_reload_loads_the_live_release_in_the_idle_slot(app: App) -> None:
+    live, release = live_slot(app), app.current()
+    with Load(app) as load:
+        p = app.ok("reload")
+    assert "slots" in p.stderr and load.failed == 0, (p.stderr, load.failed)
+    assert live_slot(app) != live and app.current() == release
+
+
+def test_status_names_both_slots(app: App) -> None:
+    doc = json.loads(app.ok("status", "--json").stdout)
+    slots = doc["hosts"][0]["status"]["slots"]
+    assert [s["slot"] for s in slots] == ["a", "b"]
+    live = [s for s in slots if s["live"]]
+    assert len(live) == 1 and live[0]["release"] == app.current() and len(live[0]["pids"]) == 2
+    assert all(s["rss_kib"] > 0 for s in slots)
+    text = app.ok("status").stdout + app.ok("status").stderr
+    assert "slot a" in text and "slot b" in text
+
+
+def test_plan_names_the_slots(app: App) -> None:
+    live = live_slot(app)
+    idle = "b" if live == "a" else "a"
+    p = app.ok("plan")
+    assert f"reload     slots: load slot {idle}, check it on the preview route, flip from slot {live}" in p.stdout + p.stderr
