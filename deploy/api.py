@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 
 from fabric import Config, Connection
 
-from deploy import fleet, release, reloading
+from deploy import fleet, release, reloading, secrets
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
 from deploy.errors import ConfigError, DeployError, FleetError
@@ -106,6 +106,7 @@ def deploy(
     (`fab deploy --no-rollback`). See deploy.fleet for the failure rules.
     """
     src = release.load_source(s, project_dir, ref)
+    s = secrets.resolve(s)  # once for every host, before any is contacted
     runs = fleet.deploy(
         _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src
     )
@@ -118,6 +119,7 @@ def plan(hosts: Hosts, s: Settings, project_dir: Path, ref: str | None = None, p
 
     t0 = time.monotonic()
     src = release.load_source(s, project_dir, ref)
+    s = secrets.resolve(s)  # the plan compares the values with the host's (never shows them)
     conns = _list(hosts)
 
     def one(c: Connection) -> Result:

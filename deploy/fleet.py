@@ -447,7 +447,8 @@ def setup(
 ) -> list[HostRun]:
     """Create the layout and install the vhost on every host (a live app's vhost is left to its next deploy)."""
     rep = reporter or Reporter(quiet=True)
-    vhost = render.render(s, "setup", "-", project_dir)["vhost.conf"]  # the vhost does not depend on the release
+    # The vhost depends neither on the release nor on the environment: setup resolves no secret.
+    vhost = render.render(dataclasses.replace(s, environment={}), "setup", "-", project_dir)["vhost.conf"]
 
     def one(run: HostRun) -> None:
         ops.setup(run.conn, s, vhost, lock.info("setup"), rep)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fabric import Connection
 
-from deploy import hooks, host, remote, render, source, venv
+from deploy import hooks, host, remote, render, secrets, source, venv
 from deploy.config import Settings
 from deploy.connect import open_connection
 from deploy.errors import ConfigError, RemoteError
@@ -56,7 +56,7 @@ def build_archive(
         ".release/manifest": (src.manifest().encode(), 0o644),
     }
     if s.environment:
-        env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
+        env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in secrets.plain(s.environment).items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
     for name, data in (wheels or {}).items():
         extra[f".release/wheels/{name}"] = (data, 0o644)

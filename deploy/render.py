@@ -6,6 +6,7 @@ from pathlib import Path
 
 from deploy.config import Settings
 from deploy.errors import ConfigError
+from deploy.secrets import plain
 
 PACKAGED = Path(__file__).parent / "conf_templates"
 CHECKOUT = Path(__file__).parent.parent / "conf_templates"
@@ -44,7 +45,7 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
         "python_path": paths,
         "home": current if s.home in (".", "") else f"{current}/{s.home.strip('/')}",
         "django_settings": s.django_settings,
-        "environment": dict(s.environment),
+        "environment": plain(s.environment),
         "server_name": s.server_name,
         "server_aliases": s.server_aliases,
         "listen": s.listen,
