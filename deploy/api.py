@@ -19,7 +19,7 @@ from fabric import Config, Connection
 from deploy import fleet, release, reloading, secrets
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
-from deploy.errors import ConfigError, DeployError, FleetError
+from deploy.errors import CheckFailed, ConfigError, DeployError, FleetError
 from deploy.output import Reporter
 
 Hosts: TypeAlias = "Connection | Sequence[Connection]"  # one host, or several
@@ -156,8 +156,23 @@ def status(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
     return [_result("status", r) for r in fleet.status(_list(hosts), s, parallel)]
 
 
+def check(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
+    """Each host's prerequisites, changing nothing (`details['checks']`: name, status ok/warn/fail, detail, fix).
+
+    A host whose checks failed has result 'failed' (check_error gives the error to end with); an
+    unreachable host raises as in every task.
+    """
+    return [_result("check", r) for r in fleet.check(_list(hosts), s, parallel)]
+
+
+def check_error(results: Sequence[Result]) -> DeployError | None:
+    """The error for the failed checks of `results` (CheckFailed, exit 9; several hosts: a FleetError), or None."""
+    return fleet.check_error([(r.host, r.details["checks"]) for r in results])
+
+
 def setup(hosts: Hosts, s: Settings, project_dir: Path, reporter: Reporter | None = None, parallel: int = 10) -> list[Result]:
-    """Create the layout and install the vhost on every host."""
+    """Check every host (as `check`; one lacking a prerequisite: CheckFailed, no host changed), then create the
+    layout and install the vhost on every host."""
     return [_result("setup", r) for r in fleet.setup(_list(hosts), s, project_dir, reporter, parallel)]
 
 
@@ -178,12 +193,15 @@ def watch(
 
 
 __all__ = [
+    "CheckFailed",
     "ConfigError",
     "DeployError",
     "FleetError",
     "Project",
     "Result",
     "Settings",
+    "check",
+    "check_error",
     "connections",
     "deploy",
     "plan",

@@ -8,6 +8,7 @@
     ├── NothingToRollBack (6)        no finished release to go back to (or the one asked for does not exist)
     ├── HealthCheckFailed (7)        the app did not answer as expected after a reload
     ├── NotDeployed (8)              the host has no live release yet (reload, rollback before any deploy)
+    ├── CheckFailed (9)              a host lacks a prerequisite (fab check; fab setup checks first): each with its fix
     └── FleetError (its hosts' code) some hosts of a task failed: each host's error and where every host is
 """
 
@@ -73,6 +74,25 @@ class NotDeployed(DeployError):
     """The host has no live release yet: nothing to reload or roll back."""
 
     exit_code = 8
+
+
+class CheckFailed(DeployError):
+    """A host lacks what the tool needs (`fab check`, and `fab setup` before it changes anything).
+
+    `failed`: the failed checks, each a dict with name, status, detail and fix (the lines that fix it).
+    """
+
+    exit_code = 9
+
+    def __init__(self, host: str, failed: Sequence[Mapping[str, Any]]) -> None:
+        self.failed = list(failed)
+        names = ", ".join(dict.fromkeys(str(f["name"]) for f in self.failed))
+        plural = "s" if len(self.failed) != 1 else ""
+        lines = [f"{host}: {len(self.failed)} check{plural} failed ({names}); fix, then run fab check"]
+        for f in self.failed:
+            lines.append(f"  {f['name']}: {f['detail']}")
+            lines += [f"    fix: {x}" for x in f["fix"]]
+        super().__init__("\n".join(lines), host)
 
 
 class FleetError(DeployError):

@@ -13,7 +13,8 @@ of a batch in threads (at most `parallel` at a time), and a GroupResult says whi
 - Hooks with `once: true` (e.g. migrate on a shared database) run on the first host only, before any switch.
 - Rollback: every host (or batch) rolls back in parallel, one command each; when one fails, the hosts
   that did roll back are put back on the release they had (all-or-none), and the error says where each is.
-- Reload: in parallel (or batches); a failed batch stops the next ones. Setup, unlock, status: in parallel.
+- Reload: in parallel (or batches); a failed batch stops the next ones. Setup, unlock, status, check: in parallel.
+- Setup checks every host first (`fab check`): when one lacks a prerequisite, no host is changed.
 
 Every host operation goes through a `release.Ops` passed in (`ops=`): tests/test_fleet.py checks these
 decisions with fake operations, without a server. One host: its own error, not a FleetError.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from invoke.util import ExceptionHandlingThread
 
 from deploy import host, lock, releases, render, source
 from deploy.config import Settings
-from deploy.errors import ConfigError, FleetError, LockHeld, short
+from deploy.errors import CheckFailed, ConfigError, DeployError, FleetError, LockHeld, short
 from deploy.output import Reporter
 from deploy.release import OPS, Ops, load_source
 
@@ -447,6 +448,14 @@ def setup(
 ) -> list[HostRun]:
     """Create the layout and install the vhost on every host (a live app's vhost is left to its next deploy)."""
     rep = reporter or Reporter(quiet=True)
+    checked = check(conns, s, parallel, ops)
+    for run in checked:
+        for item in run.details["checks"]:
+            if item["status"] == "warn":
+                rep.line(run.name, f"check {item['name']}: {item['detail']}")
+    failure = check_error([(r.name, r.details["checks"]) for r in checked])
+    if failure is not None:
+        raise failure
     # The vhost depends neither on the release nor on the environment: setup resolves no secret.
     vhost = render.render(dataclasses.replace(s, environment={}), "setup", "-", project_dir)["vhost.conf"]
 
@@ -478,4 +487,37 @@ def status(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Op
     return _on_each(conns, one, parallel, "status", ops)
 
 
-__all__ = ["HostRun", "batches", "deploy", "each", "reload", "rollback", "setup", "status", "unlock"]
+def check(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Ops = OPS) -> list[HostRun]:
+    """Every host's prerequisites (one read-only command each): details['checks'], result 'ok' or 'failed'.
+
+    A failed check is a result, not an error (see check_error); only an unreachable host raises.
+    """
+
+    def one(run: HostRun) -> None:
+        run.details["checks"] = ops.check(run.conn, s)
+        run.done("failed" if _failed_checks(run) else "ok")
+
+    return _on_each(conns, one, parallel, "check", ops)
+
+
+def _failed_checks(run: HostRun) -> list[dict[str, Any]]:
+    return [x for x in run.details.get("checks", []) if x["status"] == "fail"]
+
+
+def check_error(found: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> DeployError | None:
+    """The error of the hosts (name, checks) whose checks failed: one host's CheckFailed, or a FleetError
+    naming each (exit 9 either way); None when none failed."""
+    errors = {}
+    for name, items in found:
+        failed = [x for x in items if x["status"] == "fail"]
+        if failed:
+            errors[name] = CheckFailed(name, failed)
+    if not errors:
+        return None
+    if len(found) == 1:
+        return next(iter(errors.values()))
+    hosts = [{"host": name, "result": "failed" if name in errors else "ok", "release": None} for name, _ in found]
+    return FleetError(f"{len(errors)} of {len(found)} hosts lack prerequisites", errors, hosts)
+
+
+__all__ = ["HostRun", "batches", "check", "check_error", "deploy", "each", "reload", "rollback", "setup", "status", "unlock"]

@@ -25,6 +25,7 @@ PHASE_WORDS = {
     "reload": "reloading",
     "setup": "setting up",
     "ship": "shipping saved files",
+    "check": "checking the host",
 }
 
 
@@ -364,6 +365,26 @@ def ship(c: Connection, s: Settings, archive: bytes, lock_info: str, reporter: R
     return _run(c, s, "ship", extra, reporter, lock_info, stdin=archive)
 
 
+def check(c: Connection, s: Settings) -> list[dict[str, object]]:
+    """`fab check` (one read-only command): each prerequisite as {name, status (ok/warn/fail), detail, fix}."""
+    return checks(_run(c, s, "check", {}, None).events)
+
+
+def checks(events: tuple[str, ...] | list[str]) -> list[dict[str, object]]:
+    """The checks from check.sh's 'check NAME STATUS WHAT' events; 'fix NAME LINE' events go to the one before."""
+    found: list[dict[str, object]] = []
+    for e in events:
+        kind, _, rest = e.partition(" ")
+        if kind == "check":
+            name, status, detail = (rest.split(" ", 2) + ["", ""])[:3]
+            found.append({"name": name, "status": status, "detail": detail, "fix": []})
+        elif kind == "fix" and found:
+            fixes = found[-1]["fix"]
+            assert isinstance(fixes, list)
+            fixes.append(rest.partition(" ")[2])
+    return found
+
+
 def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Reporter | None = None) -> Outcome:
     extra: dict[str, Value] = {"SHARED_DIRS": list(s.shared_dirs), "SHARED_FILES": list(s.shared_files)}
     return _run(c, s, "setup", extra, reporter, lock_info, stdin=vhost.encode())
@@ -376,6 +397,8 @@ __all__ = [
     "RolledBack",
     "abort",
     "begin",
+    "check",
+    "checks",
     "prepare",
     "reload",
     "rollback",

@@ -205,6 +205,18 @@ def status_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def check_text(name: str, checks: list[dict[str, Any]]) -> str:
+    """One host's `fab check` for a person: a line per check, the fix lines under each that is not ok."""
+    marks = {"ok": "  ok  ", "warn": "~ warn", "fail": "! FAIL"}
+    width = max((len(str(x["name"])) for x in checks), default=4)
+    failed = sum(1 for x in checks if x["status"] == "fail")
+    out = [f"{name}: " + (f"{failed} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed")]
+    for x in checks:
+        out.append(f"  {marks.get(str(x['status']), x['status'])}  {x['name']:<{width}}  {x['detail']}")
+        out += [f"{' ' * (width + 12)}fix: {line}" for line in x["fix"]]
+    return "\n".join(out)
+
+
 def plan_text(name: str, p: dict[str, Any], max_files: int = 20) -> str:
     """One host's plan for a person (p: deploy.planning.make's dict)."""
     out = [f"{name}: plan"]

@@ -174,6 +174,9 @@ class Ops:
     def status(self, c: Connection, s: Settings) -> dict[str, object]:
         return host.status(c, s)
 
+    def check(self, c: Connection, s: Settings) -> list[dict[str, object]]:
+        return host.check(c, s)
+
 
 OPS = Ops()
 

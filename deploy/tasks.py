@@ -1,4 +1,4 @@
-"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `status`, `releases`, `unlock`, `watch`.
+"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `check`, `status`, `releases`, `unlock`, `watch`.
 
 Thin on purpose: read the options, pick the hosts, call deploy.api, show its results with deploy.output
 and turn errors into exit codes (in `_task`, the one place). Nothing else of the tool is imported here.
@@ -25,7 +25,7 @@ from invoke.exceptions import Exit
 
 from deploy import api
 from deploy.api import ConfigError, DeployError, FleetError, Result, Settings
-from deploy.output import Reporter, TaskRun, plan_text, status_text, table
+from deploy.output import Reporter, TaskRun, check_text, plan_text, status_text, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -300,8 +300,26 @@ def reload(
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
 @_task
+def check(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
+    """Check each host before the first deploy, changing nothing: sudo rules, Apache, mod_wsgi's Python, disk, users."""
+    s = _settings(c, stage, run)
+    conns = _targets(c, s, "check", run)
+    if not conns:
+        return False
+    results = api.check(conns, s)
+    for r in results:
+        run.host(r.host, result=r.result, checks=r.details["checks"], seconds=r.seconds)
+        run.say(check_text(r.host, r.details["checks"]))
+    error = api.check_error(results)
+    if error is not None:
+        raise error
+    return True
+
+
+@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@_task
 def setup(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
-    """Create <deploy_to>/releases and shared/, install and enable the vhost, check Apache's config."""
+    """Check each host (as fab check), then create <deploy_to>/releases and shared/, install and enable the vhost."""
     s = _settings(c, stage, run)
     conns = _targets(c, s, "setup", run)
     if not conns:
@@ -396,4 +414,4 @@ def watch(
     return True
 
 
-__all__ = ["deploy", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch"]
+__all__ = ["check", "deploy", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch"]

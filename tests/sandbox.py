@@ -283,7 +283,8 @@ Subsystem sftp internal-sftp
         shutil.chown(ar / "sites", self.user.name)
         self.deploy_to.mkdir()
         shutil.chown(self.deploy_to, self.user.name)
-        modules = ["authz_core", "alias", "mime", "dir", "wsgi", f"mpm_{self.mpm}"]
+        # rewrite and headers: `fab maintenance` (a 503 keyed on a flag file, with Retry-After).
+        modules = ["authz_core", "alias", "mime", "dir", "wsgi", "rewrite", "headers", f"mpm_{self.mpm}"]
         loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in modules)
         (ar / "httpd.conf").write_text(
             f"""ServerRoot "{ar}"

@@ -18,7 +18,9 @@ from fabric import Connection
 from deploy.errors import ConnectError
 
 HERE = Path(__file__).parent
-PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship")
+PHASES = (
+    "begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship", "check",
+)
 
 # Exit codes of the phase scripts (see lib.sh's die calls).
 EXIT_LOCKED = 3  # another deploy holds the lock (a '@@lock ...' event says who, and whether it still runs)

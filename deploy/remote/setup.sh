@@ -21,7 +21,8 @@ for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do mkdir -p "$SH/$p"; done
 for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do mkdir -p "$(dirname "$SH/$p")"; done
 say "layout $DEPLOY_TO"
 "$PYTHON" -c 'import sys' 2>/dev/null || die 11 "python $PYTHON not found on this host (setting python)"
-tmp=$(mktemp)
+# Beside the releases: the candidate test's sudo rule allows Include $DEPLOY_TO/* (README's sudoers snippet).
+tmp=$(mktemp "$SH/.vhost-setup.XXXXXX")
 trap 'rm -f "$tmp"; lock_release' EXIT
 cat > "$tmp"
 candidate_test "$tmp" || die 15 "apachectl configtest failed with the vhost (nothing was installed)"

@@ -93,3 +93,93 @@ def test_a_missing_secret_fails_before_any_host_is_contacted(app: App, monkeypat
     finally:
         configure(app)
     assert app.sb.exec_requests() == before and app.current() == live
+
+
+# ---- fab check
+
+
+def checks_of(p: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
+    doc = json.loads(p.stdout)
+    return {str(x["name"]): x for x in doc["hosts"][0]["checks"]}
+
+
+def failed(p: subprocess.CompletedProcess[str]) -> list[str]:
+    return [n for n, x in checks_of(p).items() if x["status"] == "fail"]
+
+
+def test_check_passes_on_a_ready_host_and_changes_nothing(app: App) -> None:
+    before = sorted(str(p) for p in app.deploy_to.rglob("*"))
+    execs = app.sb.exec_requests()
+    p = app.ok("check")
+    assert "all" in p.stdout and "checks passed" in p.stdout, p.stdout
+    assert app.sb.exec_requests() - execs == 1  # one SSH command
+    got = checks_of(app.ok("check", "--json"))
+    for name in ("ssh", "python", "venv", "deploy_to", "disk", "sudo:graceful", "sudo:candidate", "mpm", "apache",
+                 "mod_wsgi", "mod_rewrite", "mod_wsgi-python", "user", "group", "run-group"):
+        assert got[name]["status"] == "ok", (name, got[name])
+    assert "Python 3.11" in str(got["mod_wsgi-python"]["detail"])
+    assert sorted(str(p) for p in app.deploy_to.rglob("*")) == before
+
+
+def test_check_names_a_deploy_to_it_cannot_write(app: App) -> None:
+    app.deploy_to.chmod(0o555)
+    try:
+        p = app.fab("check")
+        s = app.fab("setup")
+    finally:
+        app.deploy_to.chmod(0o755)
+    assert p.returncode == 9, p.stderr
+    assert "! FAIL  deploy_to" in p.stdout and f"sudo install -d -o {app.sb.user.name}" in p.stdout, p.stdout
+    assert "1 check failed (deploy_to)" in p.stderr
+    # fab setup checks first, and changes nothing when a check fails.
+    assert s.returncode == 9 and f"fix: sudo install -d -o {app.sb.user.name}" in s.stderr, s.stderr
+
+
+def test_check_names_a_missing_sudo_rule_with_its_sudoers_line(app: App) -> None:
+    sudoers = app.sb._sudoers
+    assert sudoers is not None
+    original = sudoers.read_text()
+    ctl = app.sb.on_host(app.sb.apachectl)
+    allowed = ", ".join(f"{ctl} {args}" for args in ("configtest", "-V", "-M", "-t -D *"))
+    sudoers.write_text(f"{app.sb.user.name} ALL=(root) NOPASSWD: {allowed}\n")
+    try:
+        p = app.fab("check", "--json")
+    finally:
+        sudoers.write_text(original)
+    assert p.returncode == 9 and failed(p) == ["sudo:graceful"], p.stdout
+    fix = checks_of(p)["sudo:graceful"]["fix"]
+    assert fix == [f"add to sudoers (visudo -f /etc/sudoers.d/fabdeploy): {app.sb.user.name} ALL=(root) NOPASSWD: {ctl} graceful"]
+
+
+def test_check_names_a_module_apache_does_not_load(app: App) -> None:
+    conf = app.sb.apache_root / "httpd.conf"
+    original = conf.read_text()
+    conf.write_text("\n".join(ln for ln in original.splitlines() if "mod_rewrite" not in ln) + "\n")
+    try:
+        p = app.ok("check", "--json")  # a warning: only fab maintenance needs mod_rewrite
+    finally:
+        conf.write_text(original)
+    rewrite = checks_of(p)["mod_rewrite"]
+    assert rewrite["status"] == "warn"
+    assert rewrite["fix"] == [f"sudo a2enmod rewrite && sudo {app.sb.on_host(app.sb.apachectl)} graceful"]
+
+
+def test_check_names_a_missing_package_and_a_missing_user(app: App) -> None:
+    # A Python without venv/ensurepip and virtualenv, as on a Debian without python3-venv.
+    base = app.sb.root / "nopkg"  # where the deploy user can read (pytest's tmp_path is root's only)
+    shadow = base / "shadow"
+    shadow.mkdir(parents=True, exist_ok=True)
+    for mod in ("ensurepip", "virtualenv"):
+        (shadow / f"{mod}.py").write_text("raise ImportError('not installed (test)')\n")
+    python = base / "python3"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={shadow} exec /usr/bin/python3 \"$@\"\n")
+    python.chmod(0o755)
+    configure(app, python=str(python), daemon={"user": "fdnosuchuser", "group": app.sb.user.name})
+    try:
+        p = app.fab("check", "--json")
+    finally:
+        configure(app)
+    assert p.returncode == 9 and failed(p) == ["venv", "user"], p.stdout
+    got = checks_of(p)
+    assert got["venv"]["fix"] == ["sudo apt-get install python3-venv   # or python3-virtualenv"]
+    assert got["user"]["fix"] == ["sudo adduser --system --group --no-create-home fdnosuchuser"]

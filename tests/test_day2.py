@@ -1,0 +1,70 @@
+"""Day-2 operations without a server: check's events and report, setup refusing hosts that fail their checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import fleet, host
+from deploy.config import Settings, load
+from deploy.errors import CheckFailed, FleetError
+from deploy.output import Reporter, check_text
+from tests.test_fleet import HOSTS, Conn, FakeOps
+
+S = load({"app": "imdb", "deploy_to": "/srv/imdb", "server_name": "imdb.example.com", "wsgi": "imdb.wsgi"})
+
+EVENTS = (
+    "check ssh ok logged in as deploy on web1",
+    "check deploy_to fail /srv is not writable by deploy",
+    "fix deploy_to sudo install -d -o deploy -g deploy /srv/imdb",
+    "check mod_rewrite warn mod_rewrite is not loaded: fab maintenance needs it",
+    "fix mod_rewrite sudo a2enmod rewrite && sudo apache2ctl graceful",
+    "lock owner=x",  # another event: not a check
+)
+
+
+def test_checks_are_read_from_events_with_their_fixes() -> None:
+    got = host.checks(EVENTS)
+    assert [(x["name"], x["status"]) for x in got] == [("ssh", "ok"), ("deploy_to", "fail"), ("mod_rewrite", "warn")]
+    assert got[1]["detail"] == "/srv is not writable by deploy"
+    assert got[1]["fix"] == ["sudo install -d -o deploy -g deploy /srv/imdb"] and got[0]["fix"] == []
+    text = check_text("web1", got)
+    assert text.splitlines()[0] == "web1: 1 of 3 checks failed"
+    assert "! FAIL  deploy_to" in text and "fix: sudo install -d -o deploy" in text and "~ warn  mod_rewrite" in text
+
+
+def test_a_failed_check_is_an_error_with_its_fix_lines() -> None:
+    err = CheckFailed("web1", [x for x in host.checks(EVENTS) if x["status"] == "fail"])
+    assert err.exit_code == 9 and err.host == "web1"
+    lines = str(err).splitlines()
+    assert lines[0] == "web1: 1 check failed (deploy_to); fix, then run fab check"
+    assert lines[-1] == "    fix: sudo install -d -o deploy -g deploy /srv/imdb"
+
+
+@dataclass
+class CheckingOps(FakeOps):
+    bad: set[str] = field(default_factory=set)
+
+    def check(self, c: Conn, s: Settings) -> list[dict[str, object]]:
+        self._do("check", c)
+        return host.checks(EVENTS if c.original_host in self.bad else EVENTS[:1])
+
+    def setup(self, c: Conn, s: Settings, vhost: str, lock_info: str, rep: Reporter) -> None:
+        self._do("setup", c)
+
+
+def test_setup_checks_every_host_first_and_changes_none_when_one_fails() -> None:
+    ops = CheckingOps(bad={"web2"})
+    with pytest.raises(FleetError) as exc:
+        fleet.setup(HOSTS, S, Path("."), ops=ops)  # type: ignore[arg-type]
+    assert exc.value.exit_code == 9 and list(exc.value.errors) == ["web2"]
+    assert ops.ops("setup") == [] and len(ops.ops("check")) == 3
+    one = CheckingOps(bad={"web1"})
+    with pytest.raises(CheckFailed):
+        fleet.setup(HOSTS[:1], S, Path("."), ops=one)  # type: ignore[arg-type]
+    fine = CheckingOps()
+    runs: Any = fleet.setup(HOSTS, S, Path("."), ops=fine)  # type: ignore[arg-type]
+    assert [r.result for r in runs] == ["ok"] * 3 and len(fine.ops("setup")) == 3
