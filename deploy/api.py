@@ -8,8 +8,9 @@ a DeployError (one host: its own error; several: a FleetError naming each host's
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -156,6 +157,36 @@ def status(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
     return [_result("status", r) for r in fleet.status(_list(hosts), s, parallel)]
 
 
+def logs(
+    hosts: Hosts,
+    s: Settings,
+    on_line: Callable[[str, str], None],
+    access: bool = False,
+    lines: int = 50,
+    since: str | int | None = None,
+    follow: bool = False,
+) -> list[Result]:
+    """The app's own error log (`access`: its access log) on every host: each line to on_line(host, line) as it
+    comes; the last `lines`, of the last `since` ('10m', '2h', seconds) only, then new ones while `follow`."""
+    if lines < 0:
+        raise ConfigError(f"--lines must be 0 or more, got {lines}")
+    results = fleet.logs(_list(hosts), s, on_line, access, lines, since_seconds(since), follow)
+    return [_result("logs", r) for r in results]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_seconds(since: str | int | None) -> int:
+    """'90s', '10m', '2h', '1d' or a number of seconds, as seconds (0: no limit)."""
+    if since in (None, ""):
+        return 0
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(since))
+    if not m:
+        raise ConfigError(f"--since must be like 90s, 10m, 2h or 1d, got {since!r}")
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
 def check(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
     """Each host's prerequisites, changing nothing (`details['checks']`: name, status ok/warn/fail, detail, fix).
 
@@ -203,6 +234,7 @@ __all__ = [
     "check",
     "check_error",
     "connections",
+    "logs",
     "deploy",
     "plan",
     "project",

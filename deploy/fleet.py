@@ -487,6 +487,31 @@ def status(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Op
     return _on_each(conns, one, parallel, "status", ops)
 
 
+def logs(
+    conns: Sequence[Connection],
+    s: Settings,
+    on_line: Callable[[str, str], None],
+    access: bool = False,
+    lines: int = 50,
+    since: int = 0,
+    follow: bool = False,
+    ops: Ops = OPS,
+) -> list[HostRun]:
+    """Every host's app log at once (one read-only command each, all in parallel: following, each host streams
+    until Ctrl-C, which closes every connection so that each host's command ends too). details['lines']: count."""
+
+    def one(run: HostRun) -> None:
+        run.details["lines"] = ops.logs(run.conn, s, on_line, access, lines, since, follow)
+        run.done("ok")
+
+    try:
+        return _on_each(conns, one, len(conns), "logs", ops)
+    except KeyboardInterrupt:
+        for c in conns:
+            c.close()
+        raise
+
+
 def check(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Ops = OPS) -> list[HostRun]:
     """Every host's prerequisites (one read-only command each): details['checks'], result 'ok' or 'failed'.
 
@@ -520,4 +545,6 @@ def check_error(found: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> Dep
     return FleetError(f"{len(errors)} of {len(found)} hosts lack prerequisites", errors, hosts)
 
 
-__all__ = ["HostRun", "batches", "check", "check_error", "deploy", "each", "reload", "rollback", "setup", "status", "unlock"]
+__all__ = [
+    "HostRun", "batches", "check", "check_error", "deploy", "each", "logs", "reload", "rollback", "setup", "status", "unlock",
+]

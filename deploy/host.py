@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fabric import Connection
@@ -27,6 +27,11 @@ PHASE_WORDS = {
     "ship": "shipping saved files",
     "check": "checking the host",
 }
+
+# Where a failure that the app's own code may have caused sends the user (the vhost's ErrorLog).
+LOGS_HINT = "; the app's error log: fab logs"
+# The steps whose failure is often the app's: a daemon process that could not load it, an import that raised.
+APP_STEPS = {16, 18}
 
 
 def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:
@@ -52,17 +57,23 @@ def _run(
     reporter: Reporter | None,
     lock_info: str = "",
     stdin: bytes | None = None,
+    on_event: Callable[[str], None] | None = None,
+    passing: tuple[str, ...] = (),
 ) -> Outcome:
+    """Run `phase` on the host; its events go to `on_event` (else the reporter); a failure raises its DeployError."""
     host = c.original_host
     text = remote.script(phase, {**variables(s, lock_info), **extra})
     if reporter is not None:
         reporter.phase(host, PHASE_WORDS.get(phase, phase))
+    if on_event is None and reporter is not None:
+        on_event = lambda e: reporter.event(host, e)  # noqa: E731
     out = remote.run(
         c,
         text,
         stdin=stdin,
-        on_event=(lambda e: reporter.event(host, e)) if reporter else None,
+        on_event=on_event,
         on_sent=(lambda n: reporter.upload(host, n, len(stdin or b""))) if reporter and reporter.live else None,
+        passing=passing,
     )
     if reporter is not None:
         reporter.phase(host, "")
@@ -75,10 +86,11 @@ def _run(
     if out.code == remote.EXIT_NOT_DEPLOYED:
         raise NotDeployed(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_UNHEALTHY:
-        raise HealthCheckFailed(f"{host}: {out.error_line()}", host)
+        raise HealthCheckFailed(f"{host}: {out.error_line()}{LOGS_HINT}", host)
     if out.code != 0:
         step = remote.STEP_OF_CODE.get(out.code, phase)
-        raise RemoteError(host, step, out.error_line() + _indent(out.tail()), out.tail(), out.code)
+        hint = LOGS_HINT if out.code in APP_STEPS else ""
+        raise RemoteError(host, step, out.error_line() + hint + _indent(out.tail()), out.tail(), out.code)
     return out
 
 
@@ -385,6 +397,28 @@ def checks(events: tuple[str, ...] | list[str]) -> list[dict[str, object]]:
     return found
 
 
+def logs(
+    c: Connection, s: Settings, on_line: Callable[[str, str], None], access: bool = False, lines: int = 50,
+    since: int = 0, follow: bool = False,
+) -> int:
+    """`fab logs`: each line of the app's error (or access) log goes to on_line(host, line) as it comes: the
+    last `lines` of them, only those of the last `since` seconds (0: any), then new ones while `follow`.
+    Returns how many lines came."""
+    name = str(c.original_host)
+    count = 0
+
+    def event(e: str) -> None:
+        nonlocal count
+        kind, _, rest = e.partition(" ")
+        if kind == "out":
+            count += 1
+            on_line(name, rest)
+
+    extra: dict[str, Value] = {"WHICH": "access" if access else "error", "LINES": lines, "SINCE": since, "FOLLOW": follow}
+    _run(c, s, "logs", extra, None, on_event=event, passing=("out", "tick"))
+    return count
+
+
 def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Reporter | None = None) -> Outcome:
     extra: dict[str, Value] = {"SHARED_DIRS": list(s.shared_dirs), "SHARED_FILES": list(s.shared_files)}
     return _run(c, s, "setup", extra, reporter, lock_info, stdin=vhost.encode())
@@ -399,6 +433,7 @@ __all__ = [
     "begin",
     "check",
     "checks",
+    "logs",
     "prepare",
     "reload",
     "rollback",

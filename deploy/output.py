@@ -205,6 +205,22 @@ def status_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class HostLines:
+    """Lines of several hosts as they come, for people (`fab logs`): '[host] line' with several hosts, the line
+    alone with one (so that `fab logs | grep` sees the log as it is); one thread's line never cuts another's."""
+
+    def __init__(self, prefix: bool, stream: TextIO | None = None) -> None:
+        self.prefix = prefix
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, line: str) -> None:
+        with self._lock:
+            out = self.stream or sys.stdout
+            out.write(f"[{host}] {line}\n" if self.prefix else line + "\n")
+            out.flush()
+
+
 def check_text(name: str, checks: list[dict[str, Any]]) -> str:
     """One host's `fab check` for a person: a line per check, the fix lines under each that is not ok."""
     marks = {"ok": "  ok  ", "warn": "~ warn", "fail": "! FAIL"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,6 +177,12 @@ class Ops:
 
     def check(self, c: Connection, s: Settings) -> list[dict[str, object]]:
         return host.check(c, s)
+
+    def logs(
+        self, c: Connection, s: Settings, on_line: Callable[[str, str], None], access: bool, lines: int, since: int,
+        follow: bool,
+    ) -> int:
+        return host.logs(c, s, on_line, access, lines, since, follow)
 
 
 OPS = Ops()

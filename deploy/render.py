@@ -39,6 +39,7 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
         "script": f"{current}/.release/app.wsgi",
         "script_dir": f"{current}/.release",
         "run_dir": f"{s.deploy_to}/shared/run",
+        "logs_dir": f"{s.deploy_to}/logs",
         "module": module,
         "callable": attr,
         "factory": factory,

@@ -1,4 +1,5 @@
-"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `check`, `status`, `releases`, `unlock`, `watch`.
+"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `check`, `status`, `releases`, `logs`, `unlock`,
+`watch`.
 
 Thin on purpose: read the options, pick the hosts, call deploy.api, show its results with deploy.output
 and turn errors into exit codes (in `_task`, the one place). Nothing else of the tool is imported here.
@@ -25,7 +26,7 @@ from invoke.exceptions import Exit
 
 from deploy import api
 from deploy.api import ConfigError, DeployError, FleetError, Result, Settings
-from deploy.output import Reporter, TaskRun, check_text, plan_text, status_text, table
+from deploy.output import HostLines, Reporter, TaskRun, check_text, plan_text, status_text, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -371,6 +372,35 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
 @task(
     help={
         "stage": STAGE_HELP,
+        "lines": "how many of the last lines (default 50; 0: all of --since)",
+        "since": "only lines of the last 90s, 10m, 2h, 1d",
+        "follow": "then print new lines as they come, until Ctrl-C",
+        "access": "the app's access log instead of its error log",
+        "json": JSON_HELP + " (each host's lines; not with --follow)",
+    }
+)
+@_task
+def logs(
+    c: Context, run: TaskRun, stage: str | None = None, lines: int = 50, since: str | None = None, follow: bool = False,
+    access: bool = False, json: bool = False,
+) -> bool:
+    """Print the app's own error log (tracebacks) or access log from each host, prefixed by host with several."""
+    s = _settings(c, stage, run)
+    if follow and run.json:
+        raise ConfigError("--follow streams lines until Ctrl-C: it has no JSON document; leave out --json")
+    conns = _targets(c, s, "logs", run)
+    if not conns:
+        return False
+    got: dict[str, list[str]] = {}
+    on_line = (lambda h, line: got.setdefault(h, []).append(line)) if run.json else HostLines(len(conns) > 1)
+    for r in api.logs(conns, s, on_line, access=access, lines=lines, since=since, follow=follow):
+        run.host(r.host, result=r.result, lines=got.get(r.host, []) if run.json else r.details["lines"])
+    return True
+
+
+@task(
+    help={
+        "stage": STAGE_HELP,
         "force": "remove the lock even while the holder's step (pip, a hook) still runs on the host",
         "json": JSON_HELP,
     }
@@ -414,4 +444,4 @@ def watch(
     return True
 
 
-__all__ = ["check", "deploy", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch"]
+__all__ = ["check", "deploy", "logs", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch"]

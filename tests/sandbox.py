@@ -297,7 +297,8 @@ PidFile {ar}/run/httpd.pid
 DefaultRuntimeDir {ar}/run
 ErrorLog {self.error_log}
 LogFormat "%h %t \\"%r\\" %>s %D %{{X-Deploy-Release}}o" timing
-CustomLog {ar}/logs/access.log timing
+# GlobalLog: every request, those of vhosts with a CustomLog of their own (the app's) too.
+GlobalLog {ar}/logs/access.log timing
 LogLevel warn wsgi:info
 TypesConfig /etc/mime.types
 WSGISocketPrefix {ar}/run/wsgi

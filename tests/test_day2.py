@@ -68,3 +68,50 @@ def test_setup_checks_every_host_first_and_changes_none_when_one_fails() -> None
     fine = CheckingOps()
     runs: Any = fleet.setup(HOSTS, S, Path("."), ops=fine)  # type: ignore[arg-type]
     assert [r.result for r in runs] == ["ok"] * 3 and len(fine.ops("setup")) == 3
+
+
+def _logtail(path: Path, lines: int, since: int, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fd_logs", Path(__file__).resolve().parents[1] / "deploy/remote/logs.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(path), str(lines), str(since), "0"]) == 0
+    return [ln.removeprefix("@@out ") for ln in capsys.readouterr().out.splitlines()]
+
+
+def test_logtail_takes_the_last_lines_since_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    def error_time(t: float) -> str:
+        return time.strftime("[%a %b %d %H:%M:%S.000123 %Y]", time.localtime(t))
+
+    now = time.time()
+    log = tmp_path / "error.log"
+    old = [f"{error_time(now - 3600)} [wsgi:error] old {i}" for i in range(3000)]  # more than one block back
+    new = [f"{error_time(now - 5)} [wsgi:error] Traceback (most recent call last):", "  continuation without a time"]
+    log.write_text("\n".join(old + new) + "\n")
+    assert _logtail(log, 2, 0, capsys) == new
+    assert _logtail(log, 0, 600, capsys) == new  # 0 lines: all of --since; the continuation keeps its line's time
+    assert _logtail(log, 3, 7200, capsys) == [old[-1], *new]
+    access = tmp_path / "access.log"
+    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now - 30))
+    access.write_text(f'127.0.0.1 - - [{stamp}] "GET /movie HTTP/1.1" 500 145 3000 "-" "x"\n')
+    assert len(_logtail(access, 10, 60, capsys)) == 1 and _logtail(access, 10, 10, capsys) == []
+
+
+def test_since_and_lines_of_several_hosts() -> None:
+    import io
+
+    from deploy.api import since_seconds
+    from deploy.errors import ConfigError
+    from deploy.output import HostLines
+
+    assert [since_seconds(x) for x in ("90s", "10m", "2h", "1d", "45", None)] == [90, 600, 7200, 86400, 45, 0]
+    with pytest.raises(ConfigError, match="--since"):
+        since_seconds("yesterday")
+    out = io.StringIO()
+    HostLines(True, out)("web1", "a line")
+    HostLines(False, out)("web1", "as it is")
+    assert out.getvalue() == "[web1] a line\nas it is\n"

@@ -20,6 +20,7 @@ from deploy.errors import ConnectError
 HERE = Path(__file__).parent
 PHASES = (
     "begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship", "check",
+    "logs",
 )
 
 # Exit codes of the phase scripts (see lib.sh's die calls).
@@ -103,6 +104,7 @@ def script(phase: str, variables: Mapping[str, Value]) -> str:
 PYTHON_FUNCTIONS = (
     ("probe", "health.py", '"$PYTHON"'),  # the health check and `fab status`'s look at the app
     ("import_check", "preflight.py", '"$REL/.venv/bin/python"'),  # the new release's app, imported before the switch
+    ("logtail", "logs.py", '"$PYTHON"'),  # `fab logs`: the app's log lines, since a time, following
 )
 
 
@@ -157,8 +159,12 @@ def run(
     on_event: Callable[[str], None] | None = None,
     timeout: float | None = None,
     on_sent: Callable[[int], None] | None = None,
+    passing: tuple[str, ...] = (),
 ) -> Outcome:
     """Run one phase script on the host as ONE exec request; stream `stdin` into it.
+
+    `passing`: kinds of events only handed to `on_event`, not kept in the Outcome (`fab logs --follow`
+    streams lines for hours).
 
     paramiko's channel is used directly: invoke's runner re-encodes stdin as text, which would
     corrupt a binary archive, and we want the '@@' events as they come.
@@ -211,7 +217,8 @@ def run(
         for raw in lines:
             line = raw.decode(errors="replace")
             if line.startswith("@@"):
-                events.append(line[2:])
+                if line[2:].partition(" ")[0] not in passing:
+                    events.append(line[2:])
                 if on_event:
                     on_event(line[2:])
     for t in threads:

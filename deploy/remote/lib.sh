@@ -97,11 +97,22 @@ vhost_write() {
   fi
 }
 
+# The app's own ErrorLog/CustomLog (the vhost's) live here, the deploy user's to read and rotate (`fab logs`).
+# Apache opens them as root at a (graceful) start, and stops altogether when a log's directory is missing:
+# whoever installs a vhost makes them first. Created by the deploy user, they stay readable by it.
+LOGS="$DEPLOY_TO/logs"
+logs_dir() {
+  mkdir -p "$LOGS" && touch "$LOGS/error.log" "$LOGS/access.log" 2>/dev/null \
+    || { [ -f "$LOGS/error.log" ] && [ -f "$LOGS/access.log" ]; } \
+    || die 12 "could not create the app's log files in $LOGS"
+}
+
 # Install $1 (a rendered vhost) if it differs; VHOST_CHANGED=1 when it did. Only the switch, rollback and
 # setup phases call this, under the lock.
 vhost_install() {
   local tmp
   VHOST_CHANGED=0
+  logs_dir
   tmp=$(mktemp) || die 12 "could not create a temporary file"
   vhost_wrapped "$1" > "$tmp"
   if cmp -s "$tmp" "$APACHE_SITES/$VHOST_NAME"; then rm -f "$tmp"; return 0; fi
@@ -128,7 +139,8 @@ ctl_checked() {
 configtest() { ctl_checked configtest; }
 
 # Apache's real config with the candidate vhost $1 in place of the installed one; writes nothing.
-candidate_test() { ctl_checked -t -D "$CHECK_DEFINE" -c "Include $1"; }
+# (A config test fails when a log's directory is missing: the app's logs dir is made first.)
+candidate_test() { logs_dir; ctl_checked -t -D "$CHECK_DEFINE" -c "Include $1"; }
 
 switch_to() {
   ln -sfn "releases/$1" "$DEPLOY_TO/current.tmp" && mv -T "$DEPLOY_TO/current.tmp" "$CUR"

@@ -4,6 +4,7 @@ mkdir -p "$R" "$SH/venvs" "$SH/run" || die 10 "could not create $DEPLOY_TO (does
 lock_acquire
 trap lock_release EXIT
 touch "$DEPLOY_TO/revisions.log"
+logs_dir
 # Daemon processes leave ready.<pid> markers here for rolling reloads: only their group may write.
 if [ "$MODE" = daemon ]; then
   RUN_GROUP=$DAEMON_GROUP

@@ -4,14 +4,17 @@ maintenance (issue 17). One app for the module, deployed once; each test leaves 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.integration.conftest import App, make_app
-from tests.sandbox import Sandbox
+from tests.sandbox import REPO_ROOT, Sandbox, fab_argv
 
 SECRET = "day2-s3cr3t-Value"
 VIEWS = '''
@@ -54,6 +57,14 @@ def app(daemon_host: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Itera
     shutil.rmtree(a.deploy_to, ignore_errors=True)
     (daemon_host.sites_dir / "day2.conf").unlink(missing_ok=True)
     subprocess.run([str(daemon_host.apachectl), "graceful"], capture_output=True)
+
+
+def start_fab(a: App, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, HOME=str(a.home), PYTHONPATH=str(REPO_ROOT))
+    return subprocess.Popen(
+        fab_argv(a.sb, *args), cwd=a.path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def env_of(a: App, name: str) -> object:
@@ -183,3 +194,64 @@ def test_check_names_a_missing_package_and_a_missing_user(app: App) -> None:
     got = checks_of(p)
     assert got["venv"]["fix"] == ["sudo apt-get install python3-venv   # or python3-virtualenv"]
     assert got["user"]["fix"] == ["sudo adduser --system --group --no-create-home fdnosuchuser"]
+
+
+# ---- fab logs
+
+
+def test_a_failed_deploy_points_to_fab_logs_which_shows_the_traceback(app: App) -> None:
+    live = app.current()
+    views = app.path / "movies" / "views.py"
+    good = views.read_text()
+    broken = '    raise RuntimeError("broken-movie-list-fabdeploy")\n    movies = [{"title"'
+    views.write_text(good.replace('    movies = [{"title"', broken, 1))
+    app.commit("broken view")
+    try:
+        p = app.fab("deploy")
+    finally:
+        views.write_text(good)
+        app.commit("fixed view")
+    assert p.returncode == 7, p.stderr
+    assert "health check failed" in p.stderr and "the app's error log: fab logs" in p.stderr
+    assert app.current() == live
+    logs = app.ok("logs", "--lines", "300")
+    assert "RuntimeError: broken-movie-list-fabdeploy" in logs.stdout, logs.stdout[-3000:]
+    assert "Traceback (most recent call last)" in logs.stdout
+    # The log files are the deploy user's, under deploy_to.
+    error_log = app.deploy_to / "logs" / "error.log"
+    assert error_log.stat().st_uid == app.deploy_to.stat().st_uid
+    # --since: what is older is left out; --access: the access log; --json: the lines themselves.
+    access = app.ok("logs", "--access", "--since", "10m", "--lines", "0").stdout
+    assert '"GET /movie HTTP/1.1" 500' in access, access[-2000:]
+    doc = json.loads(app.ok("logs", "--json", "--lines", "5").stdout)
+    assert doc["task"] == "logs" and len(doc["hosts"][0]["lines"]) == 5
+
+
+def host_tails(a: App) -> bool:
+    """Whether the host runs a `fab logs` (logs.py, run as `python3 -` by the deploy user)."""
+    return subprocess.run(["pgrep", "-u", a.sb.user.name, "-x", "-f", "/usr/bin/python3 - .*/logs/error.log.*"],
+                          capture_output=True).returncode == 0
+
+
+def test_logs_follow_prints_new_lines_until_interrupted(app: App) -> None:
+    proc = start_fab(app, "logs", "--follow", "--lines", "0")
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        while "boom-from-the-view-fabdeploy" not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            assert app.get("/boom")[0] == 500
+            time.sleep(0.5)
+            seen += proc.stdout.read() or ""
+        assert host_tails(app)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    # The host's side of the command ends too (within the 2 s tick of an idle log).
+    deadline = time.monotonic() + 10
+    while host_tails(app):
+        assert time.monotonic() < deadline, "the host still runs fab logs --follow"
+        time.sleep(0.2)
