@@ -20,7 +20,7 @@ from fabric import Config, Connection
 from deploy import fleet, release, reloading, secrets
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
-from deploy.errors import CheckFailed, ConfigError, DeployError, FleetError
+from deploy.errors import CheckFailed, CommandExited, ConfigError, DeployError, FleetError
 from deploy.output import Reporter
 
 Hosts: TypeAlias = "Connection | Sequence[Connection]"  # one host, or several
@@ -187,6 +187,40 @@ def since_seconds(since: str | int | None) -> int:
     return int(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
+def exec_command(
+    hosts: Hosts,
+    s: Settings,
+    argv: Sequence[str],
+    on_stdout: Callable[[str, bytes], None],
+    on_stderr: Callable[[str, bytes], None],
+    shell: bool = False,
+    terminal: Callable[[Any], None] | None = None,
+    size: tuple[int, int] = (80, 24),
+    term: str = "xterm",
+) -> list[Result]:
+    """Run `argv` in the live release of each host (its venv, `home`, python path, environment); `shell`: argv
+    is one shell command line. Output goes to on_stdout/on_stderr(host, bytes) as it comes; `terminal` (one
+    host): the command gets a pty (see deploy.remote.run_command). details['exit_code']: the command's code
+    (exit_error gives the error to end with)."""
+    if not [a for a in argv if a.strip()]:
+        raise ConfigError("no command given: fab -H HOST exec 'CMD ARGS'")
+    runs = fleet.exec_command(_list(hosts), s, argv, on_stdout, on_stderr, shell, terminal, size, term)
+    return [_result("exec", r) for r in runs]
+
+
+def manage_argv(s: Settings, args: Sequence[str]) -> list[str]:
+    """`fab manage ARGS`: Django's manage.py in the release's home (where hooks run it too)."""
+    if not s.django_settings:
+        raise ConfigError("fab manage is for Django apps: set django_settings (or use fab exec)")
+    return ["python", "manage.py", *args]
+
+
+def exit_error(results: Sequence[Result]) -> DeployError | None:
+    """CommandExited (exit code: the command's) when a command of `results` ended non-zero, else None."""
+    codes = {r.host: int(r.details["exit_code"]) for r in results if r.details.get("exit_code")}
+    return CommandExited(codes) if codes else None
+
+
 def check(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
     """Each host's prerequisites, changing nothing (`details['checks']`: name, status ok/warn/fail, detail, fix).
 
@@ -225,6 +259,7 @@ def watch(
 
 __all__ = [
     "CheckFailed",
+    "CommandExited",
     "ConfigError",
     "DeployError",
     "FleetError",
@@ -234,7 +269,10 @@ __all__ = [
     "check",
     "check_error",
     "connections",
+    "exec_command",
+    "exit_error",
     "logs",
+    "manage_argv",
     "deploy",
     "plan",
     "project",

@@ -9,6 +9,7 @@
     ├── HealthCheckFailed (7)        the app did not answer as expected after a reload
     ├── NotDeployed (8)              the host has no live release yet (reload, rollback before any deploy)
     ├── CheckFailed (9)              a host lacks a prerequisite (fab check; fab setup checks first): each with its fix
+    ├── CommandExited (its code)     fab exec: the command ended non-zero; its exit code is passed through
     └── FleetError (its hosts' code) some hosts of a task failed: each host's error and where every host is
 """
 
@@ -93,6 +94,24 @@ class CheckFailed(DeployError):
             lines.append(f"  {f['name']}: {f['detail']}")
             lines += [f"    fix: {x}" for x in f["fix"]]
         super().__init__("\n".join(lines), host)
+
+
+class CommandExited(DeployError):
+    """`fab exec`: the command ended with a non-zero exit code, which `fab` passes through as its own.
+
+    `codes`: each host's code (the non-zero ones). Several hosts: their code when they agree, else 1.
+    """
+
+    def __init__(self, codes: Mapping[str, int]) -> None:
+        self.codes = dict(codes)
+        found = set(self.codes.values())
+        self.exit_code = found.pop() if len(found) == 1 else 1
+        hosts = list(self.codes)
+        if len(hosts) == 1:
+            super().__init__(f"{hosts[0]}: the command exited with {self.codes[hosts[0]]}", hosts[0])
+        else:
+            where = ", ".join(f"{h} with {c}" for h, c in self.codes.items())
+            super().__init__(f"the command exited non-zero on {len(hosts)} hosts: {where}")
 
 
 class FleetError(DeployError):

@@ -512,6 +512,38 @@ def logs(
         raise
 
 
+def exec_command(
+    conns: Sequence[Connection],
+    s: Settings,
+    argv: Sequence[str],
+    on_stdout: Callable[[str, bytes], None],
+    on_stderr: Callable[[str, bytes], None],
+    shell: bool = False,
+    terminal: Callable[[Any], None] | None = None,
+    size: tuple[int, int] = (80, 24),
+    term: str = "xterm",
+    ops: Ops = OPS,
+) -> list[HostRun]:
+    """Run a command in the live release of every host at once (a terminal: one host only); each host's output
+    to on_stdout/on_stderr(host, data) as it comes; details['exit_code']: the command's exit code."""
+    if terminal is not None and len(conns) != 1:
+        raise ConfigError("a command with a terminal runs on one host")
+
+    def one(run: HostRun) -> None:
+        name = run.name
+        run.details["exit_code"] = ops.exec_command(
+            run.conn, s, argv, lambda d: on_stdout(name, d), lambda d: on_stderr(name, d), shell, terminal, size, term
+        )
+        run.done("ok" if run.details["exit_code"] == 0 else f"exited {run.details['exit_code']}")
+
+    try:
+        return _on_each(conns, one, len(conns), "exec", ops)
+    except KeyboardInterrupt:
+        for c in conns:
+            c.close()  # each host's command sees its channel close
+        raise
+
+
 def check(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Ops = OPS) -> list[HostRun]:
     """Every host's prerequisites (one read-only command each): details['checks'], result 'ok' or 'failed'.
 
@@ -546,5 +578,6 @@ def check_error(found: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> Dep
 
 
 __all__ = [
-    "HostRun", "batches", "check", "check_error", "deploy", "each", "logs", "reload", "rollback", "setup", "status", "unlock",
+    "HostRun", "batches", "check", "check_error", "deploy", "each", "exec_command", "logs", "reload", "rollback", "setup",
+    "status", "unlock",
 ]

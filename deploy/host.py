@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fabric import Connection
 
@@ -77,6 +78,12 @@ def _run(
     )
     if reporter is not None:
         reporter.phase(host, "")
+    _raise_for(str(host), phase, out)
+    return out
+
+
+def _raise_for(host: str, phase: str, out: Outcome) -> None:
+    """The DeployError of a phase that exited non-zero (the exit codes of deploy/remote/__init__.py)."""
     if out.code == remote.EXIT_LOCKED:
         raise lock.held_error(host, remote.whole(out.events, "lock") or "lock")
     if out.code == remote.EXIT_LOCK_LOST:
@@ -91,7 +98,6 @@ def _run(
         step = remote.STEP_OF_CODE.get(out.code, phase)
         hint = LOGS_HINT if out.code in APP_STEPS else ""
         raise RemoteError(host, step, out.error_line() + hint + _indent(out.tail()), out.tail(), out.code)
-    return out
 
 
 def _indent(tail: str) -> str:
@@ -419,6 +425,34 @@ def logs(
     return count
 
 
+def exec_command(
+    c: Connection,
+    s: Settings,
+    argv: Sequence[str],
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+    shell: bool = False,
+    terminal: Callable[[Any], None] | None = None,
+    size: tuple[int, int] = (80, 24),
+    term: str = "xterm",
+) -> int:
+    """`fab exec`: run `argv` (`shell`: argv[0] is a shell command line) in the live release, with the app's venv,
+    home, python path and environment; its output goes to on_stdout/on_stderr as it comes (with `terminal`: on
+    a pty, see remote.run_command). Returns the command's exit code; the script's own failures raise."""
+    extra: dict[str, Value] = {
+        "HOME_DIR": s.home,
+        "PY_PATH": list(s.python_path),
+        "DJANGO_SETTINGS": s.django_settings,
+        "CMD": list(argv),
+        "CMD_SHELL": shell,
+    }
+    text = remote.script("exec", {**variables(s), **extra})
+    ran = remote.run_command(c, text, on_stdout, on_stderr, terminal, size, term)
+    if not ran.ran:
+        _raise_for(str(c.original_host), "exec", Outcome(ran.code or 1, (), ran.stderr))
+    return ran.code
+
+
 def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Reporter | None = None) -> Outcome:
     extra: dict[str, Value] = {"SHARED_DIRS": list(s.shared_dirs), "SHARED_FILES": list(s.shared_files)}
     return _run(c, s, "setup", extra, reporter, lock_info, stdin=vhost.encode())
@@ -433,6 +467,7 @@ __all__ = [
     "begin",
     "check",
     "checks",
+    "exec_command",
     "logs",
     "prepare",
     "reload",

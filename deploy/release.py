@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fabric import Connection
 
@@ -183,6 +184,20 @@ class Ops:
         follow: bool,
     ) -> int:
         return host.logs(c, s, on_line, access, lines, since, follow)
+
+    def exec_command(
+        self,
+        c: Connection,
+        s: Settings,
+        argv: Sequence[str],
+        on_stdout: Callable[[bytes], None],
+        on_stderr: Callable[[bytes], None],
+        shell: bool,
+        terminal: Callable[[Any], None] | None,
+        size: tuple[int, int],
+        term: str,
+    ) -> int:
+        return host.exec_command(c, s, argv, on_stdout, on_stderr, shell, terminal, size, term)
 
 
 OPS = Ops()

@@ -1,5 +1,5 @@
-"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `check`, `status`, `releases`, `logs`, `unlock`,
-`watch`.
+"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `check`, `status`, `releases`, `logs`, `exec`,
+`manage`, `unlock`, `watch`.
 
 Thin on purpose: read the options, pick the hosts, call deploy.api, show its results with deploy.output
 and turn errors into exit codes (in `_task`, the one place). Nothing else of the tool is imported here.
@@ -26,7 +26,7 @@ from invoke.exceptions import Exit
 
 from deploy import api
 from deploy.api import ConfigError, DeployError, FleetError, Result, Settings
-from deploy.output import HostLines, Reporter, TaskRun, check_text, plan_text, status_text, table
+from deploy.output import HostLines, HostStreams, Reporter, TaskRun, Terminal, check_text, plan_text, status_text, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +48,7 @@ def _task(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
-        run = TaskRun(fn.__name__, _wants_json(c, bool(kwargs.get("json"))), Reporter(), stage=kwargs.get("stage"))
+        run = TaskRun(fn.__name__.rstrip("_"), _wants_json(c, bool(kwargs.get("json"))), Reporter(), stage=kwargs.get("stage"))
         code, error = 0, None  # type: int, BaseException | None
         restore = _interrupt_on_term()
         try:
@@ -398,6 +398,67 @@ def logs(
     return True
 
 
+EXEC_HELP = {
+    "stage": STAGE_HELP,
+    "all": "on every host of the stage (or -H), output prefixed by host; without it: one host",
+    "json": JSON_HELP + " (each host's exit_code, stdout and stderr; no terminal)",
+}
+
+
+# The command is one quoted argument: Fabric 3.2 refuses any task followed by `-- words` ("Was told to run
+# a command, but not given any hosts", even with -H) and would run such words itself on every host.
+# (A positional argument of invoke's has no default.)
+@task(name="exec", help={"command": "the command line, one quoted string: 'python manage.py shell'", **EXEC_HELP})
+@_task
+def exec_(c: Context, run: TaskRun, command: str, stage: str | None = None, all: bool = False, json: bool = False) -> bool:
+    """Run a command in the live release (venv, home, python path, environment): fab -H web1 exec 'python -V'."""
+    return _exec(c, run, _settings(c, stage, run), [command], True, all)
+
+
+@task(help={"args": "manage.py's arguments, one quoted string: 'createsuperuser --username alice'", **EXEC_HELP})
+@_task
+def manage(c: Context, run: TaskRun, args: str, stage: str | None = None, all: bool = False, json: bool = False) -> bool:
+    """Django's manage.py in the live release: fab -H web1 manage createsuperuser (exec 'python manage.py ...')."""
+    import shlex
+
+    s = _settings(c, stage, run)
+    return _exec(c, run, s, api.manage_argv(s, shlex.split(args)), False, all)
+
+
+def _exec(c: Context, run: TaskRun, s: Settings, argv: list[str], shell: bool, every: bool) -> bool:
+    conns = _targets(c, s, run.task, run)
+    if not conns:
+        return False
+    if len(conns) > 1 and not every:
+        raise ConfigError(f"fab {run.task} runs on one host: give one with -H HOST, or every host with --all")
+    got: dict[tuple[str, str], bytearray] = {}
+    if run.json:
+        def keep(which: str) -> Any:
+            return lambda h, data: got.setdefault((h, which), bytearray()).extend(data)
+
+        on_stdout, on_stderr, streams = keep("stdout"), keep("stderr"), None
+    else:
+        streams = HostStreams(prefix=every)
+        on_stdout, on_stderr = streams.stdout, streams.stderr
+    if Terminal.wanted() and not every and not run.json:
+        with Terminal() as term:
+            results = api.exec_command(conns, s, argv, on_stdout, on_stderr, shell, term, term.size(),
+                                       os.environ.get("TERM", "xterm"))
+    else:
+        try:
+            results = api.exec_command(conns, s, argv, on_stdout, on_stderr, shell)
+        finally:
+            if streams is not None:
+                streams.close()
+    for r in results:
+        text = {k: bytes(got.get((r.host, k), b"")).decode(errors="replace") for k in ("stdout", "stderr")}
+        run.host(r.host, result=r.result, exit_code=r.details["exit_code"], **(text if run.json else {}))
+    error = api.exit_error(results)
+    if error is not None:
+        raise error
+    return True
+
+
 @task(
     help={
         "stage": STAGE_HELP,
@@ -444,4 +505,6 @@ def watch(
     return True
 
 
-__all__ = ["check", "deploy", "logs", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch"]
+__all__ = [
+    "check", "deploy", "exec_", "logs", "manage", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch",
+]

@@ -115,3 +115,31 @@ def test_since_and_lines_of_several_hosts() -> None:
     HostLines(True, out)("web1", "a line")
     HostLines(False, out)("web1", "as it is")
     assert out.getvalue() == "[web1] a line\nas it is\n"
+
+
+def test_output_of_several_hosts_is_prefixed_line_by_line() -> None:
+    import io
+
+    from deploy.output import HostStreams
+
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = HostStreams(True, out, err)
+    streams.stdout("web1", b"one\ntw")
+    streams.stdout("web2", b"x\n")
+    streams.stderr("web1", b"oops\n")
+    streams.stdout("web1", b"o\nend")
+    streams.close()
+    assert out.getvalue() == b"[web1] one\n[web2] x\n[web1] two\n[web1] end\n" and err.getvalue() == b"[web1] oops\n"
+    raw = io.BytesIO()
+    HostStreams(False, raw, err).stdout("web1", b"\x00binary, as it is")
+    assert raw.getvalue() == b"\x00binary, as it is"
+
+
+def test_the_command_exit_code_is_passed_through() -> None:
+    from deploy.api import Result, exit_error
+    from deploy.errors import CommandExited
+
+    assert exit_error([Result("web1", "exec", details={"exit_code": 0})]) is None
+    one = exit_error([Result("web1", "exec", details={"exit_code": 3})])
+    assert isinstance(one, CommandExited) and one.exit_code == 3 and str(one) == "web1: the command exited with 3"
+    assert CommandExited({"web1": 2, "web2": 2}).exit_code == 2 and CommandExited({"web1": 2, "web2": 4}).exit_code == 1

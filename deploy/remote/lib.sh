@@ -78,6 +78,18 @@ say_facts() {
   return 0
 }
 
+# What the app sees when it runs in release $REL (id $ID): its venv, import path, settings module and
+# environment (prepare's hooks and import check, `fab exec`). Needs PY_PATH and DJANGO_SETTINGS.
+app_env() {
+  local p pp=""
+  for p in ${PY_PATH[@]+"${PY_PATH[@]}"}; do pp="$pp${pp:+:}$REL/$p"; done
+  export VIRTUAL_ENV="$REL/.venv" PATH="$REL/.venv/bin:$PATH" DEPLOY_RELEASE="$ID" PYTHONPATH="$pp${PYTHONPATH:+:$PYTHONPATH}"
+  [ -n "$DJANGO_SETTINGS" ] && export DJANGO_SETTINGS_MODULE="$DJANGO_SETTINGS"
+  # Secrets come in the archive (mode 0600), never on a command line.
+  if [ -f "$REL/.release/env.sh" ]; then set -a; . "$REL/.release/env.sh"; set +a; fi
+  return 0
+}
+
 ctl() {
   if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_CTL" "$@"; else "$APACHE_CTL" "$@"; fi
 }

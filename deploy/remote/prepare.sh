@@ -63,17 +63,6 @@ done
 find "$REL" -xdev -type f -links +1 -perm /222 -exec chmod a-w {} + 2> /dev/null \
   || die 17 "could not make the files shared with release $BASE read-only"
 
-# What the app sees when it runs: its venv, import path, settings module and environment (hooks, import check).
-app_env() {
-  local p pp=""
-  for p in ${PY_PATH[@]+"${PY_PATH[@]}"}; do pp="$pp${pp:+:}$REL/$p"; done
-  export VIRTUAL_ENV="$REL/.venv" PATH="$REL/.venv/bin:$PATH" DEPLOY_RELEASE="$ID" PYTHONPATH="$pp${PYTHONPATH:+:$PYTHONPATH}"
-  [ -n "$DJANGO_SETTINGS" ] && export DJANGO_SETTINGS_MODULE="$DJANGO_SETTINGS"
-  # Secrets come in the archive (mode 0600), never on a command line.
-  if [ -f "$REL/.release/env.sh" ]; then set -a; . "$REL/.release/env.sh"; set +a; fi
-  return 0
-}
-
 for i in ${!HOOK_NAMES[@]}; do
   t0=$(date +%s.%N)
   say "begin hook ${HOOK_NAMES[$i]}: ${HOOK_CMDS[$i]}"

@@ -255,3 +255,61 @@ def test_logs_follow_prints_new_lines_until_interrupted(app: App) -> None:
     while host_tails(app):
         assert time.monotonic() < deadline, "the host still runs fab logs --follow"
         time.sleep(0.2)
+
+
+# ---- fab exec, fab manage
+
+
+def test_exec_runs_in_the_live_release_with_its_environment(app: App) -> None:
+    rel = app.deploy_to / "releases" / str(app.current())
+    script = "import os, sys; print(os.environ['DAY2_SECRET'], os.getcwd(), sys.prefix, os.environ['DEPLOY_RELEASE'])"
+    before = app.sb.exec_requests()
+    p = app.ok("exec", f'python -c "{script}"')
+    assert app.sb.exec_requests() - before == 1  # one SSH command
+    secret, cwd, prefix, release = p.stdout.split()
+    assert secret == SECRET and cwd == str(rel) and prefix == str(rel / ".venv") and release == app.current()
+    # The exit code is passed through; a shell command line as one string; --all prefixes each line.
+    failed = app.fab("exec", "echo to-stderr >&2; echo out; exit 3")
+    assert failed.returncode == 3 and failed.stdout == "out\n" and "to-stderr" in failed.stderr, failed
+    assert "the command exited with 3" in failed.stderr
+    assert app.ok("exec", "--all", "echo one; echo two").stdout == "[sandbox] one\n[sandbox] two\n"
+    doc = json.loads(app.fab("exec", "--json", "echo hi; exit 5").stdout)
+    assert doc["ok"] is False and doc["exit_code"] == 5 and doc["hosts"][0]["exit_code"] == 5
+    assert doc["hosts"][0]["stdout"] == "hi\n"
+
+
+def test_manage_runs_django_in_the_release(app: App) -> None:
+    p = app.ok("manage", "check")
+    assert "System check identified no issues" in p.stdout + p.stderr
+    p = app.ok("manage", "shell -c 'from movies.models import Movie; print(Movie.objects.count())'")
+    assert p.stdout.strip().splitlines()[-1] == "24"
+
+
+def test_exec_on_a_terminal_gets_a_pty(app: App) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, HOME=str(app.home), PYTHONPATH=str(REPO_ROOT), TERM="xterm")
+    script = "import sys; print('tty', sys.stdin.isatty(), input('name? ')); sys.exit(4)"
+    proc = subprocess.Popen(fab_argv(app.sb, "exec", f'python -c "{script}"'), cwd=app.path, env=env,
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    sent = False
+    while True:
+        assert time.monotonic() < deadline, seen
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break  # the child closed the terminal
+        if not data:
+            break
+        seen += data
+        if b"name? " in seen and not sent:
+            os.write(master, b"alice\r")
+            sent = True
+    proc.wait(30)
+    os.close(master)
+    assert b"tty True alice" in seen, seen
+    assert proc.returncode == 4, seen
