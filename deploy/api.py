@@ -20,7 +20,7 @@ from fabric import Config, Connection
 from deploy import fleet, release, reloading, secrets
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
-from deploy.errors import CheckFailed, CommandExited, ConfigError, DeployError, FleetError
+from deploy.errors import CheckFailed, CommandExited, ConfigError, DeployError, FleetError, InMaintenance
 from deploy.output import Reporter
 
 Hosts: TypeAlias = "Connection | Sequence[Connection]"  # one host, or several
@@ -99,8 +99,10 @@ def deploy(
     batch: str | int | None = None,
     rollback_all_on_failure: bool = False,
     rollback_on_failure: bool = True,
+    keep_maintenance: bool = False,
 ) -> list[Result]:
     """Ship, prepare, switch and reload every host; on any failure the live release stays (or is again) live.
+    A host in maintenance refuses (InMaintenance, exit 10) unless `keep_maintenance`.
 
     Every host prepares before any switches (all-or-none), or batch by batch with `batch`. A failed health
     check after the switch rolls back in the same SSH command, unless `rollback_on_failure` is false
@@ -109,7 +111,8 @@ def deploy(
     src = release.load_source(s, project_dir, ref)
     s = secrets.resolve(s)  # once for every host, before any is contacted
     runs = fleet.deploy(
-        _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src
+        _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src,
+        keep_maintenance=keep_maintenance,
     )
     return [_result("deploy", r, src.revision) for r in runs]
 
@@ -185,6 +188,16 @@ def since_seconds(since: str | int | None) -> int:
     if not m:
         raise ConfigError(f"--since must be like 90s, 10m, 2h or 1d, got {since!r}")
     return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def maintenance(hosts: Hosts, s: Settings, on: bool, project_dir: Path | None = None, message: str | None = None) -> list[Result]:
+    """Maintenance mode on every host: on, the vhost answers every request 503 with Retry-After
+    (`maintenance_retry_after`) and the page of conf_templates/maintenance.html.j2 (`message` in it); off, the
+    app again. No reload, the release untouched. details['maintenance']: what each host did."""
+    from deploy import render  # here: only this task renders the page
+
+    page = render.maintenance_page(s, project_dir, message) if on else ""
+    return [_result("maintenance", r) for r in fleet.maintenance(_list(hosts), s, on, page)]
 
 
 def exec_command(
@@ -263,6 +276,7 @@ __all__ = [
     "ConfigError",
     "DeployError",
     "FleetError",
+    "InMaintenance",
     "Project",
     "Result",
     "Settings",
@@ -272,6 +286,7 @@ __all__ = [
     "exec_command",
     "exit_error",
     "logs",
+    "maintenance",
     "manage_argv",
     "deploy",
     "plan",

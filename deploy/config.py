@@ -221,6 +221,8 @@ class Settings:
     environment: Mapping[str, str | Secret] = setting(MISSING, lambda n, v: _environment(v or {}), dict)
     release_header: bool = setting(False, flag())
     status_path: str = setting("/__deploy__/status", text(URL_PATH_RE, "a URL path"))
+    # `fab maintenance on`: the Retry-After (seconds) of its 503 answers.
+    maintenance_retry_after: int = setting(600, number(0))
     mpm: Mapping[str, int] = setting(MISSING, lambda n, v: _mpm(v or {}), dict)
     daemon: Daemon = setting(MISSING, section(Daemon), Daemon)
     apache: Apache = setting(MISSING, section(Apache), Apache)

@@ -9,6 +9,7 @@
     ├── HealthCheckFailed (7)        the app did not answer as expected after a reload
     ├── NotDeployed (8)              the host has no live release yet (reload, rollback before any deploy)
     ├── CheckFailed (9)              a host lacks a prerequisite (fab check; fab setup checks first): each with its fix
+    ├── InMaintenance (10)           a deploy refused: the host is in maintenance (fab maintenance off, --keep-maintenance)
     ├── CommandExited (its code)     fab exec: the command ended non-zero; its exit code is passed through
     └── FleetError (its hosts' code) some hosts of a task failed: each host's error and where every host is
 """
@@ -94,6 +95,12 @@ class CheckFailed(DeployError):
             lines.append(f"  {f['name']}: {f['detail']}")
             lines += [f"    fix: {x}" for x in f["fix"]]
         super().__init__("\n".join(lines), host)
+
+
+class InMaintenance(DeployError):
+    """A deploy refused: the host is in maintenance (`fab maintenance on`); off first, or `--keep-maintenance`."""
+
+    exit_code = 10
 
 
 class CommandExited(DeployError):

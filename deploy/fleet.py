@@ -142,8 +142,10 @@ def deploy(
     rollback_on_failure: bool = True,
     src: source.Source | None = None,
     ops: Ops = OPS,
+    keep_maintenance: bool = False,
 ) -> list[HostRun]:
-    """Deploy one release to every host; see the module's docstring for what happens on failure."""
+    """Deploy one release to every host; see the module's docstring for what happens on failure. A host in
+    maintenance refuses in `begin` (InMaintenance), before anything changes, unless `keep_maintenance`."""
     rep = reporter or Reporter(quiet=True)
     if s.reload_note:
         rep.line("all", s.reload_note)
@@ -155,7 +157,7 @@ def deploy(
     try:
         failure = _deploy(
             conns, s, project_dir, rep, parallel, plan_batches, batch, rollback_all_on_failure, rollback_on_failure, src, runs,
-            rendered, ops,
+            rendered, ops, keep_maintenance,
         )
     except BaseException as exc:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
@@ -191,6 +193,7 @@ def _deploy(
     runs: dict[Connection, HostRun],
     rendered: dict[str, str],
     ops: Ops,
+    keep_maintenance: bool = False,
 ) -> BaseException | None:
     """The deploy itself; the error it ends with is returned (every host already dealt with), not raised."""
     first = conns[0]
@@ -203,7 +206,7 @@ def _deploy(
         # either way, as abort removes only a lock holding this run's token.
         run.locked = True
         try:
-            facts[c] = ops.begin(c, s, run.lock_info, rep)
+            facts[c] = ops.begin(c, s, run.lock_info, rep, keep_maintenance)
         except LockHeld:
             run.locked = False
             raise
@@ -512,6 +515,20 @@ def logs(
         raise
 
 
+def maintenance(conns: Sequence[Connection], s: Settings, on: bool, page: str = "", ops: Ops = OPS) -> list[HostRun]:
+    """Maintenance mode on (every host shows `page`, 503) or off, in parallel; details['maintenance']: what each did.
+
+    A host that fails is left off (the page is removed again when the vhost would not show it); the others
+    keep what they did, said per host in the error.
+    """
+
+    def one(run: HostRun) -> None:
+        run.details["maintenance"] = ops.maintenance(run.conn, s, on, page)
+        run.done("ok")
+
+    return _on_each(conns, one, len(conns), "maintenance", ops)
+
+
 def exec_command(
     conns: Sequence[Connection],
     s: Settings,
@@ -578,6 +595,7 @@ def check_error(found: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> Dep
 
 
 __all__ = [
-    "HostRun", "batches", "check", "check_error", "deploy", "each", "exec_command", "logs", "reload", "rollback", "setup",
+    "HostRun", "batches", "check", "check_error", "deploy", "each", "exec_command", "logs", "maintenance", "reload", "rollback",
+    "setup",
     "status", "unlock",
 ]

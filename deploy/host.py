@@ -13,7 +13,15 @@ from fabric import Connection
 from deploy import apache, lock, releases, reloading, remote
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NotDeployed, NothingToRollBack, RemoteError
+from deploy.errors import (
+    DeployError,
+    HealthCheckFailed,
+    InMaintenance,
+    LockHeld,
+    NotDeployed,
+    NothingToRollBack,
+    RemoteError,
+)
 from deploy.output import Reporter
 from deploy.remote import Outcome, Value
 
@@ -92,6 +100,8 @@ def _raise_for(host: str, phase: str, out: Outcome) -> None:
         raise NothingToRollBack(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_NOT_DEPLOYED:
         raise NotDeployed(f"{host}: {out.error_line()}", host)
+    if out.code == remote.EXIT_IN_MAINTENANCE:
+        raise InMaintenance(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_UNHEALTHY:
         raise HealthCheckFailed(f"{host}: {out.error_line()}{LOGS_HINT}", host)
     if out.code != 0:
@@ -115,9 +125,12 @@ class Facts:
     venvs: frozenset[str]  # keys of the complete venvs
 
 
-def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Facts:
-    """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version."""
-    return _facts(_run(c, s, "begin", {}, reporter, lock_info).events)
+def begin(
+    c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None, keep_maintenance: bool = False
+) -> Facts:
+    """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version.
+    A host in maintenance refuses (InMaintenance) unless `keep_maintenance`."""
+    return _facts(_run(c, s, "begin", {"KEEP_MAINTENANCE": keep_maintenance}, reporter, lock_info).events)
 
 
 def _facts(events: tuple[str, ...]) -> Facts:
@@ -323,6 +336,7 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         "health": None,
         "deployed": None,
         "watched": None,
+        "maintenance": None,
         "processes": procs,
         "disk_kib": {},
         "log": log,
@@ -343,6 +357,8 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
             result["health"] = rest.strip()
         elif kind == "watched":
             result["watched"] = rest.strip()
+        elif kind == "maintenance":
+            result["maintenance"] = rest.strip()
         elif kind == "proc":
             pid, _, more = rest.strip().partition(" ")
             age, _, started = more.strip().partition(" ")
@@ -453,6 +469,12 @@ def exec_command(
     return ran.code
 
 
+def maintenance(c: Connection, s: Settings, on: bool, page: str = "") -> str:
+    """`fab maintenance on` (the 503 `page` in place, checked as a visitor sees it) or off; what it did."""
+    out = _run(c, s, "maintenance", {"ACTION": "on" if on else "off"}, None, stdin=page.encode() if on else None)
+    return remote.value(out.events, "maintenance", last=True) or ("on" if on else "off")
+
+
 def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Reporter | None = None) -> Outcome:
     extra: dict[str, Value] = {"SHARED_DIRS": list(s.shared_dirs), "SHARED_FILES": list(s.shared_files)}
     return _run(c, s, "setup", extra, reporter, lock_info, stdin=vhost.encode())
@@ -469,6 +491,7 @@ __all__ = [
     "checks",
     "exec_command",
     "logs",
+    "maintenance",
     "prepare",
     "reload",
     "rollback",

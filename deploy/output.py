@@ -199,6 +199,8 @@ def status_text(d: dict[str, Any]) -> str:
     if disk:
         sizes = f"releases {disk['releases'] / 1024:.1f} MiB, venvs {disk['venvs'] / 1024:.1f} MiB"
         lines.append(f"  disk       {sizes} ({len(d['releases'])} releases)")
+    if d.get("maintenance"):
+        lines.append(f"  MAINTENANCE since {d['maintenance']}: visitors get the 503 page (fab maintenance off)")
     if d.get("lock"):
         lk = d["lock"]
         lines.append(f"  LOCKED     by {lk.get('owner')}@{lk.get('host')} pid {lk.get('pid')} ({lk.get('cmd')})")

@@ -134,8 +134,8 @@ class Ops:
     def connect(self, c: Connection) -> None:
         open_connection(c)
 
-    def begin(self, c: Connection, s: Settings, lock_info: str, rep: Reporter) -> host.Facts:
-        return host.begin(c, s, lock_info, rep)
+    def begin(self, c: Connection, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False) -> host.Facts:
+        return host.begin(c, s, lock_info, rep, keep_maintenance)
 
     def prepare(
         self,
@@ -184,6 +184,9 @@ class Ops:
         follow: bool,
     ) -> int:
         return host.logs(c, s, on_line, access, lines, since, follow)
+
+    def maintenance(self, c: Connection, s: Settings, on: bool, page: str) -> str:
+        return host.maintenance(c, s, on, page)
 
     def exec_command(
         self,

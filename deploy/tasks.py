@@ -1,5 +1,5 @@
 """The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `check`, `status`, `releases`, `logs`, `exec`,
-`manage`, `unlock`, `watch`.
+`manage`, `maintenance`, `unlock`, `watch`.
 
 Thin on purpose: read the options, pick the hosts, call deploy.api, show its results with deploy.output
 and turn errors into exit codes (in `_task`, the one place). Nothing else of the tool is imported here.
@@ -185,6 +185,7 @@ def _record(run: TaskRun, results: list[Result], **more: Any) -> None:
         "batch": "switch N hosts (or N%) at a time, health-checking each batch (default: all at once)",
         "rollback-all-on-failure": "with --batch: a failed batch also rolls back the earlier batches",
         "dry-run": "only show what the deploy would do (same as fab plan); nothing changes on the hosts",
+        "keep-maintenance": "deploy to hosts in maintenance (fab maintenance on), which stay in it; else refused",
         "json": JSON_HELP,
     }
 )
@@ -199,6 +200,7 @@ def deploy(
     batch: str | None = None,
     rollback_all_on_failure: bool = False,
     dry_run: bool = False,
+    keep_maintenance: bool = False,
     json: bool = False,
 ) -> bool:
     """Ship the app as a new release to every host, prepare it everywhere, then switch, reload, health-check."""
@@ -210,7 +212,10 @@ def deploy(
     if not conns:
         return False
     rep = run.reporter
-    results = api.deploy(conns, s, _project_dir(c), ref, rep, parallel, batch, rollback_all_on_failure, not no_rollback)
+    results = api.deploy(
+        conns, s, _project_dir(c), ref, rep, parallel, batch, rollback_all_on_failure, not no_rollback,
+        keep_maintenance=keep_maintenance,
+    )
     _record(run, results)
     for r in results:
         run.host(r.host, revision=r.revision)
@@ -398,6 +403,31 @@ def logs(
     return True
 
 
+@task(
+    help={
+        "state": "on (every request answers 503 with Retry-After and the maintenance page) or off",
+        "message": "a sentence for the page (conf_templates/maintenance.html.j2)",
+        "stage": STAGE_HELP,
+        "json": JSON_HELP,
+    }
+)
+@_task
+def maintenance(
+    c: Context, run: TaskRun, state: str, message: str | None = None, stage: str | None = None, json: bool = False
+) -> bool:
+    """Maintenance mode on|off: a 503 page with Retry-After for every visitor, without a reload or a deploy."""
+    if state not in ("on", "off"):
+        raise ConfigError(f"fab maintenance takes on or off, got {state!r}")
+    s = _settings(c, stage, run)
+    conns = _targets(c, s, "maintenance", run)
+    if not conns:
+        return False
+    for r in api.maintenance(conns, s, state == "on", _project_dir(c), message):
+        run.host(r.host, result=r.result, maintenance=r.details["maintenance"])
+        run.reporter.line(r.host, f"maintenance {r.details['maintenance']}")
+    return True
+
+
 EXEC_HELP = {
     "stage": STAGE_HELP,
     "all": "on every host of the stage (or -H), output prefixed by host; without it: one host",
@@ -506,5 +536,6 @@ def watch(
 
 
 __all__ = [
-    "check", "deploy", "exec_", "logs", "manage", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch",
+    "check", "deploy", "exec_", "logs", "maintenance", "manage", "plan", "releases", "reload", "rollback", "setup", "status",
+    "unlock", "watch",
 ]

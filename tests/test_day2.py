@@ -143,3 +143,17 @@ def test_the_command_exit_code_is_passed_through() -> None:
     one = exit_error([Result("web1", "exec", details={"exit_code": 3})])
     assert isinstance(one, CommandExited) and one.exit_code == 3 and str(one) == "web1: the command exited with 3"
     assert CommandExited({"web1": 2, "web2": 2}).exit_code == 2 and CommandExited({"web1": 2, "web2": 4}).exit_code == 1
+
+
+def test_the_vhost_keys_maintenance_on_the_page_and_the_page_escapes_its_message(tmp_path: Path) -> None:
+    from deploy import render
+
+    vhost = render.render(S, "20260101T000000Z-a", "a")["vhost.conf"]
+    assert "RewriteCond /srv/imdb/maintenance -f" in vhost and "RewriteRule ^ - [R=503,L]" in vhost
+    assert 'Header always set Retry-After "600"' in vhost and "ErrorDocument 503 /__fabdeploy__/maintenance" in vhost
+    assert "ErrorLog /srv/imdb/logs/error.log" in vhost
+    page = render.maintenance_page(S, None, "Back at <b>5</b>")
+    assert "Back at &lt;b&gt;5&lt;/b&gt;" in page and "10 minutes" in page
+    (tmp_path / "conf_templates").mkdir()
+    (tmp_path / "conf_templates" / "maintenance.html.j2").write_text("own page of {{ app }}\n")
+    assert render.maintenance_page(S, tmp_path) == "own page of imdb\n"

@@ -21,7 +21,7 @@ from deploy.errors import ConnectError
 HERE = Path(__file__).parent
 PHASES = (
     "begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship", "check",
-    "logs", "exec",
+    "logs", "exec", "maintenance",
 )
 
 # Exit codes of the phase scripts (see lib.sh's die calls).
@@ -31,6 +31,7 @@ EXIT_UNHEALTHY = 7
 EXIT_NOT_DEPLOYED = 8  # nothing live on the host yet
 EXIT_LINK_FAILED = 17
 EXIT_LOCK_LOST = 21  # the lock this deploy took is gone or someone else's (fab unlock --force)
+EXIT_IN_MAINTENANCE = 22  # a deploy refused: the host is in maintenance (fab maintenance on)
 
 # The step each other `die N` of the phase scripts names (a RemoteError, exit 5).
 STEP_OF_CODE = {
@@ -45,6 +46,7 @@ STEP_OF_CODE = {
     17: "link unchanged files",
     18: "import check",
     20: "setup check",
+    23: "maintenance",
 }
 
 Value = str | int | bool | None | Sequence[str]

@@ -313,3 +313,61 @@ def test_exec_on_a_terminal_gets_a_pty(app: App) -> None:
     os.close(master)
     assert b"tty True alice" in seen, seen
     assert proc.returncode == 4, seen
+
+
+# ---- fab maintenance
+
+
+def test_maintenance_answers_503_without_a_reload_and_deploys_wait(app: App) -> None:
+    import threading
+
+    assert app.get("/movie")[0] == 200
+    vhost = (app.sb.sites_dir / "day2.conf").stat().st_mtime_ns
+    processes = sorted(p.name for p in (app.deploy_to / "shared" / "run").glob("ready.*"))
+    slow: list[int] = []
+    running = threading.Thread(target=lambda: slow.append(app.get("/slow?s=3")[0]))
+    running.start()
+    time.sleep(0.5)
+    try:
+        app.ok("maintenance", "on", "--message", "Upgrading the <database>")
+        status, headers, body = app.get("/movie")
+        assert status == 503 and headers.get("retry-after") == "600", (status, headers)
+        assert "Upgrading the &lt;database&gt;" in body and "<!DOCTYPE html>" in body
+        assert headers.get("content-type", "").startswith("text/html")
+        assert app.get("/static/movies/site.css")[0] == 503
+        running.join(30)
+        assert slow == [200]  # a request already running finished
+        # No reload: the same vhost file, the same daemon processes.
+        assert (app.sb.sites_dir / "day2.conf").stat().st_mtime_ns == vhost
+        assert sorted(p.name for p in (app.deploy_to / "shared" / "run").glob("ready.*")) == processes
+        assert "MAINTENANCE since" in app.ok("status").stdout
+        # A deploy is refused, before anything changes; --keep-maintenance deploys (its checks reach the app).
+        live = app.current()
+        p = app.fab("deploy")
+        assert p.returncode == 10 and "fab maintenance off first, or deploy with --keep-maintenance" in p.stderr, p.stderr
+        assert app.current() == live and not (app.deploy_to / ".lock").exists()
+        app.set_version("maint")
+        app.ok("deploy", "--keep-maintenance")
+        assert app.current() != live and app.get("/movie")[0] == 503
+    finally:
+        app.ok("maintenance", "off")
+    assert app.wait_version("maint")["release"] == app.current()
+    assert "MAINTENANCE" not in app.ok("status").stdout
+    assert app.ok("maintenance", "off").stderr.strip().endswith("maintenance was off")
+
+
+def test_maintenance_is_refused_where_apache_would_not_show_it(app: App) -> None:
+    conf = app.sb.apache_root / "httpd.conf"
+    original = conf.read_text()
+    conf.write_text("\n".join(ln for ln in original.splitlines() if "mod_rewrite" not in ln) + "\n")
+    ctl = str(app.sb.apachectl)
+    subprocess.run([ctl, "graceful"], check=True, capture_output=True)
+    time.sleep(1)  # the children of the old config finish
+    try:
+        p = app.fab("maintenance", "on")
+    finally:
+        conf.write_text(original)
+        subprocess.run([ctl, "graceful"], check=True, capture_output=True)
+    assert p.returncode == 5 and "not 503" in p.stderr and "sudo a2enmod rewrite" in p.stderr, p.stderr
+    assert not (app.deploy_to / "maintenance").exists()
+    app.wait_version(app.version())
