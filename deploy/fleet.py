@@ -512,7 +512,7 @@ def logs(
     except KeyboardInterrupt:
         for c in conns:
             c.close()
-        raise
+        raise KeyboardInterrupt("stopped reading the logs") from None
 
 
 def maintenance(conns: Sequence[Connection], s: Settings, on: bool, page: str = "", ops: Ops = OPS) -> list[HostRun]:
@@ -557,8 +557,8 @@ def exec_command(
         return _on_each(conns, one, len(conns), "exec", ops)
     except KeyboardInterrupt:
         for c in conns:
-            c.close()  # each host's command sees its channel close
-        raise
+            c.close()  # each host's command sees its channel close, and is stopped (exec.sh)
+        raise KeyboardInterrupt("the command was stopped on the host") from None
 
 
 def check(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Ops = OPS) -> list[HostRun]:

@@ -460,7 +460,8 @@ def exec_command(
         "PY_PATH": list(s.python_path),
         "DJANGO_SETTINGS": s.django_settings,
         "CMD": list(argv),
-        "CMD_SHELL": shell,
+        "CMD_SHELL": shell,  # argv[0] is a shell command line (fab exec 'a | b'), else the words as given
+        "TTY": terminal is not None,
     }
     text = remote.script("exec", {**variables(s), **extra})
     ran = remote.run_command(c, text, on_stdout, on_stderr, terminal, size, term)

@@ -281,9 +281,9 @@ def run_command(
         else:
             chan.exec_command(COMMAND)
         command(text)  # refuses a NUL in the script
+        # Without a terminal the channel's input stays open, and empty, until the command ends: its end
+        # tells the host that fab went away (see exec.sh).
         chan.sendall(text.encode() + b"\0")
-        if terminal is None:
-            chan.shutdown_write()  # no stdin for the command without a terminal
     except Exception as exc:  # paramiko raises several unrelated types here
         raise ConnectError(f"{c.original_host}: could not start a command: {exc}", str(c.original_host)) from exc
     before: list[bytes] = []

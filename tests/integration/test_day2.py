@@ -371,3 +371,21 @@ def test_maintenance_is_refused_where_apache_would_not_show_it(app: App) -> None
     assert p.returncode == 5 and "not 503" in p.stderr and "sudo a2enmod rewrite" in p.stderr, p.stderr
     assert not (app.deploy_to / "maintenance").exists()
     app.wait_version(app.version())
+
+
+def test_an_interrupted_exec_stops_the_command_on_the_host(app: App) -> None:
+    marker = "3600.123"  # a sleep only this test runs
+    proc = start_fab(app, "exec", f"echo started; sleep {marker}")
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", f"sleep {marker}"], capture_output=True).returncode:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted: the command was stopped on the host" in err, err
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", f"sleep {marker}"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "the command still runs on the host"
+        time.sleep(0.1)
