@@ -99,6 +99,14 @@ ctl() {
 # config before the switch (a graceful by logrotate or certbot meanwhile sees only the live one).
 vhost_wrapped() { printf '<IfDefine !%s>\n' "$CHECK_DEFINE"; cat "$1"; printf '</IfDefine>\n'; }
 
+# Why a write through `sudo -n tee $1` failed: the refused rule and its sudoers line when sudo refuses it.
+tee_refused() {
+  local tee
+  tee=$( (PATH="$PATH:/usr/sbin:/sbin"; type -P tee) || echo tee)
+  if sudo -n -l "$tee" "$1" > /dev/null 2>&1; then echo "$1 is not writable, and sudo tee failed"; return; fi
+  echo "sudo refuses $(id -un) \`tee $1\` (add to sudoers: $(id -un) ALL=(root) NOPASSWD: $tee $1; fab check lists every rule)"
+}
+
 # Write stdin to the installed vhost, through sudo only when we cannot write there ourselves.
 vhost_write() {
   local dst="$APACHE_SITES/$VHOST_NAME"
@@ -129,7 +137,7 @@ vhost_install() {
   vhost_wrapped "$1" > "$tmp"
   if cmp -s "$tmp" "$APACHE_SITES/$VHOST_NAME"; then rm -f "$tmp"; return 0; fi
   if [ -f "$APACHE_SITES/$VHOST_NAME" ]; then cp "$APACHE_SITES/$VHOST_NAME" "$SH/.vhost.prev"; else rm -f "$SH/.vhost.prev"; fi
-  vhost_write < "$tmp" || { rm -f "$tmp"; die 12 "could not write $APACHE_SITES/$VHOST_NAME (sudoers: see README)"; }
+  vhost_write < "$tmp" || { rm -f "$tmp"; die 12 "could not write $APACHE_SITES/$VHOST_NAME: $(tee_refused "$APACHE_SITES/$VHOST_NAME")"; }
   rm -f "$tmp"
   VHOST_CHANGED=1
 }

@@ -389,3 +389,25 @@ def test_an_interrupted_exec_stops_the_command_on_the_host(app: App) -> None:
     while subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", f"sleep {marker}"], capture_output=True).returncode == 0:
         assert time.monotonic() < deadline, "the command still runs on the host"
         time.sleep(0.1)
+
+
+def test_a_refused_sudo_rule_is_named_with_its_sudoers_line(app: App) -> None:
+    sites = app.sb.sites_dir
+    live = app.current()
+    sites.chmod(0o555)  # the deploy user's no more: the vhost goes through `sudo tee`, which sudoers lacks
+    (sites / "day2.conf").chmod(0o444)
+    configure(app, server_aliases=["www.day2.test"])
+    try:
+        p = app.fab("deploy")
+        c = app.fab("check", "--json")
+    finally:
+        sites.chmod(0o755)
+        (sites / "day2.conf").chmod(0o644)
+        configure(app)
+    vhost = f"{app.sb.on_host(sites)}/day2.conf"
+    tee = f"/usr/bin/tee {vhost}"
+    assert p.returncode == 5 and f"vhost install failed: could not write {vhost}: sudo refuses" in p.stderr, p.stderr
+    assert f"NOPASSWD: {tee}; fab check lists every rule" in p.stderr
+    assert app.current() == live
+    assert c.returncode == 9 and failed(c) == ["sudo:tee"], c.stdout
+    app.ok("deploy")
