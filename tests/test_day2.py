@@ -157,3 +157,30 @@ def test_the_vhost_keys_maintenance_on_the_page_and_the_page_escapes_its_message
     (tmp_path / "conf_templates").mkdir()
     (tmp_path / "conf_templates" / "maintenance.html.j2").write_text("own page of {{ app }}\n")
     assert render.maintenance_page(S, tmp_path) == "own page of imdb\n"
+
+
+def test_documents_of_the_day2_tasks_match_the_schema() -> None:
+    import io
+    import json
+
+    import jsonschema
+
+    from deploy.errors import CommandExited
+    from deploy.output import TaskRun, schema
+
+    rep = Reporter(stream=io.StringIO(), live=False)
+    docs = []
+    run = TaskRun("check", True, rep)
+    run.host("web1", result="failed", checks=host.checks(EVENTS))
+    docs.append(run.document(CheckFailed("web1", host.checks(EVENTS)[1:2]), 9))
+    run = TaskRun("logs", True, rep)
+    run.host("web1", result="ok", lines=["[Tue Dec 01 12:00:00 2026] [wsgi:error] Traceback"])
+    docs.append(run.document())
+    run = TaskRun("exec", True, rep)
+    run.host("web1", result="exited 3", exit_code=3, stdout="out\n", stderr="")
+    docs.append(run.document(CommandExited({"web1": 3}), 3))
+    run = TaskRun("maintenance", True, rep)
+    run.host("web1", result="ok", maintenance="on")
+    docs.append(run.document())
+    for doc in docs:
+        jsonschema.validate(json.loads(json.dumps(doc)), schema())
