@@ -195,6 +195,10 @@ fi
 if [ "$MODE" = daemon ]; then
   g=$DAEMON_GROUP
   [ -z "$g" ] && [ -n "$DAEMON_USER" ] && g=$(id -gn "$DAEMON_USER" 2> /dev/null)
+  # Neither set: the daemon processes run as Apache's own Group, which setup asks Apache for too.
+  if [ -z "$g$DAEMON_USER" ] && ! refused sudo:run-config; then
+    g=$(ctl -t -D DUMP_RUN_CFG 2> /dev/null | sed -n 's/^Group: name="\([^"]*\)".*/\1/p')
+  fi
   if [ -n "$g" ] && getent group "$g" > /dev/null 2>&1; then
     if id -nG "$ME" | tr ' ' '\n' | grep -qxF "$g"; then
       check run-group ok "$ME is in group $g (shared/run, the daemon processes' markers)"

@@ -411,3 +411,16 @@ def test_a_refused_sudo_rule_is_named_with_its_sudoers_line(app: App) -> None:
     assert app.current() == live
     assert c.returncode == 9 and failed(c) == ["sudo:tee"], c.stdout
     app.ok("deploy")
+
+
+def test_check_names_a_group_the_deploy_user_is_not_in(app: App) -> None:
+    # Without daemon.user/group the daemon processes run as Apache's Group (www-data in the sandbox), which
+    # fab setup gives shared/run to: the deploy user must be in it.
+    configure(app, daemon={"processes": 2, "threads": 15})
+    try:
+        p = app.fab("check", "--json")
+    finally:
+        configure(app)
+    assert p.returncode == 9 and failed(p) == ["run-group"], p.stdout
+    assert checks_of(p)["run-group"]["fix"] == [f"sudo usermod -aG www-data {app.sb.user.name}   # then log in again"]
+    assert checks_of(p)["sudo:run-config"]["status"] == "ok"
