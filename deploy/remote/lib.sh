@@ -127,6 +127,15 @@ logs_dir() {
     || die 12 "could not create the app's log files in $LOGS"
 }
 
+# Append file $2 to the app's error log, each line stamped as Apache stamps its own (so that `fab logs
+# --since` finds it) and tagged $1: what failed before Apache ever ran the release (its import check).
+to_app_log() {
+  local stamp
+  stamp=$(date '+%a %b %d %H:%M:%S.%6N %Y')
+  [ -f "$LOGS/error.log" ] && [ -w "$LOGS/error.log" ] || return 0
+  sed "s|^|[$stamp] [fabdeploy:error] [$1] |" "$2" >> "$LOGS/error.log" 2> /dev/null || true
+}
+
 # Install $1 (a rendered vhost) if it differs; VHOST_CHANGED=1 when it did. Only the switch, rollback and
 # setup phases call this, under the lock.
 vhost_install() {

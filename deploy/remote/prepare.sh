@@ -83,6 +83,7 @@ if [ "$IMPORT_CHECK" = 1 ]; then
   say "begin importing the app ($WSGI_MODULE)"
   ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ) > "$REL/.release/import.log" 2>&1 \
     || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
+         to_app_log "import check of release $ID" "$REL/.release/import.log"
          why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
          die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
   say "step import $(date +%s.%N) $t0"

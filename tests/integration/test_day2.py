@@ -227,6 +227,24 @@ def test_a_failed_deploy_points_to_fab_logs_which_shows_the_traceback(app: App) 
     assert doc["task"] == "logs" and len(doc["hosts"][0]["lines"]) == 5
 
 
+def test_a_release_that_cannot_be_imported_is_in_fab_logs_too(app: App) -> None:
+    live = app.current()
+    models = app.path / "movies" / "models.py"
+    good = models.read_text()
+    models.write_text("import nosuchmodule_day2_fabdeploy  # noqa: F401\n" + good)
+    app.commit("import error")
+    try:
+        p = app.fab("deploy")
+    finally:
+        models.write_text(good)
+        app.commit("import fixed")
+    assert p.returncode == 5 and "import check failed" in p.stderr and "the app's error log: fab logs" in p.stderr, p.stderr
+    assert app.current() == live
+    logs = app.ok("logs", "--since", "5m", "--lines", "0").stdout
+    assert "[fabdeploy:error] [import check of release" in logs, logs[-2000:]
+    assert "No module named 'nosuchmodule_day2_fabdeploy'" in logs
+
+
 def host_tails(a: App) -> bool:
     """Whether the host runs a `fab logs` (logs.py, run as `python3 -` by the deploy user)."""
     return subprocess.run(["pgrep", "-u", a.sb.user.name, "-x", "-f", "/usr/bin/python3 - .*/logs/error.log.*"],
