@@ -39,8 +39,9 @@ PHASE_WORDS = {
 
 # Where a failure that the app's own code may have caused sends the user (the vhost's ErrorLog).
 LOGS_HINT = "; the app's error log: fab logs"
-# The steps whose failure is often the app's: a daemon process that could not load it, an import that raised.
-APP_STEPS = {16, 18}
+# The steps whose failure is often the app's: a hook (migrate), a daemon process that could not load it, an
+# import that raised.
+APP_STEPS = {14, 16, 18}
 
 
 def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:

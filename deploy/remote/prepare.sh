@@ -72,7 +72,9 @@ for i in ${!HOOK_NAMES[@]}; do
     # On stdin, not as an argument: `ps` shows no hook command (they may hold tokens).
     exec bash -s <<< "${HOOK_CMDS[$i]}"
   ) > "$REL/.release/hook-${HOOK_NAMES[$i]}.log" 2>&1 \
-    || { tail_of "$REL/.release/hook-${HOOK_NAMES[$i]}.log"; die 14 "hook ${HOOK_NAMES[$i]} failed: ${HOOK_CMDS[$i]}"; }
+    || { tail_of "$REL/.release/hook-${HOOK_NAMES[$i]}.log"
+         to_app_log "hook ${HOOK_NAMES[$i]} of release $ID" "$REL/.release/hook-${HOOK_NAMES[$i]}.log"
+         die 14 "hook ${HOOK_NAMES[$i]} failed: ${HOOK_CMDS[$i]}"; }
   say "step hook:${HOOK_NAMES[$i]} $(date +%s.%N) $t0"
 done
 

@@ -227,7 +227,7 @@ def test_a_failed_deploy_points_to_fab_logs_which_shows_the_traceback(app: App) 
     assert doc["task"] == "logs" and len(doc["hosts"][0]["lines"]) == 5
 
 
-def test_a_release_that_cannot_be_imported_is_in_fab_logs_too(app: App) -> None:
+def test_a_release_that_cannot_be_imported_or_fails_a_hook_is_in_fab_logs_too(app: App) -> None:
     live = app.current()
     models = app.path / "movies" / "models.py"
     good = models.read_text()
@@ -243,6 +243,15 @@ def test_a_release_that_cannot_be_imported_is_in_fab_logs_too(app: App) -> None:
     logs = app.ok("logs", "--since", "5m", "--lines", "0").stdout
     assert "[fabdeploy:error] [import check of release" in logs, logs[-2000:]
     assert "No module named 'nosuchmodule_day2_fabdeploy'" in logs
+    # A failing hook (a migration, say) too.
+    configure(app, hooks=[{"name": "failing", "run": "echo hook-output-day2; exit 1"}])
+    try:
+        p = app.fab("deploy")
+    finally:
+        configure(app)
+    assert p.returncode == 5 and "hook failing failed" in p.stderr and "fab logs" in p.stderr, p.stderr
+    logs = app.ok("logs", "--lines", "5").stdout
+    assert "[fabdeploy:error] [hook failing of release" in logs and "hook-output-day2" in logs, logs
 
 
 def host_tails(a: App) -> bool:
