@@ -119,12 +119,16 @@ vhost_write() {
 
 # The app's own ErrorLog/CustomLog (the vhost's) live here, the deploy user's to read and rotate (`fab logs`).
 # Apache opens them as root at a (graceful) start, and stops altogether when a log's directory is missing:
-# whoever installs a vhost makes them first. Created by the deploy user, they stay readable by it.
+# whoever installs a vhost makes them first. Created by the deploy user, they stay readable by it, and by
+# nobody else (tracebacks and query strings may hold secrets): mode 0750/0640.
 LOGS="$DEPLOY_TO/logs"
 logs_dir() {
-  mkdir -p "$LOGS" && touch "$LOGS/error.log" "$LOGS/access.log" 2>/dev/null \
-    || { [ -f "$LOGS/error.log" ] && [ -f "$LOGS/access.log" ]; } \
-    || die 12 "could not create the app's log files in $LOGS"
+  if [ ! -d "$LOGS" ]; then mkdir -m 0750 "$LOGS" || die 12 "could not create $LOGS for the app's logs"; fi
+  local f
+  for f in "$LOGS/error.log" "$LOGS/access.log"; do
+    [ -e "$f" ] && continue
+    { touch "$f" && chmod 0640 "$f"; } || die 12 "could not create the app's log file $f"
+  done
 }
 
 # Append file $2 to the app's error log, each line stamped as Apache stamps its own (so that `fab logs

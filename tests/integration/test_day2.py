@@ -220,6 +220,7 @@ def test_a_failed_deploy_points_to_fab_logs_which_shows_the_traceback(app: App) 
     # The log files are the deploy user's, under deploy_to.
     error_log = app.deploy_to / "logs" / "error.log"
     assert error_log.stat().st_uid == app.deploy_to.stat().st_uid
+    assert error_log.stat().st_mode & 0o007 == 0 and (app.deploy_to / "logs").stat().st_mode & 0o007 == 0
     # --since: what is older is left out; --access: the access log; --json: the lines themselves.
     access = app.ok("logs", "--access", "--since", "10m", "--lines", "0").stdout
     assert '"GET /movie HTTP/1.1" 500' in access, access[-2000:]
