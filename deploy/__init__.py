@@ -1,7 +1,23 @@
 """fabdeploy: deploy WSGI apps to Apache/mod_wsgi with Fabric. `import deploy; deploy.deploy(hosts, ...)`."""
 
 from deploy import fleet
-from deploy.api import Project, Result, deploy, plan, project, reload, rollback, setup, status, unlock, watch
+from deploy.api import (
+    Project,
+    Result,
+    check,
+    deploy,
+    exec_command,
+    logs,
+    maintenance,
+    plan,
+    project,
+    reload,
+    rollback,
+    setup,
+    status,
+    unlock,
+    watch,
+)
 from deploy.config import Settings, load
 from deploy.errors import DeployError
 
@@ -10,9 +26,13 @@ __all__ = [
     "Project",
     "Result",
     "Settings",
+    "check",
     "deploy",
+    "exec_command",
     "fleet",
     "load",
+    "logs",
+    "maintenance",
     "plan",
     "project",
     "reload",

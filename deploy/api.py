@@ -8,18 +8,19 @@ a DeployError (one host: its own error; several: a FleetError naming each host's
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from fabric import Config, Connection
 
-from deploy import fleet, release, reloading
+from deploy import fleet, release, reloading, secrets
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
-from deploy.errors import ConfigError, DeployError, FleetError
+from deploy.errors import CheckFailed, CommandExited, ConfigError, DeployError, FleetError, InMaintenance
 from deploy.output import Reporter
 
 Hosts: TypeAlias = "Connection | Sequence[Connection]"  # one host, or several
@@ -98,16 +99,20 @@ def deploy(
     batch: str | int | None = None,
     rollback_all_on_failure: bool = False,
     rollback_on_failure: bool = True,
+    keep_maintenance: bool = False,
 ) -> list[Result]:
     """Ship, prepare, switch and reload every host; on any failure the live release stays (or is again) live.
+    A host in maintenance refuses (InMaintenance, exit 10) unless `keep_maintenance`.
 
     Every host prepares before any switches (all-or-none), or batch by batch with `batch`. A failed health
     check after the switch rolls back in the same SSH command, unless `rollback_on_failure` is false
     (`fab deploy --no-rollback`). See deploy.fleet for the failure rules.
     """
     src = release.load_source(s, project_dir, ref)
+    s = secrets.resolve(s)  # once for every host, before any is contacted
     runs = fleet.deploy(
-        _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src
+        _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src,
+        keep_maintenance=keep_maintenance,
     )
     return [_result("deploy", r, src.revision) for r in runs]
 
@@ -118,6 +123,7 @@ def plan(hosts: Hosts, s: Settings, project_dir: Path, ref: str | None = None, p
 
     t0 = time.monotonic()
     src = release.load_source(s, project_dir, ref)
+    s = secrets.resolve(s)  # the plan compares the values with the host's (never shows them)
     conns = _list(hosts)
 
     def one(c: Connection) -> Result:
@@ -154,8 +160,97 @@ def status(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
     return [_result("status", r) for r in fleet.status(_list(hosts), s, parallel)]
 
 
+def logs(
+    hosts: Hosts,
+    s: Settings,
+    on_line: Callable[[str, str], None],
+    access: bool = False,
+    lines: int = 50,
+    since: str | int | None = None,
+    follow: bool = False,
+) -> list[Result]:
+    """The app's own error log (`access`: its access log) on every host: each line to on_line(host, line) as it
+    comes; the last `lines`, of the last `since` ('10m', '2h', seconds) only, then new ones while `follow`."""
+    if lines < 0:
+        raise ConfigError(f"--lines must be 0 or more, got {lines}")
+    results = fleet.logs(_list(hosts), s, on_line, access, lines, since_seconds(since), follow)
+    return [_result("logs", r) for r in results]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_seconds(since: str | int | None) -> int:
+    """'90s', '10m', '2h', '1d' or a number of seconds, as seconds (0: no limit)."""
+    if since in (None, ""):
+        return 0
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(since))
+    if not m:
+        raise ConfigError(f"--since must be like 90s, 10m, 2h or 1d, got {since!r}")
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def maintenance(hosts: Hosts, s: Settings, on: bool, project_dir: Path | None = None, message: str | None = None) -> list[Result]:
+    """Maintenance mode on every host: on, the vhost answers every request 503 with Retry-After
+    (`maintenance_retry_after`) and the page of conf_templates/maintenance.html.j2 (`message` in it); off, the
+    app again. No reload, the release untouched. details['maintenance']: what each host did."""
+    from deploy import render  # here: only this task renders the page
+
+    page = render.maintenance_page(s, project_dir, message) if on else ""
+    return [_result("maintenance", r) for r in fleet.maintenance(_list(hosts), s, on, page)]
+
+
+def exec_command(
+    hosts: Hosts,
+    s: Settings,
+    argv: Sequence[str],
+    on_stdout: Callable[[str, bytes], None],
+    on_stderr: Callable[[str, bytes], None],
+    shell: bool = False,
+    terminal: Callable[[Any], None] | None = None,
+    size: tuple[int, int] = (80, 24),
+    term: str = "xterm",
+) -> list[Result]:
+    """Run `argv` in the live release of each host (its venv, `home`, python path, environment); `shell`: argv
+    is one shell command line. Output goes to on_stdout/on_stderr(host, bytes) as it comes; `terminal` (one
+    host): the command gets a pty (see deploy.remote.run_command). details['exit_code']: the command's code
+    (exit_error gives the error to end with)."""
+    if not [a for a in argv if a.strip()]:
+        raise ConfigError("no command given: fab -H HOST exec 'CMD ARGS'")
+    runs = fleet.exec_command(_list(hosts), s, argv, on_stdout, on_stderr, shell, terminal, size, term)
+    return [_result("exec", r) for r in runs]
+
+
+def manage_argv(s: Settings, args: Sequence[str]) -> list[str]:
+    """`fab manage ARGS`: Django's manage.py in the release's home (where hooks run it too)."""
+    if not s.django_settings:
+        raise ConfigError("fab manage is for Django apps: set django_settings (or use fab exec)")
+    return ["python", "manage.py", *args]
+
+
+def exit_error(results: Sequence[Result]) -> DeployError | None:
+    """CommandExited (exit code: the command's) when a command of `results` ended non-zero, else None."""
+    codes = {r.host: int(r.details["exit_code"]) for r in results if r.details.get("exit_code")}
+    return CommandExited(codes) if codes else None
+
+
+def check(hosts: Hosts, s: Settings, parallel: int = 10) -> list[Result]:
+    """Each host's prerequisites, changing nothing (`details['checks']`: name, status ok/warn/fail, detail, fix).
+
+    A host whose checks failed has result 'failed' (check_error gives the error to end with); an
+    unreachable host raises as in every task.
+    """
+    return [_result("check", r) for r in fleet.check(_list(hosts), s, parallel)]
+
+
+def check_error(results: Sequence[Result]) -> DeployError | None:
+    """The error for the failed checks of `results` (CheckFailed, exit 9; several hosts: a FleetError), or None."""
+    return fleet.check_error([(r.host, r.details["checks"]) for r in results])
+
+
 def setup(hosts: Hosts, s: Settings, project_dir: Path, reporter: Reporter | None = None, parallel: int = 10) -> list[Result]:
-    """Create the layout and install the vhost on every host."""
+    """Check every host (as `check`; one lacking a prerequisite: CheckFailed, no host changed), then create the
+    layout and install the vhost on every host."""
     return [_result("setup", r) for r in fleet.setup(_list(hosts), s, project_dir, reporter, parallel)]
 
 
@@ -176,13 +271,23 @@ def watch(
 
 
 __all__ = [
+    "CheckFailed",
+    "CommandExited",
     "ConfigError",
     "DeployError",
     "FleetError",
+    "InMaintenance",
     "Project",
     "Result",
     "Settings",
+    "check",
+    "check_error",
     "connections",
+    "exec_command",
+    "exit_error",
+    "logs",
+    "maintenance",
+    "manage_argv",
     "deploy",
     "plan",
     "project",

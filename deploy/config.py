@@ -100,6 +100,21 @@ def section(cls: type) -> Check:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """An `environment:` value taken on the deploying machine at deploy time (deploy.secrets resolves it):
+    `{env: NAME}` reads the local variable NAME, `{command: "pass show x"}` runs the command (its stdout)."""
+
+    kind: str  # 'env' or 'command'
+    ref: str  # the variable's name, or the command line
+
+    def __str__(self) -> str:
+        return f"<secret from {self.kind} {self.ref}>"  # never a value: a Secret holds none
+
+
+SECRET_KINDS = ("env", "command")
+
+
+@dataclass(frozen=True)
 class Hook:
     """A command run in the new release (venv active) before the switch, e.g. Django's migrate."""
 
@@ -213,9 +228,12 @@ class Settings:
     shared_files: tuple[str, ...] = setting((), _REL_PATHS)
     hooks: tuple[Hook, ...] = setting((), lambda n, v: _hooks(v or []))
     keep_releases: int = setting(5, number(1))
-    environment: Mapping[str, str] = setting(MISSING, lambda n, v: _environment(v or {}), dict)
+    # Values: strings, or Secrets resolved on the deploying machine by each deploy (deploy.secrets).
+    environment: Mapping[str, str | Secret] = setting(MISSING, lambda n, v: _environment(v or {}), dict)
     release_header: bool = setting(False, flag())
     status_path: str = setting("/__deploy__/status", text(URL_PATH_RE, "a URL path"))
+    # `fab maintenance on`: the Retry-After (seconds) of its 503 answers.
+    maintenance_retry_after: int = setting(600, number(0))
     mpm: Mapping[str, int] = setting(MISSING, lambda n, v: _mpm(v or {}), dict)
     daemon: Daemon = setting(MISSING, section(Daemon), Daemon)
     apache: Apache = setting(MISSING, section(Apache), Apache)
@@ -408,18 +426,35 @@ def _static(value: Any) -> dict[str, str]:
     return out
 
 
-def _environment(value: Any) -> dict[str, str]:
+def _environment(value: Any) -> dict[str, str | Secret]:
     if not isinstance(value, dict):
         raise ConfigError(f"setting environment must map variable names to strings, got {value!r}")
-    out = {}
+    out: dict[str, str | Secret] = {}
     for key, val in value.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
             raise ConfigError(f"setting environment has an invalid variable name {key!r}")
+        if isinstance(val, dict):
+            out[str(key)] = _secret(f"environment.{key}", val)
+            continue
         if not isinstance(val, str | int | float) or isinstance(val, bool):
             # Never echo the value: it may be a secret.
-            raise ConfigError(f"setting environment.{key} must be a string")
+            raise ConfigError(
+                f"setting environment.{key} must be a string, {{env: LOCAL_VARIABLE}} or {{command: \"pass show ...\"}}"
+            )
         out[str(key)] = str(val)
     return out
+
+
+def _secret(name: str, value: dict[Any, Any]) -> Secret:
+    """`{env: NAME}` or `{command: CMD}`: the shape only (the value is read by each deploy, deploy.secrets)."""
+    if len(value) != 1 or next(iter(value)) not in SECRET_KINDS:
+        raise ConfigError(f"setting {name} must have exactly one key, env or command, got keys {sorted(map(str, value))}")
+    kind, ref = next(iter(value.items()))
+    if kind == "env" and (not isinstance(ref, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", ref)):
+        raise ConfigError(f"setting {name}.env must be the name of a variable of the deploying machine, got {ref!r}")
+    if kind == "command" and (not isinstance(ref, str) or not ref.strip()):
+        raise ConfigError(f"setting {name}.command must be a shell command, got {ref!r}")
+    return Secret(str(kind), str(ref))
 
 
 def _hooks(value: Any) -> tuple[Hook, ...]:

@@ -8,6 +8,9 @@
     ├── NothingToRollBack (6)        no finished release to go back to (or the one asked for does not exist)
     ├── HealthCheckFailed (7)        the app did not answer as expected after a reload
     ├── NotDeployed (8)              the host has no live release yet (reload, rollback before any deploy)
+    ├── CheckFailed (9)              a host lacks a prerequisite (fab check; fab setup checks first): each with its fix
+    ├── InMaintenance (10)           a deploy refused: the host is in maintenance (fab maintenance off, --keep-maintenance)
+    ├── CommandExited (its code)     fab exec: the command ended non-zero; its exit code is passed through
     └── FleetError (its hosts' code) some hosts of a task failed: each host's error and where every host is
 """
 
@@ -73,6 +76,49 @@ class NotDeployed(DeployError):
     """The host has no live release yet: nothing to reload or roll back."""
 
     exit_code = 8
+
+
+class CheckFailed(DeployError):
+    """A host lacks what the tool needs (`fab check`, and `fab setup` before it changes anything).
+
+    `failed`: the failed checks, each a dict with name, status, detail and fix (the lines that fix it).
+    """
+
+    exit_code = 9
+
+    def __init__(self, host: str, failed: Sequence[Mapping[str, Any]]) -> None:
+        self.failed = list(failed)
+        names = ", ".join(dict.fromkeys(str(f["name"]) for f in self.failed))
+        plural = "s" if len(self.failed) != 1 else ""
+        lines = [f"{host}: {len(self.failed)} check{plural} failed ({names}); fix, then run fab check"]
+        for f in self.failed:
+            lines.append(f"  {f['name']}: {f['detail']}")
+            lines += [f"    fix: {x}" for x in f["fix"]]
+        super().__init__("\n".join(lines), host)
+
+
+class InMaintenance(DeployError):
+    """A deploy refused: the host is in maintenance (`fab maintenance on`); off first, or `--keep-maintenance`."""
+
+    exit_code = 10
+
+
+class CommandExited(DeployError):
+    """`fab exec`: the command ended with a non-zero exit code, which `fab` passes through as its own.
+
+    `codes`: each host's code (the non-zero ones). Several hosts: their code when they agree, else 1.
+    """
+
+    def __init__(self, codes: Mapping[str, int]) -> None:
+        self.codes = dict(codes)
+        found = set(self.codes.values())
+        self.exit_code = found.pop() if len(found) == 1 else 1
+        hosts = list(self.codes)
+        if len(hosts) == 1:
+            super().__init__(f"{hosts[0]}: the command exited with {self.codes[hosts[0]]}", hosts[0])
+        else:
+            where = ", ".join(f"{h} with {c}" for h, c in self.codes.items())
+            super().__init__(f"the command exited non-zero on {len(hosts)} hosts: {where}")
 
 
 class FleetError(DeployError):

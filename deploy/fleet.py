@@ -13,7 +13,8 @@ of a batch in threads (at most `parallel` at a time), and a GroupResult says whi
 - Hooks with `once: true` (e.g. migrate on a shared database) run on the first host only, before any switch.
 - Rollback: every host (or batch) rolls back in parallel, one command each; when one fails, the hosts
   that did roll back are put back on the release they had (all-or-none), and the error says where each is.
-- Reload: in parallel (or batches); a failed batch stops the next ones. Setup, unlock, status: in parallel.
+- Reload: in parallel (or batches); a failed batch stops the next ones. Setup, unlock, status, check: in parallel.
+- Setup checks every host first (`fab check`): when one lacks a prerequisite, no host is changed.
 
 Every host operation goes through a `release.Ops` passed in (`ops=`): tests/test_fleet.py checks these
 decisions with fake operations, without a server. One host: its own error, not a FleetError.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from invoke.util import ExceptionHandlingThread
 
 from deploy import host, lock, releases, render, source
 from deploy.config import Settings
-from deploy.errors import ConfigError, FleetError, LockHeld, short
+from deploy.errors import CheckFailed, ConfigError, DeployError, FleetError, LockHeld, short
 from deploy.output import Reporter
 from deploy.release import OPS, Ops, load_source
 
@@ -141,8 +142,10 @@ def deploy(
     rollback_on_failure: bool = True,
     src: source.Source | None = None,
     ops: Ops = OPS,
+    keep_maintenance: bool = False,
 ) -> list[HostRun]:
-    """Deploy one release to every host; see the module's docstring for what happens on failure."""
+    """Deploy one release to every host; see the module's docstring for what happens on failure. A host in
+    maintenance refuses in `begin` (InMaintenance), before anything changes, unless `keep_maintenance`."""
     rep = reporter or Reporter(quiet=True)
     if s.reload_note:
         rep.line("all", s.reload_note)
@@ -154,7 +157,7 @@ def deploy(
     try:
         failure = _deploy(
             conns, s, project_dir, rep, parallel, plan_batches, batch, rollback_all_on_failure, rollback_on_failure, src, runs,
-            rendered, ops,
+            rendered, ops, keep_maintenance,
         )
     except BaseException as exc:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
@@ -190,6 +193,7 @@ def _deploy(
     runs: dict[Connection, HostRun],
     rendered: dict[str, str],
     ops: Ops,
+    keep_maintenance: bool = False,
 ) -> BaseException | None:
     """The deploy itself; the error it ends with is returned (every host already dealt with), not raised."""
     first = conns[0]
@@ -202,7 +206,7 @@ def _deploy(
         # either way, as abort removes only a lock holding this run's token.
         run.locked = True
         try:
-            facts[c] = ops.begin(c, s, run.lock_info, rep)
+            facts[c] = ops.begin(c, s, run.lock_info, rep, keep_maintenance)
         except LockHeld:
             run.locked = False
             raise
@@ -449,7 +453,16 @@ def setup(
 ) -> list[HostRun]:
     """Create the layout and install the vhost on every host (a live app's vhost is left to its next deploy)."""
     rep = reporter or Reporter(quiet=True)
-    vhost = render.render(s, "setup", "-", project_dir)["vhost.conf"]  # the vhost does not depend on the release
+    checked = check(conns, s, parallel, ops)
+    for run in checked:
+        for item in run.details["checks"]:
+            if item["status"] == "warn":
+                rep.line(run.name, f"check {item['name']}: {item['detail']}")
+    failure = check_error([(r.name, r.details["checks"]) for r in checked])
+    if failure is not None:
+        raise failure
+    # The vhost depends neither on the release nor on the environment: setup resolves no secret.
+    vhost = render.render(dataclasses.replace(s, environment={}), "setup", "-", project_dir)["vhost.conf"]
 
     def one(run: HostRun) -> None:
         ops.setup(run.conn, s, vhost, lock.info("setup"), rep)
@@ -479,4 +492,112 @@ def status(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Op
     return _on_each(conns, one, parallel, "status", ops)
 
 
-__all__ = ["HostRun", "batches", "deploy", "each", "reload", "rollback", "setup", "status", "unlock"]
+def logs(
+    conns: Sequence[Connection],
+    s: Settings,
+    on_line: Callable[[str, str], None],
+    access: bool = False,
+    lines: int = 50,
+    since: int = 0,
+    follow: bool = False,
+    ops: Ops = OPS,
+) -> list[HostRun]:
+    """Every host's app log at once (one read-only command each, all in parallel: following, each host streams
+    until Ctrl-C, which closes every connection so that each host's command ends too). details['lines']: count."""
+
+    def one(run: HostRun) -> None:
+        run.details["lines"] = ops.logs(run.conn, s, on_line, access, lines, since, follow)
+        run.done("ok")
+
+    try:
+        return _on_each(conns, one, len(conns), "logs", ops)
+    except KeyboardInterrupt:
+        for c in conns:
+            c.close()
+        raise KeyboardInterrupt("stopped reading the logs") from None
+
+
+def maintenance(conns: Sequence[Connection], s: Settings, on: bool, page: str = "", ops: Ops = OPS) -> list[HostRun]:
+    """Maintenance mode on (every host shows `page`, 503) or off, in parallel; details['maintenance']: what each did.
+
+    A host that fails is left off (the page is removed again when the vhost would not show it); the others
+    keep what they did, said per host in the error.
+    """
+
+    def one(run: HostRun) -> None:
+        run.details["maintenance"] = ops.maintenance(run.conn, s, on, page)
+        run.done("ok")
+
+    return _on_each(conns, one, len(conns), "maintenance", ops)
+
+
+def exec_command(
+    conns: Sequence[Connection],
+    s: Settings,
+    argv: Sequence[str],
+    on_stdout: Callable[[str, bytes], None],
+    on_stderr: Callable[[str, bytes], None],
+    shell: bool = False,
+    terminal: Callable[[Any], None] | None = None,
+    size: tuple[int, int] = (80, 24),
+    term: str = "xterm",
+    ops: Ops = OPS,
+) -> list[HostRun]:
+    """Run a command in the live release of every host at once (a terminal: one host only); each host's output
+    to on_stdout/on_stderr(host, data) as it comes; details['exit_code']: the command's exit code."""
+    if terminal is not None and len(conns) != 1:
+        raise ConfigError("a command with a terminal runs on one host")
+
+    def one(run: HostRun) -> None:
+        name = run.name
+        run.details["exit_code"] = ops.exec_command(
+            run.conn, s, argv, lambda d: on_stdout(name, d), lambda d: on_stderr(name, d), shell, terminal, size, term
+        )
+        run.done("ok" if run.details["exit_code"] == 0 else f"exited {run.details['exit_code']}")
+
+    try:
+        return _on_each(conns, one, len(conns), "exec", ops)
+    except KeyboardInterrupt:
+        for c in conns:
+            c.close()  # each host's command sees its channel close, and is stopped (exec.sh)
+        raise KeyboardInterrupt("the command was stopped on the host") from None
+
+
+def check(conns: Sequence[Connection], s: Settings, parallel: int = 10, ops: Ops = OPS) -> list[HostRun]:
+    """Every host's prerequisites (one read-only command each): details['checks'], result 'ok' or 'failed'.
+
+    A failed check is a result, not an error (see check_error); only an unreachable host raises.
+    """
+
+    def one(run: HostRun) -> None:
+        run.details["checks"] = ops.check(run.conn, s)
+        run.done("failed" if _failed_checks(run) else "ok")
+
+    return _on_each(conns, one, parallel, "check", ops)
+
+
+def _failed_checks(run: HostRun) -> list[dict[str, Any]]:
+    return [x for x in run.details.get("checks", []) if x["status"] == "fail"]
+
+
+def check_error(found: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> DeployError | None:
+    """The error of the hosts (name, checks) whose checks failed: one host's CheckFailed, or a FleetError
+    naming each (exit 9 either way); None when none failed."""
+    errors = {}
+    for name, items in found:
+        failed = [x for x in items if x["status"] == "fail"]
+        if failed:
+            errors[name] = CheckFailed(name, failed)
+    if not errors:
+        return None
+    if len(found) == 1:
+        return next(iter(errors.values()))
+    hosts = [{"host": name, "result": "failed" if name in errors else "ok", "release": None} for name, _ in found]
+    return FleetError(f"{len(errors)} of {len(found)} hosts lack prerequisites", errors, hosts)
+
+
+__all__ = [
+    "HostRun", "batches", "check", "check_error", "deploy", "each", "exec_command", "logs", "maintenance", "reload", "rollback",
+    "setup",
+    "status", "unlock",
+]

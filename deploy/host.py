@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fabric import Connection
 
 from deploy import apache, lock, releases, reloading, remote, venv
 from deploy.config import Settings
 from deploy.connect import open_connection
-from deploy.errors import DeployError, HealthCheckFailed, LockHeld, NotDeployed, NothingToRollBack, RemoteError
+from deploy.errors import (
+    DeployError,
+    HealthCheckFailed,
+    InMaintenance,
+    LockHeld,
+    NotDeployed,
+    NothingToRollBack,
+    RemoteError,
+)
 from deploy.output import Reporter
 from deploy.remote import Outcome, Value
 
@@ -26,7 +35,14 @@ PHASE_WORDS = {
     "setup": "setting up",
     "ship": "shipping saved files",
     "tools": "installing uv",
+    "check": "checking the host",
 }
+
+# Where a failure that the app's own code may have caused sends the user (the vhost's ErrorLog).
+LOGS_HINT = "; the app's error log: fab logs"
+# The steps whose failure is often the app's: a hook (migrate), a daemon process that could not load it, an
+# import that raised.
+APP_STEPS = {14, 16, 18}
 
 
 def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:
@@ -54,20 +70,32 @@ def _run(
     reporter: Reporter | None,
     lock_info: str = "",
     stdin: bytes | None = None,
+    on_event: Callable[[str], None] | None = None,
+    passing: tuple[str, ...] = (),
 ) -> Outcome:
+    """Run `phase` on the host; its events go to `on_event` (else the reporter); a failure raises its DeployError."""
     host = c.original_host
     text = remote.script(phase, {**variables(s, lock_info), **extra})
     if reporter is not None:
         reporter.phase(host, PHASE_WORDS.get(phase, phase))
+    if on_event is None and reporter is not None:
+        on_event = lambda e: reporter.event(host, e)  # noqa: E731
     out = remote.run(
         c,
         text,
         stdin=stdin,
-        on_event=(lambda e: reporter.event(host, e)) if reporter else None,
+        on_event=on_event,
         on_sent=(lambda n: reporter.upload(host, n, len(stdin or b""))) if reporter and reporter.live else None,
+        passing=passing,
     )
     if reporter is not None:
         reporter.phase(host, "")
+    _raise_for(str(host), phase, out)
+    return out
+
+
+def _raise_for(host: str, phase: str, out: Outcome) -> None:
+    """The DeployError of a phase that exited non-zero (the exit codes of deploy/remote/__init__.py)."""
     if out.code == remote.EXIT_LOCKED:
         raise lock.held_error(host, remote.whole(out.events, "lock") or "lock")
     if out.code == remote.EXIT_LOCK_LOST:
@@ -76,12 +104,14 @@ def _run(
         raise NothingToRollBack(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_NOT_DEPLOYED:
         raise NotDeployed(f"{host}: {out.error_line()}", host)
+    if out.code == remote.EXIT_IN_MAINTENANCE:
+        raise InMaintenance(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_UNHEALTHY:
-        raise HealthCheckFailed(f"{host}: {out.error_line()}", host)
+        raise HealthCheckFailed(f"{host}: {out.error_line()}{LOGS_HINT}", host)
     if out.code != 0:
         step = remote.STEP_OF_CODE.get(out.code, phase)
-        raise RemoteError(host, step, out.error_line() + _indent(out.tail()), out.tail(), out.code)
-    return out
+        hint = LOGS_HINT if out.code in APP_STEPS else ""
+        raise RemoteError(host, step, out.error_line() + hint + _indent(out.tail()), out.tail(), out.code)
 
 
 def _indent(tail: str) -> str:
@@ -101,9 +131,12 @@ class Facts:
     arch: str = ""  # uname -m of the host
 
 
-def begin(c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None) -> Facts:
-    """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version."""
-    return _facts(_run(c, s, "begin", {}, reporter, lock_info).events)
+def begin(
+    c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None, keep_maintenance: bool = False
+) -> Facts:
+    """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version.
+    A host in maintenance refuses (InMaintenance) unless `keep_maintenance`."""
+    return _facts(_run(c, s, "begin", {"KEEP_MAINTENANCE": keep_maintenance}, reporter, lock_info).events)
 
 
 def _facts(events: tuple[str, ...]) -> Facts:
@@ -318,6 +351,7 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         "health": None,
         "deployed": None,
         "watched": None,
+        "maintenance": None,
         "processes": procs,
         "slots": slots,
         "disk_kib": {},
@@ -339,6 +373,8 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
             result["health"] = rest.strip()
         elif kind == "watched":
             result["watched"] = rest.strip()
+        elif kind == "maintenance":
+            result["maintenance"] = rest.strip()
         elif kind == "proc":
             pid, _, more = rest.strip().partition(" ")
             age, _, started = more.strip().partition(" ")
@@ -387,6 +423,81 @@ def ship(c: Connection, s: Settings, archive: bytes, lock_info: str, reporter: R
 def install_uv(c: Connection, s: Settings, gz: bytes, reporter: Reporter | None = None) -> None:
     """Put this machine's uv into `<deploy_to>/tools/uv-<version>/` (gzipped binary on stdin)."""
     _run(c, s, "tools", {}, reporter, stdin=gz)
+def check(c: Connection, s: Settings) -> list[dict[str, object]]:
+    """`fab check` (one read-only command): each prerequisite as {name, status (ok/warn/fail), detail, fix}."""
+    return checks(_run(c, s, "check", {}, None).events)
+
+
+def checks(events: tuple[str, ...] | list[str]) -> list[dict[str, object]]:
+    """The checks from check.sh's 'check NAME STATUS WHAT' events; 'fix NAME LINE' events go to the one before."""
+    found: list[dict[str, object]] = []
+    for e in events:
+        kind, _, rest = e.partition(" ")
+        if kind == "check":
+            name, status, detail = (rest.split(" ", 2) + ["", ""])[:3]
+            found.append({"name": name, "status": status, "detail": detail, "fix": []})
+        elif kind == "fix" and found:
+            fixes = found[-1]["fix"]
+            assert isinstance(fixes, list)
+            fixes.append(rest.partition(" ")[2])
+    return found
+
+
+def logs(
+    c: Connection, s: Settings, on_line: Callable[[str, str], None], access: bool = False, lines: int = 50,
+    since: int = 0, follow: bool = False,
+) -> int:
+    """`fab logs`: each line of the app's error (or access) log goes to on_line(host, line) as it comes: the
+    last `lines` of them, only those of the last `since` seconds (0: any), then new ones while `follow`.
+    Returns how many lines came."""
+    name = str(c.original_host)
+    count = 0
+
+    def event(e: str) -> None:
+        nonlocal count
+        kind, _, rest = e.partition(" ")
+        if kind == "out":
+            count += 1
+            on_line(name, rest)
+
+    extra: dict[str, Value] = {"WHICH": "access" if access else "error", "LINES": lines, "SINCE": since, "FOLLOW": follow}
+    _run(c, s, "logs", extra, None, on_event=event, passing=("out", "tick"))
+    return count
+
+
+def exec_command(
+    c: Connection,
+    s: Settings,
+    argv: Sequence[str],
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+    shell: bool = False,
+    terminal: Callable[[Any], None] | None = None,
+    size: tuple[int, int] = (80, 24),
+    term: str = "xterm",
+) -> int:
+    """`fab exec`: run `argv` (`shell`: argv[0] is a shell command line) in the live release, with the app's venv,
+    home, python path and environment; its output goes to on_stdout/on_stderr as it comes (with `terminal`: on
+    a pty, see remote.run_command). Returns the command's exit code; the script's own failures raise."""
+    extra: dict[str, Value] = {
+        "HOME_DIR": s.home,
+        "PY_PATH": list(s.python_path),
+        "DJANGO_SETTINGS": s.django_settings,
+        "CMD": list(argv),
+        "CMD_SHELL": shell,  # argv[0] is a shell command line (fab exec 'a | b'), else the words as given
+        "TTY": terminal is not None,
+    }
+    text = remote.script("exec", {**variables(s), **extra})
+    ran = remote.run_command(c, text, on_stdout, on_stderr, terminal, size, term)
+    if not ran.ran:
+        _raise_for(str(c.original_host), "exec", Outcome(ran.code or 1, (), ran.stderr))
+    return ran.code
+
+
+def maintenance(c: Connection, s: Settings, on: bool, page: str = "") -> str:
+    """`fab maintenance on` (the 503 `page` in place, checked as a visitor sees it) or off; what it did."""
+    out = _run(c, s, "maintenance", {"ACTION": "on" if on else "off"}, None, stdin=page.encode() if on else None)
+    return remote.value(out.events, "maintenance", last=True) or ("on" if on else "off")
 
 
 def setup(c: Connection, s: Settings, vhost: str, lock_info: str, reporter: Reporter | None = None) -> Outcome:
@@ -401,6 +512,11 @@ __all__ = [
     "RolledBack",
     "abort",
     "begin",
+    "check",
+    "checks",
+    "exec_command",
+    "logs",
+    "maintenance",
     "prepare",
     "reload",
     "rollback",

@@ -205,10 +205,149 @@ def status_text(d: dict[str, Any]) -> str:
     if disk:
         sizes = f"releases {disk['releases'] / 1024:.1f} MiB, venvs {disk['venvs'] / 1024:.1f} MiB"
         lines.append(f"  disk       {sizes} ({len(d['releases'])} releases)")
+    if d.get("maintenance"):
+        lines.append(f"  MAINTENANCE since {d['maintenance']}: visitors get the 503 page (fab maintenance off)")
     if d.get("lock"):
         lk = d["lock"]
         lines.append(f"  LOCKED     by {lk.get('owner')}@{lk.get('host')} pid {lk.get('pid')} ({lk.get('cmd')})")
     return "\n".join(lines)
+
+
+class HostLines:
+    """Lines of several hosts as they come, for people (`fab logs`): '[host] line' with several hosts, the line
+    alone with one (so that `fab logs | grep` sees the log as it is); one thread's line never cuts another's."""
+
+    def __init__(self, prefix: bool, stream: TextIO | None = None) -> None:
+        self.prefix = prefix
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, line: str) -> None:
+        with self._lock:
+            out = self.stream or sys.stdout
+            out.write(f"[{host}] {line}\n" if self.prefix else line + "\n")
+            out.flush()
+
+
+class HostStreams:
+    """A command's output from several hosts (`fab exec --all`): complete lines, each as '[host] line', on
+    stdout or stderr as the host wrote them; with one host (`prefix` false) its bytes as they are."""
+
+    def __init__(self, prefix: bool, stdout: Any = None, stderr: Any = None) -> None:
+        self.prefix = prefix
+        self.out = stdout if stdout is not None else sys.stdout.buffer
+        self.err = stderr if stderr is not None else sys.stderr.buffer
+        self._partial: dict[tuple[str, int], bytes] = {}
+        self._lock = threading.Lock()
+
+    def stdout(self, host: str, data: bytes) -> None:
+        self._write(host, data, self.out)
+
+    def stderr(self, host: str, data: bytes) -> None:
+        self._write(host, data, self.err)
+
+    def _write(self, host: str, data: bytes, stream: Any) -> None:
+        with self._lock:
+            if not self.prefix:
+                stream.write(data)
+                stream.flush()
+                return
+            key = (host, id(stream))
+            *lines, self._partial[key] = (self._partial.get(key, b"") + data).split(b"\n")
+            for line in lines:
+                stream.write(f"[{host}] ".encode() + line + b"\n")
+            stream.flush()
+
+    def close(self) -> None:
+        """Lines a host left unfinished (no newline at the end)."""
+        with self._lock:
+            for (host, which), rest in self._partial.items():
+                if rest:
+                    stream = self.out if which == id(self.out) else self.err
+                    stream.write(f"[{host}] ".encode() + rest + b"\n")
+                    stream.flush()
+            self._partial.clear()
+
+
+class Terminal:
+    """This terminal, lent to a command's pty on a host (`fab exec` with a terminal): keys go raw to the host,
+    whose pty echoes and signals (Ctrl-C reaches the command); the window's size follows SIGWINCH.
+
+    Made in the main thread (`with Terminal() as t:`, the signal handler's place); called with the channel
+    relay of deploy.remote.run_command, in whatever thread runs the command.
+    """
+
+    def __init__(self) -> None:
+        self.fd = sys.stdin.fileno()
+        self.relay: Any = None
+        self._old_handler: Any = None
+
+    @staticmethod
+    def wanted() -> bool:
+        try:
+            return sys.stdin.isatty() and sys.stdout.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def size(self) -> tuple[int, int]:
+        try:
+            cols, rows = os.get_terminal_size(self.fd)
+            return cols, rows
+        except OSError:
+            return 80, 24
+
+    def __enter__(self) -> Terminal:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            self._old_handler = signal.signal(signal.SIGWINCH, self._resized)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._old_handler is not None:
+            signal.signal(signal.SIGWINCH, self._old_handler)
+
+    def _resized(self, signum: int, frame: object) -> None:
+        if self.relay is not None:
+            self.relay.resize(*self.size())
+
+    def __call__(self, relay: Any) -> None:
+        import select
+        import termios
+        import tty
+
+        self.relay = relay
+        old = termios.tcgetattr(self.fd)
+        tty.setraw(self.fd)
+        reading = [relay, self.fd]
+        try:
+            while True:
+                ready, _, _ = select.select(reading, [], [])
+                if relay in ready and not relay.pump():
+                    return
+                if self.fd in ready:
+                    data = os.read(self.fd, 4096)
+                    if data:
+                        relay.send(data)
+                    else:
+                        reading = [relay]  # stdin closed: the command's output still comes
+        finally:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, old)
+            self.relay = None
+
+
+def check_text(name: str, checks: list[dict[str, Any]]) -> str:
+    """One host's `fab check` for a person: a line per check, the fix lines under each that is not ok."""
+    marks = {"ok": "  ok  ", "warn": "~ warn", "fail": "! FAIL"}
+    width = max((len(str(x["name"])) for x in checks), default=4)
+    failed = sum(1 for x in checks if x["status"] == "fail")
+    out = [f"{name}: " + (f"{failed} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed")]
+    for x in checks:
+        out.append(f"  {marks.get(str(x['status']), x['status'])}  {x['name']:<{width}}  {x['detail']}")
+        out += [f"{' ' * (width + 12)}fix: {line}" for line in x["fix"]]
+    return "\n".join(out)
 
 
 def plan_text(name: str, p: dict[str, Any], max_files: int = 20) -> str:

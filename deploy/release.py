@@ -11,12 +11,14 @@ import dataclasses
 import platform
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fabric import Connection
 
-from deploy import dependencies, hooks, host, remote, render, source, venv
+from deploy import dependencies, hooks, host, remote, render, secrets, source, venv
 from deploy.config import Settings
 from deploy.connect import open_connection
 from deploy.errors import ConfigError, DeployError, RemoteError
@@ -64,7 +66,7 @@ def build_archive(
         ".release/manifest": (src.manifest().encode(), 0o644),
     }
     if s.environment:
-        env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in s.environment.items())
+        env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in secrets.plain(s.environment).items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
     deps = dependencies_of(s, src)
     if deps.generated is not None:
@@ -171,8 +173,8 @@ class Ops:
     def connect(self, c: Connection) -> None:
         open_connection(c)
 
-    def begin(self, c: Connection, s: Settings, lock_info: str, rep: Reporter) -> host.Facts:
-        return host.begin(c, s, lock_info, rep)
+    def begin(self, c: Connection, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False) -> host.Facts:
+        return host.begin(c, s, lock_info, rep, keep_maintenance)
 
     def prepare(
         self,
@@ -213,6 +215,32 @@ class Ops:
 
     def status(self, c: Connection, s: Settings) -> dict[str, object]:
         return host.status(c, s)
+
+    def check(self, c: Connection, s: Settings) -> list[dict[str, object]]:
+        return host.check(c, s)
+
+    def logs(
+        self, c: Connection, s: Settings, on_line: Callable[[str, str], None], access: bool, lines: int, since: int,
+        follow: bool,
+    ) -> int:
+        return host.logs(c, s, on_line, access, lines, since, follow)
+
+    def maintenance(self, c: Connection, s: Settings, on: bool, page: str) -> str:
+        return host.maintenance(c, s, on, page)
+
+    def exec_command(
+        self,
+        c: Connection,
+        s: Settings,
+        argv: Sequence[str],
+        on_stdout: Callable[[bytes], None],
+        on_stderr: Callable[[bytes], None],
+        shell: bool,
+        terminal: Callable[[Any], None] | None,
+        size: tuple[int, int],
+        term: str,
+    ) -> int:
+        return host.exec_command(c, s, argv, on_stdout, on_stderr, shell, terminal, size, term)
 
 
 OPS = Ops()

@@ -1,17 +1,21 @@
-"""Render the WSGI script and the Apache vhost from conf_templates/ (Jinja2, StrictUndefined)."""
+"""Render the WSGI script, the Apache vhost and the maintenance page from conf_templates/ (Jinja2, StrictUndefined)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 from deploy.config import Settings
 from deploy.errors import ConfigError
+from deploy.secrets import plain
 
 PACKAGED = Path(__file__).parent / "conf_templates"
 CHECKOUT = Path(__file__).parent.parent / "conf_templates"
 WSGI_TEMPLATE = "app.wsgi.j2"
 VHOST_TEMPLATE = "vhost.conf.j2"
 SLOT_TEMPLATE = "slot.wsgi.j2"  # the one WSGI script of both daemon slots
+MAINTENANCE_TEMPLATE = "maintenance.html.j2"
 
 
 def template_dirs(project_dir: Path | None) -> list[str]:
@@ -51,13 +55,16 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
         "script": f"{current}/.release/app.wsgi",
         "script_dir": f"{current}/.release",
         "run_dir": f"{s.deploy_to}/shared/run",
+        "logs_dir": f"{s.deploy_to}/logs",
+        "maintenance": f"{s.deploy_to}/maintenance",
+        "maintenance_retry_after": s.maintenance_retry_after,
         "module": module,
         "callable": attr,
         "factory": factory,
         "python_path": paths,
         "home": current if s.home in (".", "") else f"{current}/{s.home.strip('/')}",
         "django_settings": s.django_settings,
-        "environment": dict(s.environment),
+        "environment": plain(s.environment),
         "server_name": s.server_name,
         "server_aliases": s.server_aliases,
         "listen": s.listen,
@@ -70,8 +77,7 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
     }
 
 
-def render(s: Settings, release_id: str, revision: str, project_dir: Path | None = None) -> dict[str, str]:
-    """{'app.wsgi': ..., 'vhost.conf': ...} for this release; a template error names the file and line."""
+def _environment(project_dir: Path | None) -> Any:
     import jinja2  # here, not at the top: rollback, reload and status never render, and start faster
 
     env = jinja2.Environment(
@@ -83,15 +89,37 @@ def render(s: Settings, release_id: str, revision: str, project_dir: Path | None
         autoescape=False,
     )
     env.filters["pyrepr"] = repr
+    return env
+
+
+def _render(env: Any, template: str, ctx: dict[str, object], project_dir: Path | None) -> str:
+    import jinja2
+
+    try:
+        return str(env.get_template(template).render(ctx))
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"template {exc.filename or template} line {exc.lineno}: {exc.message}") from exc
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(f"template {template}: {exc.message}; define it or remove it from the template") from exc
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(f"template {exc.name} not found in {', '.join(template_dirs(project_dir))}") from exc
+
+
+def render(s: Settings, release_id: str, revision: str, project_dir: Path | None = None) -> dict[str, str]:
+    """{'app.wsgi': ..., 'vhost.conf': ...} for this release; a template error names the file and line."""
+    env = _environment(project_dir)
     ctx = context(s, release_id, revision)
-    out = {}
-    for name, template in (("app.wsgi", WSGI_TEMPLATE), ("vhost.conf", VHOST_TEMPLATE), ("slot.wsgi", SLOT_TEMPLATE)):
-        try:
-            out[name] = env.get_template(template).render(ctx)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(f"template {exc.filename or template} line {exc.lineno}: {exc.message}") from exc
-        except jinja2.UndefinedError as exc:
-            raise ConfigError(f"template {template}: {exc.message}; define it or remove it from the template") from exc
-        except jinja2.TemplateNotFound as exc:
-            raise ConfigError(f"template {exc.name} not found in {', '.join(template_dirs(project_dir))}") from exc
-    return out
+    templates = (("app.wsgi", WSGI_TEMPLATE), ("vhost.conf", VHOST_TEMPLATE), ("slot.wsgi", SLOT_TEMPLATE))
+    return {name: _render(env, template, ctx, project_dir) for name, template in templates}
+
+
+def maintenance_page(s: Settings, project_dir: Path | None = None, message: str | None = None) -> str:
+    """The page `fab maintenance on` shows (conf_templates/maintenance.html.j2; `message` is HTML-escaped)."""
+    ctx: dict[str, object] = {
+        "app": s.app,
+        "server_name": s.server_name,
+        "message": message or "",
+        "retry_after": s.maintenance_retry_after,
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return _render(_environment(project_dir), MAINTENANCE_TEMPLATE, ctx, project_dir)

@@ -1,4 +1,5 @@
-"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `status`, `releases`, `unlock`, `watch`.
+"""The Fabric tasks: `fab deploy`, `plan`, `rollback`, `reload`, `setup`, `check`, `status`, `releases`, `logs`, `exec`,
+`manage`, `maintenance`, `unlock`, `watch`.
 
 Thin on purpose: read the options, pick the hosts, call deploy.api, show its results with deploy.output
 and turn errors into exit codes (in `_task`, the one place). Nothing else of the tool is imported here.
@@ -25,7 +26,7 @@ from invoke.exceptions import Exit
 
 from deploy import api
 from deploy.api import ConfigError, DeployError, FleetError, Result, Settings
-from deploy.output import Reporter, TaskRun, plan_text, status_text, table
+from deploy.output import HostLines, HostStreams, Reporter, TaskRun, Terminal, check_text, plan_text, status_text, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +48,7 @@ def _task(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
-        run = TaskRun(fn.__name__, _wants_json(c, bool(kwargs.get("json"))), Reporter(), stage=kwargs.get("stage"))
+        run = TaskRun(fn.__name__.rstrip("_"), _wants_json(c, bool(kwargs.get("json"))), Reporter(), stage=kwargs.get("stage"))
         code, error = 0, None  # type: int, BaseException | None
         restore = _interrupt_on_term()
         try:
@@ -184,6 +185,7 @@ def _record(run: TaskRun, results: list[Result], **more: Any) -> None:
         "batch": "switch N hosts (or N%) at a time, health-checking each batch (default: all at once)",
         "rollback-all-on-failure": "with --batch: a failed batch also rolls back the earlier batches",
         "dry-run": "only show what the deploy would do (same as fab plan); nothing changes on the hosts",
+        "keep-maintenance": "deploy to hosts in maintenance (fab maintenance on), which stay in it; else refused",
         "json": JSON_HELP,
     }
 )
@@ -198,6 +200,7 @@ def deploy(
     batch: str | None = None,
     rollback_all_on_failure: bool = False,
     dry_run: bool = False,
+    keep_maintenance: bool = False,
     json: bool = False,
 ) -> bool:
     """Ship the app as a new release to every host, prepare it everywhere, then switch, reload, health-check."""
@@ -209,7 +212,10 @@ def deploy(
     if not conns:
         return False
     rep = run.reporter
-    results = api.deploy(conns, s, _project_dir(c), ref, rep, parallel, batch, rollback_all_on_failure, not no_rollback)
+    results = api.deploy(
+        conns, s, _project_dir(c), ref, rep, parallel, batch, rollback_all_on_failure, not no_rollback,
+        keep_maintenance=keep_maintenance,
+    )
     _record(run, results)
     for r in results:
         run.host(r.host, revision=r.revision)
@@ -300,8 +306,26 @@ def reload(
 
 @task(help={"stage": STAGE_HELP, "json": JSON_HELP})
 @_task
+def check(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
+    """Check each host before the first deploy, changing nothing: sudo rules, Apache, mod_wsgi's Python, disk, users."""
+    s = _settings(c, stage, run)
+    conns = _targets(c, s, "check", run)
+    if not conns:
+        return False
+    results = api.check(conns, s)
+    for r in results:
+        run.host(r.host, result=r.result, checks=r.details["checks"], seconds=r.seconds)
+        run.say(check_text(r.host, r.details["checks"]))
+    error = api.check_error(results)
+    if error is not None:
+        raise error
+    return True
+
+
+@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@_task
 def setup(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
-    """Create <deploy_to>/releases and shared/, install and enable the vhost, check Apache's config."""
+    """Check each host (as fab check), then create <deploy_to>/releases and shared/, install and enable the vhost."""
     s = _settings(c, stage, run)
     conns = _targets(c, s, "setup", run)
     if not conns:
@@ -353,6 +377,121 @@ def releases(c: Context, run: TaskRun, stage: str | None = None, json: bool = Fa
 @task(
     help={
         "stage": STAGE_HELP,
+        "lines": "how many of the last lines (default 50; 0: all of --since)",
+        "since": "only lines of the last 90s, 10m, 2h, 1d",
+        "follow": "then print new lines as they come, until Ctrl-C",
+        "access": "the app's access log instead of its error log",
+        "json": JSON_HELP + " (each host's lines; not with --follow)",
+    }
+)
+@_task
+def logs(
+    c: Context, run: TaskRun, stage: str | None = None, lines: int = 50, since: str | None = None, follow: bool = False,
+    access: bool = False, json: bool = False,
+) -> bool:
+    """Print the app's own error log (tracebacks) or access log from each host, prefixed by host with several."""
+    s = _settings(c, stage, run)
+    if follow and run.json:
+        raise ConfigError("--follow streams lines until Ctrl-C: it has no JSON document; leave out --json")
+    conns = _targets(c, s, "logs", run)
+    if not conns:
+        return False
+    got: dict[str, list[str]] = {}
+    on_line = (lambda h, line: got.setdefault(h, []).append(line)) if run.json else HostLines(len(conns) > 1)
+    for r in api.logs(conns, s, on_line, access=access, lines=lines, since=since, follow=follow):
+        run.host(r.host, result=r.result, lines=got.get(r.host, []) if run.json else r.details["lines"])
+    return True
+
+
+@task(
+    help={
+        "state": "on (every request answers 503 with Retry-After and the maintenance page) or off",
+        "message": "a sentence for the page (conf_templates/maintenance.html.j2)",
+        "stage": STAGE_HELP,
+        "json": JSON_HELP,
+    }
+)
+@_task
+def maintenance(
+    c: Context, run: TaskRun, state: str, message: str | None = None, stage: str | None = None, json: bool = False
+) -> bool:
+    """Maintenance mode on|off: a 503 page with Retry-After for every visitor, without a reload or a deploy."""
+    if state not in ("on", "off"):
+        raise ConfigError(f"fab maintenance takes on or off, got {state!r}")
+    s = _settings(c, stage, run)
+    conns = _targets(c, s, "maintenance", run)
+    if not conns:
+        return False
+    for r in api.maintenance(conns, s, state == "on", _project_dir(c), message):
+        run.host(r.host, result=r.result, maintenance=r.details["maintenance"])
+        run.reporter.line(r.host, f"maintenance {r.details['maintenance']}")
+    return True
+
+
+EXEC_HELP = {
+    "stage": STAGE_HELP,
+    "all": "on every host of the stage (or -H), output prefixed by host; without it: one host",
+    "json": JSON_HELP + " (each host's exit_code, stdout and stderr; no terminal)",
+}
+
+
+# The command is one quoted argument: Fabric 3.2 refuses any task followed by `-- words` ("Was told to run
+# a command, but not given any hosts", even with -H) and would run such words itself on every host.
+# (A positional argument of invoke's has no default.)
+@task(name="exec", help={"command": "the command line, one quoted string: 'python manage.py shell'", **EXEC_HELP})
+@_task
+def exec_(c: Context, run: TaskRun, command: str, stage: str | None = None, all: bool = False, json: bool = False) -> bool:
+    """Run a command in the live release (venv, home, python path, environment): fab -H web1 exec 'python -V'."""
+    return _exec(c, run, _settings(c, stage, run), [command], True, all)
+
+
+@task(help={"args": "manage.py's arguments, one quoted string: 'createsuperuser --username alice'", **EXEC_HELP})
+@_task
+def manage(c: Context, run: TaskRun, args: str, stage: str | None = None, all: bool = False, json: bool = False) -> bool:
+    """Django's manage.py in the live release: fab -H web1 manage createsuperuser (exec 'python manage.py ...')."""
+    import shlex
+
+    s = _settings(c, stage, run)
+    return _exec(c, run, s, api.manage_argv(s, shlex.split(args)), False, all)
+
+
+def _exec(c: Context, run: TaskRun, s: Settings, argv: list[str], shell: bool, every: bool) -> bool:
+    conns = _targets(c, s, run.task, run)
+    if not conns:
+        return False
+    if len(conns) > 1 and not every:
+        raise ConfigError(f"fab {run.task} runs on one host: give one with -H HOST, or every host with --all")
+    got: dict[tuple[str, str], bytearray] = {}
+    if run.json:
+        def keep(which: str) -> Any:
+            return lambda h, data: got.setdefault((h, which), bytearray()).extend(data)
+
+        on_stdout, on_stderr, streams = keep("stdout"), keep("stderr"), None
+    else:
+        streams = HostStreams(prefix=every)
+        on_stdout, on_stderr = streams.stdout, streams.stderr
+    if Terminal.wanted() and not every and not run.json:
+        with Terminal() as term:
+            results = api.exec_command(conns, s, argv, on_stdout, on_stderr, shell, term, term.size(),
+                                       os.environ.get("TERM", "xterm"))
+    else:
+        try:
+            results = api.exec_command(conns, s, argv, on_stdout, on_stderr, shell)
+        finally:
+            if streams is not None:
+                streams.close()
+    for r in results:
+        text = {k: bytes(got.get((r.host, k), b"")).decode(errors="replace") for k in ("stdout", "stderr")}
+        run.host(r.host, result=r.result, exit_code=r.details["exit_code"], **(text if run.json else {}))
+    error = api.exit_error(results)
+    if error is not None:
+        raise error
+    return True
+
+
+@task(
+    help={
+        "stage": STAGE_HELP,
         "force": "remove the lock even while the holder's step (pip, a hook) still runs on the host",
         "json": JSON_HELP,
     }
@@ -396,4 +535,7 @@ def watch(
     return True
 
 
-__all__ = ["deploy", "plan", "releases", "reload", "rollback", "setup", "status", "unlock", "watch"]
+__all__ = [
+    "check", "deploy", "exec_", "logs", "maintenance", "manage", "plan", "releases", "reload", "rollback", "setup", "status",
+    "unlock", "watch",
+]

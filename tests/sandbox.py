@@ -285,7 +285,8 @@ Subsystem sftp internal-sftp
         shutil.chown(ar / "sites", self.user.name)
         self.deploy_to.mkdir()
         shutil.chown(self.deploy_to, self.user.name)
-        modules = ["authz_core", "alias", "mime", "dir", "rewrite", "wsgi", f"mpm_{self.mpm}"]
+        # rewrite and headers: `fab maintenance` (a 503 keyed on a flag file, with Retry-After).
+        modules = ["authz_core", "alias", "mime", "dir", "wsgi", "rewrite", "headers", f"mpm_{self.mpm}"]
         loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in modules)
         (ar / "httpd.conf").write_text(
             f"""ServerRoot "{ar}"
@@ -298,7 +299,8 @@ PidFile {ar}/run/httpd.pid
 DefaultRuntimeDir {ar}/run
 ErrorLog {self.error_log}
 LogFormat "%h %t \\"%r\\" %>s %D %{{X-Deploy-Release}}o" timing
-CustomLog {ar}/logs/access.log timing
+# GlobalLog: every request, those of vhosts with a CustomLog of their own (the app's) too.
+GlobalLog {ar}/logs/access.log timing
 LogLevel warn wsgi:info
 TypesConfig /etc/mime.types
 WSGISocketPrefix {ar}/run/wsgi

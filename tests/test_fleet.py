@@ -45,7 +45,7 @@ class FakeOps:
     def connect(self, c: Conn) -> None:
         self._do("connect", c)
 
-    def begin(self, c: Conn, s: Settings, lock_info: str, rep: Reporter) -> host.Facts:
+    def begin(self, c: Conn, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False) -> host.Facts:
         self._do("begin", c)
         cur = self.live.setdefault(c.original_host, OLD)
         listing = releases.Listing((releases.Release(cur, "finished", "r0"),), cur)

@@ -13,13 +13,17 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fabric import Connection
 
 from deploy.errors import ConnectError
 
 HERE = Path(__file__).parent
-PHASES = ("begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship", "tools")
+PHASES = (
+    "begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship", "check",
+    "logs", "exec", "maintenance", "tools",
+)
 
 # Exit codes of the phase scripts (see lib.sh's die calls).
 EXIT_LOCKED = 3  # another deploy holds the lock (a '@@lock ...' event says who, and whether it still runs)
@@ -28,6 +32,7 @@ EXIT_UNHEALTHY = 7
 EXIT_NOT_DEPLOYED = 8  # nothing live on the host yet
 EXIT_LINK_FAILED = 17
 EXIT_LOCK_LOST = 21  # the lock this deploy took is gone or someone else's (fab unlock --force)
+EXIT_IN_MAINTENANCE = 22  # a deploy refused: the host is in maintenance (fab maintenance on)
 
 # The step each other `die N` of the phase scripts names (a RemoteError, exit 5).
 STEP_OF_CODE = {
@@ -42,6 +47,7 @@ STEP_OF_CODE = {
     17: "link unchanged files",
     18: "import check",
     20: "setup check",
+    23: "maintenance",
 }
 
 Value = str | int | bool | None | Sequence[str]
@@ -102,6 +108,7 @@ def script(phase: str, variables: Mapping[str, Value]) -> str:
 PYTHON_FUNCTIONS = (
     ("probe", "health.py", '"$PYTHON"'),  # the health check and `fab status`'s look at the app
     ("import_check", "preflight.py", '"$REL/.venv/bin/python"'),  # the new release's app, imported before the switch
+    ("logtail", "logs.py", '"$PYTHON"'),  # `fab logs`: the app's log lines, since a time, following
 )
 
 
@@ -156,8 +163,12 @@ def run(
     on_event: Callable[[str], None] | None = None,
     timeout: float | None = None,
     on_sent: Callable[[int], None] | None = None,
+    passing: tuple[str, ...] = (),
 ) -> Outcome:
     """Run one phase script on the host as ONE exec request; stream `stdin` into it.
+
+    `passing`: kinds of events only handed to `on_event`, not kept in the Outcome (`fab logs --follow`
+    streams lines for hours).
 
     paramiko's channel is used directly: invoke's runner re-encodes stdin as text, which would
     corrupt a binary archive, and we want the '@@' events as they come.
@@ -210,7 +221,8 @@ def run(
         for raw in lines:
             line = raw.decode(errors="replace")
             if line.startswith("@@"):
-                events.append(line[2:])
+                if line[2:].partition(" ")[0] not in passing:
+                    events.append(line[2:])
                 if on_event:
                     on_event(line[2:])
     for t in threads:
@@ -220,3 +232,135 @@ def run(
     if code == -1:
         raise ConnectError(f"{c.original_host}: connection lost during the command", str(c.original_host))
     return Outcome(code, tuple(events), b"".join(errors).decode(errors="replace"))
+
+
+# A command with a terminal (`fab exec` on a terminal): the pty would echo the script and cook its bytes, so
+# the host first makes the pty raw and says so ('\x01R'); the script comes after that, then the pty is sane
+# again for the command.
+PTY_COMMAND = """bash -c 'stty raw -echo 2>/dev/null; printf "\\001R"; IFS= read -r -d "" s; stty sane 2>/dev/null; eval "$s"'"""
+RAN = b"@@ran"  # the exec phase's last event: what follows is the command's, and so is the exit code
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    ran: bool  # the command started ('@@ran' came): `code` is its own, else the script's (a `die`)
+    stderr: str  # the script's own stderr before the command ran (its error line)
+
+    def error_line(self) -> str:
+        return Outcome(self.code, (), self.stderr).error_line()
+
+
+def run_command(
+    c: Connection,
+    text: str,
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+    terminal: Callable[[Any], None] | None = None,
+    size: tuple[int, int] = (80, 24),
+    term: str = "xterm",
+) -> Ran:
+    """Run a script whose last step is a command (the exec phase) as ONE exec request, its output streamed raw.
+
+    `terminal`: given, the command gets a pty of `size` and `terminal(channel)` moves the bytes between the
+    local terminal and the channel until it closes (the pty merges stderr into stdout).
+    """
+    transport = c.transport
+    if transport is None or not transport.is_active():
+        raise ConnectError(f"{c.original_host}: not connected", str(c.original_host))
+    try:
+        chan = transport.open_session(timeout=30)
+        if terminal is not None:
+            chan.get_pty(term=term, width=size[0], height=size[1])
+            chan.exec_command(PTY_COMMAND)
+            ready = b""
+            while not ready.endswith(b"\x01R"):
+                data = chan.recv(1)
+                if not data:
+                    break
+                ready += data
+        else:
+            chan.exec_command(COMMAND)
+        command(text)  # refuses a NUL in the script
+        # Without a terminal the channel's input stays open, and empty, until the command ends: its end
+        # tells the host that fab went away (see exec.sh).
+        chan.sendall(text.encode() + b"\0")
+    except Exception as exc:  # paramiko raises several unrelated types here
+        raise ConnectError(f"{c.original_host}: could not start a command: {exc}", str(c.original_host)) from exc
+    before: list[bytes] = []
+    ran = False
+    head = b""
+
+    def out(data: bytes) -> None:
+        nonlocal ran, head
+        if ran:
+            on_stdout(data)
+            return
+        head += data
+        at = head.find(RAN)
+        if at < 0:
+            return
+        end = head.find(b"\n", at)
+        if end < 0:
+            return
+        ran = True
+        rest, head = head[end + 1 :], b""
+        if rest:
+            on_stdout(rest)
+
+    def read_stderr() -> None:
+        while True:
+            data = chan.recv_stderr(1 << 15)
+            if not data:
+                return
+            if ran:
+                on_stderr(data)
+            else:
+                before.append(data)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    if terminal is not None:
+        def relay(data: bytes) -> None:
+            out(data)
+
+        terminal(_Relay(chan, relay))
+    else:
+        while True:
+            data = chan.recv(1 << 15)
+            if not data:
+                break
+            out(data)
+    reader.join(timeout=30)
+    code = chan.recv_exit_status()
+    chan.close()
+    if code == -1:
+        raise ConnectError(f"{c.original_host}: connection lost during the command", str(c.original_host))
+    if not ran and head:
+        before.append(head)  # a pty merges the script's error line into stdout
+    return Ran(code, ran, b"".join(before).decode(errors="replace"))
+
+
+class _Relay:
+    """The channel as the terminal loop sees it: what it receives goes through the '@@ran' filter first."""
+
+    def __init__(self, chan: Any, deliver: Callable[[bytes], None]) -> None:
+        self.chan = chan
+        self.deliver = deliver
+
+    def fileno(self) -> int:
+        return int(self.chan.fileno())
+
+    def pump(self) -> bool:
+        """Receive what is there and deliver it; False once the channel is closed."""
+        data = self.chan.recv(1 << 15)
+        if not data:
+            return False
+        self.deliver(data)
+        return True
+
+    def send(self, data: bytes) -> None:
+        self.chan.sendall(data)
+
+    def resize(self, width: int, height: int) -> None:
+        self.chan.resize_pty(width=width, height=height)

@@ -7,6 +7,10 @@ the host's python3, so that a reload and its check cost one SSH command:
         after GETting each WARMUP path (a 5xx or no answer there fails too); else print why and exit 1.
     probe status BASE HOST STATUS_PATH PATH STATUS CONTAINS
         print '@@app <json>' and '@@health ok|failed <why>' events for `fab status`.
+    probe visitor BASE HOST PATH
+        print the status GET PATH answers a visitor (`fab maintenance on` checks it is 503).
+The tool's own requests send `X-Fabdeploy-Check: 1`: from the host itself they pass maintenance mode (the
+vhost lets them through to the app), so that `fab status` and a `--keep-maintenance` deploy see the app.
 Redirects are never followed (a 3xx is the answer, reported with its Location: an app redirecting to its
 public https name would otherwise be checked on the internet). Extra request headers (health.headers,
 e.g. X-Forwarded-Proto: https) come as JSON in the environment variable HEALTH_HEADERS, never in argv.
@@ -34,10 +38,11 @@ if os.environ.get("PREVIEW_TOKEN"):
     _HEADERS["X-Fabdeploy-Preview"] = os.environ["PREVIEW_TOKEN"]
 
 
-def get(base: str, host: str, path: str, timeout: float) -> tuple[int | None, str]:
+def get(base: str, host: str, path: str, timeout: float, tool: bool = True) -> tuple[int | None, str]:
     """(status, body) of GET base+path with the vhost's Host header; (None, why) when nothing answered.
-    A redirect's body is 'Location: <where>'."""
-    req = urllib.request.Request(base + path, headers={**_HEADERS, "Host": host})
+    A redirect's body is 'Location: <where>'. `tool`: the request says it is the tool's (see above)."""
+    mark = {"X-Fabdeploy-Check": "1"} if tool else {}
+    req = urllib.request.Request(base + path, headers={**_HEADERS, **mark, "Host": host})
     try:
         with _OPENER.open(req, timeout=max(1.0, timeout)) as r:
             return r.status, r.read().decode(errors="replace")
@@ -109,6 +114,12 @@ def status(base: str, host: str, status_path: str, path: str, want: str, contain
     return 0
 
 
+def visitor(base: str, host: str, path: str) -> int:
+    code, _ = get(base, host, path, 10, tool=False)
+    print(code)
+    return 0
+
+
 if __name__ == "__main__":
-    command = {"check": check, "status": status}[sys.argv[1]]
+    command = {"check": check, "status": status, "visitor": visitor}[sys.argv[1]]
     sys.exit(command(*sys.argv[2:]))  # type: ignore[operator]

@@ -99,6 +99,18 @@ give_group() {
   fi
 }
 
+# What the app sees when it runs in release $REL (id $ID): its venv, import path, settings module and
+# environment (prepare's hooks and import check, `fab exec`). Needs PY_PATH and DJANGO_SETTINGS.
+app_env() {
+  local p pp=""
+  for p in ${PY_PATH[@]+"${PY_PATH[@]}"}; do pp="$pp${pp:+:}$REL/$p"; done
+  export VIRTUAL_ENV="$REL/.venv" PATH="$REL/.venv/bin:$PATH" DEPLOY_RELEASE="$ID" PYTHONPATH="$pp${PYTHONPATH:+:$PYTHONPATH}"
+  [ -n "$DJANGO_SETTINGS" ] && export DJANGO_SETTINGS_MODULE="$DJANGO_SETTINGS"
+  # Secrets come in the archive (mode 0600), never on a command line.
+  if [ -f "$REL/.release/env.sh" ]; then set -a; . "$REL/.release/env.sh"; set +a; fi
+  return 0
+}
+
 ctl() {
   if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_CTL" "$@"; else "$APACHE_CTL" "$@"; fi
 }
@@ -107,6 +119,14 @@ ctl() {
 # leave the live vhost out and include a candidate in its place, so a candidate never enters the live
 # config before the switch (a graceful by logrotate or certbot meanwhile sees only the live one).
 vhost_wrapped() { printf '<IfDefine !%s>\n' "$CHECK_DEFINE"; cat "$1"; printf '</IfDefine>\n'; }
+
+# Why a write through `sudo -n tee $1` failed: the refused rule and its sudoers line when sudo refuses it.
+tee_refused() {
+  local tee
+  tee=$( (PATH="$PATH:/usr/sbin:/sbin"; type -P tee) || echo tee)
+  if sudo -n -l "$tee" "$1" > /dev/null 2>&1; then echo "$1 is not writable, and sudo tee failed"; return; fi
+  echo "sudo refuses $(id -un) \`tee $1\` (add to sudoers: $(id -un) ALL=(root) NOPASSWD: $tee $1; fab check lists every rule)"
+}
 
 # Write stdin to the installed vhost, through sudo only when we cannot write there ourselves.
 vhost_write() {
@@ -118,16 +138,40 @@ vhost_write() {
   fi
 }
 
+# The app's own ErrorLog/CustomLog (the vhost's) live here, the deploy user's to read and rotate (`fab logs`).
+# Apache opens them as root at a (graceful) start, and stops altogether when a log's directory is missing:
+# whoever installs a vhost makes them first. Created by the deploy user, they stay readable by it, and by
+# nobody else (tracebacks and query strings may hold secrets): mode 0750/0640.
+LOGS="$DEPLOY_TO/logs"
+logs_dir() {
+  if [ ! -d "$LOGS" ]; then mkdir -m 0750 "$LOGS" || die 12 "could not create $LOGS for the app's logs"; fi
+  local f
+  for f in "$LOGS/error.log" "$LOGS/access.log"; do
+    [ -e "$f" ] && continue
+    { touch "$f" && chmod 0640 "$f"; } || die 12 "could not create the app's log file $f"
+  done
+}
+
+# Append file $2 to the app's error log, each line stamped as Apache stamps its own (so that `fab logs
+# --since` finds it) and tagged $1: what failed before Apache ever ran the release (its import check).
+to_app_log() {
+  local stamp
+  stamp=$(date '+%a %b %d %H:%M:%S.%6N %Y')
+  [ -f "$LOGS/error.log" ] && [ -w "$LOGS/error.log" ] || return 0
+  sed "s|^|[$stamp] [fabdeploy:error] [$1] |" "$2" >> "$LOGS/error.log" 2> /dev/null || true
+}
+
 # Install $1 (a rendered vhost) if it differs; VHOST_CHANGED=1 when it did. Only the switch, rollback and
 # setup phases call this, under the lock.
 vhost_install() {
   local tmp
   VHOST_CHANGED=0
+  logs_dir
   tmp=$(mktemp) || die 12 "could not create a temporary file"
   vhost_wrapped "$1" > "$tmp"
   if cmp -s "$tmp" "$APACHE_SITES/$VHOST_NAME"; then rm -f "$tmp"; return 0; fi
   if [ -f "$APACHE_SITES/$VHOST_NAME" ]; then cp "$APACHE_SITES/$VHOST_NAME" "$SH/.vhost.prev"; else rm -f "$SH/.vhost.prev"; fi
-  vhost_write < "$tmp" || { rm -f "$tmp"; die 12 "could not write $APACHE_SITES/$VHOST_NAME (sudoers: see README)"; }
+  vhost_write < "$tmp" || { rm -f "$tmp"; die 12 "could not write $APACHE_SITES/$VHOST_NAME: $(tee_refused "$APACHE_SITES/$VHOST_NAME")"; }
   rm -f "$tmp"
   VHOST_CHANGED=1
 }
@@ -149,7 +193,8 @@ ctl_checked() {
 configtest() { ctl_checked configtest; }
 
 # Apache's real config with the candidate vhost $1 in place of the installed one; writes nothing.
-candidate_test() { ctl_checked -t -D "$CHECK_DEFINE" -c "Include $1"; }
+# (A config test fails when a log's directory is missing: the app's logs dir is made first.)
+candidate_test() { logs_dir; ctl_checked -t -D "$CHECK_DEFINE" -c "Include $1"; }
 
 switch_to() {
   ln -sfn "releases/$1" "$DEPLOY_TO/current.tmp" && mv -T "$DEPLOY_TO/current.tmp" "$CUR"

@@ -83,17 +83,6 @@ done
 find "$REL" -xdev -type f -links +1 -perm /222 -exec chmod a-w {} + 2> /dev/null \
   || die 17 "could not make the files shared with release $BASE read-only"
 
-# What the app sees when it runs: its venv, import path, settings module and environment (hooks, import check).
-app_env() {
-  local p pp=""
-  for p in ${PY_PATH[@]+"${PY_PATH[@]}"}; do pp="$pp${pp:+:}$REL/$p"; done
-  export VIRTUAL_ENV="$REL/.venv" PATH="$REL/.venv/bin:$PATH" DEPLOY_RELEASE="$ID" PYTHONPATH="$pp${PYTHONPATH:+:$PYTHONPATH}"
-  [ -n "$DJANGO_SETTINGS" ] && export DJANGO_SETTINGS_MODULE="$DJANGO_SETTINGS"
-  # Secrets come in the archive (mode 0600), never on a command line.
-  if [ -f "$REL/.release/env.sh" ]; then set -a; . "$REL/.release/env.sh"; set +a; fi
-  return 0
-}
-
 for i in ${!HOOK_NAMES[@]}; do
   t0=$(date +%s.%N)
   say "begin hook ${HOOK_NAMES[$i]}: ${HOOK_CMDS[$i]}"
@@ -103,7 +92,9 @@ for i in ${!HOOK_NAMES[@]}; do
     # On stdin, not as an argument: `ps` shows no hook command (they may hold tokens).
     exec bash -s <<< "${HOOK_CMDS[$i]}"
   ) > "$REL/.release/hook-${HOOK_NAMES[$i]}.log" 2>&1 \
-    || { tail_of "$REL/.release/hook-${HOOK_NAMES[$i]}.log"; die 14 "hook ${HOOK_NAMES[$i]} failed: ${HOOK_CMDS[$i]}"; }
+    || { tail_of "$REL/.release/hook-${HOOK_NAMES[$i]}.log"
+         to_app_log "hook ${HOOK_NAMES[$i]} of release $ID" "$REL/.release/hook-${HOOK_NAMES[$i]}.log"
+         die 14 "hook ${HOOK_NAMES[$i]} failed: ${HOOK_CMDS[$i]}"; }
   say "step hook:${HOOK_NAMES[$i]} $(date +%s.%N) $t0"
 done
 
@@ -114,6 +105,7 @@ if [ "$IMPORT_CHECK" = 1 ]; then
   say "begin importing the app ($WSGI_MODULE)"
   ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ) > "$REL/.release/import.log" 2>&1 \
     || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
+         to_app_log "import check of release $ID" "$REL/.release/import.log"
          why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
          die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
   say "step import $(date +%s.%N) $t0"

@@ -4,6 +4,7 @@ mkdir -p "$R" "$SH/venvs" "$SH/run" || die 10 "could not create $DEPLOY_TO (does
 lock_acquire
 trap lock_release EXIT
 touch "$DEPLOY_TO/revisions.log"
+logs_dir
 # Daemon processes leave ready.<pid> markers here for rolling reloads: only their group may write.
 if [ "$MODE" = daemon ]; then
   RUN_GROUP=$DAEMON_GROUP
@@ -22,7 +23,8 @@ for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do mkdir -p "$(dirname "$SH/$p
 say "layout $DEPLOY_TO"
 "$PYTHON" -c 'import sys' 2>/dev/null || die 11 "python $PYTHON not found on this host (setting python)"
 ensure_map || die 10 "could not create $DEPLOY_TO/slots"
-tmp=$(mktemp)
+# Beside the releases: the candidate test's sudo rule allows Include $DEPLOY_TO/* (README's sudoers snippet).
+tmp=$(mktemp "$SH/.vhost-setup.XXXXXX")
 trap 'rm -f "$tmp"; lock_release' EXIT
 cat > "$tmp"
 candidate_test "$tmp" || die 15 "apachectl configtest failed with the vhost (nothing was installed)"

@@ -3,6 +3,7 @@
 require_setup
 list_releases
 say_lock
+[ -e "$DEPLOY_TO/maintenance" ] && say "maintenance $(date -u -r "$DEPLOY_TO/maintenance" +%Y-%m-%dT%H:%M:%SZ)"
 say "mpm $(ctl -V 2>/dev/null | sed -n 's/^Server MPM: *//p')"
 HEALTH_HEADERS=$HEALTH_HEADERS probe status "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" 2>&1
 pids=$(daemon_pids | paste -sd, -)
