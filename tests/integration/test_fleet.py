@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -68,6 +69,25 @@ class Fleet:
     def locks(self) -> list[bool]:
         return [(self.app_dir(sb) / ".lock").exists() for sb in self.hosts]
 
+    @contextlib.contextmanager
+    def config(self, **over: object) -> Iterator[None]:
+        """The fleet's deploy config with `over` for the duration (committed, then put back)."""
+        cfg_file = self.repo / "fabric.json"
+        saved = cfg_file.read_text()
+        data = json.loads(saved)
+        data["deploy"].update(over)
+        cfg_file.write_text(json.dumps(data))
+        self.commit("config")
+        try:
+            yield
+        finally:
+            cfg_file.write_text(saved)
+            self.commit("config-back")
+
+    def one_slot(self) -> dict[str, object]:
+        """The daemon settings with one slot: a rolling reload in the switch, after every prepare."""
+        return {**json.loads((self.repo / "fabric.json").read_text())["deploy"]["daemon"], "slots": 1}
+
 
 @pytest.fixture(scope="module")
 def fleet(deploy_user: DeployUser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
@@ -129,12 +149,31 @@ def test_one_host_failing_prepare_switches_no_host(fleet: Fleet) -> None:
         req.write_text(good)
         fleet.commit("revert-requirement")
     assert p.returncode == 5, p.stderr
-    assert "no host was switched" in p.stderr and "web3" in p.stderr and "pip install" in p.stderr
+    assert "no host was switched" in p.stderr and "web3: virtualenv failed" in p.stderr
     assert fleet.currents() == before
     assert fleet.locks() == [False, False, False]
     # The healthy hosts' prepared releases are gone; web3 keeps its failed one for a look.
     for sb, releases in zip(fleet.hosts[:2], kept, strict=True):
         assert sorted(d.name for d in (fleet.app_dir(sb) / "releases").iterdir()) == releases
+
+
+def test_an_unhealthy_idle_slot_on_one_host_flips_no_host(fleet: Fleet) -> None:
+    """Slots: every host loads and checks its idle slot in the prepare; one failure and no host flips."""
+    before = fleet.currents()
+    web3 = fleet.hosts[2]
+    breaker = web3.sites_dir / "zz-break.conf"
+    breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
+    web3.ctl("graceful")
+    fleet.commit("unhealthy-web3")
+    try:
+        p = fleet.fab("deploy", "--batch=2", "--json")
+    finally:
+        breaker.unlink()
+        web3.ctl("graceful")
+    assert p.returncode == 7, p.stderr
+    assert "no host was switched" in p.stderr and "web3: health check failed in slot" in p.stderr, p.stderr
+    assert fleet.currents() == before and fleet.served() == before
+    assert fleet.locks() == [False, False, False]
 
 
 def test_failed_health_in_batch_two_rolls_back_that_batch(fleet: Fleet) -> None:
@@ -145,7 +184,8 @@ def test_failed_health_in_batch_two_rolls_back_that_batch(fleet: Fleet) -> None:
     web3.ctl("graceful")
     fleet.commit("batch")
     try:
-        p = fleet.fab("deploy", "--batch=2", "--json")
+        with fleet.config(daemon=fleet.one_slot()):  # one slot: the check runs after each batch's switch
+            p = fleet.fab("deploy", "--batch=2", "--json")
     finally:
         breaker.unlink()
         web3.ctl("graceful")
@@ -185,6 +225,7 @@ def test_compensating_rollback_with_keep_releases_1(fleet: Fleet) -> None:
     cfg = cfg_file.read_text()
     data = json.loads(cfg)
     data["deploy"]["keep_releases"] = 1
+    data["deploy"]["daemon"] = fleet.one_slot()  # the check after the switch, so that a rollback compensates
     cfg_file.write_text(json.dumps(data))
     fleet.commit("keep-1")
     web3 = fleet.hosts[2]
