@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -171,14 +172,22 @@ POETRY_EXPORT = ("export", "--only", "main", "--format", "requirements.txt")
 _exports: dict[str, bytes] = {}  # by hash of the inputs: the hosts of a fleet ask once each
 
 
-def uv_binary() -> str | None:
-    """This machine's uv (the `uv` package is a dependency of the tool)."""
-    try:
-        import uv  # noqa: PLC0415 - only where a uv project or the uv installer needs it
+_finding = threading.Lock()
+_uv: list[str | None] = []  # found once
 
-        return str(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
+
+def uv_binary() -> str | None:
+    """This machine's uv (the `uv` package is a dependency of the tool). Once, under a lock: the hosts of a
+    fleet ask at once, and uv.find_uv_bin's first call into sysconfig is not thread-safe on Python 3.11."""
+    with _finding:
+        if not _uv:
+            try:
+                import uv  # noqa: PLC0415 - only where a uv project or the uv installer needs it
+
+                _uv.append(str(uv.find_uv_bin()))
+            except (ImportError, FileNotFoundError):
+                _uv.append(shutil.which("uv"))
+        return _uv[0]
 
 
 def _export(inputs: Files, args: tuple[str, ...], tool: str) -> bytes:

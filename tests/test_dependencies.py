@@ -105,3 +105,4 @@ def test_poetry_without_poetry_names_the_fix(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match="poetry.lock needs poetry on this machine"):
         dependencies.find("auto", "requirements.txt", Src({"poetry.lock": b"x", "pyproject.toml": PYPROJECT}))
+

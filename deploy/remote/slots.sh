@@ -52,8 +52,10 @@ await_slot() {
     for p in $(slot_marked ready "$slot" "$rel"); do [[ "$old" == *" $p "* ]] || n=$((n + 1)); done
     [ "$n" -ge "$DAEMON_PROCESSES" ] && return 0
     if [ "$(date +%s)" -ge "$deadline" ]; then
-      SLOT_ERROR="was not loaded by slot $slot in ${ROLL_TIMEOUT}s (see the app's error log)"
+      SLOT_ERROR="was not loaded by slot $slot in ${ROLL_TIMEOUT}s"
       say "reload failed slots: release $rel $SLOT_ERROR"
+      tail -n 12 "$DEPLOY_TO/logs/error.log" 2> /dev/null | sed 's/^/  | /' >&2
+      ls -l "$SH/run" 2> /dev/null | sed 's/^/  | run: /' >&2
       return 1
     fi
     sleep 0.05
