@@ -4,7 +4,7 @@ if lock_mine; then
   [ -n "$pg" ] && [ "$pg" != "$(pgrp)" ] && kill -TERM -- "-$pg" 2>/dev/null
   if [ -n "$ID" ] && [ -d "$R/$ID" ] && [ "$(state_of "$ID")" != finished ] && [ "$ID" != "$(current_id)" ]; then
     if [ "$REMOVE" = 1 ]; then
-      rm -rf "${R:?}/$ID" && say "removed $ID"
+      remove_release "$ID" && say "removed $ID"
     else
       echo failed > "$R/$ID/.release/state"
       say "marked $ID failed"

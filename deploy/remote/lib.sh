@@ -366,7 +366,7 @@ cleanup() {
       # What a daemon slot runs stays too (the idle slot holds the rollback target, loaded).
       [ "$id" = "$cur" ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || [ "$id" = "$sa" ] || [ "$id" = "$sb" ] || ids+=("$id")
     elif [ "$id" != "$cur" ] && [ "$id" != "$keep_id" ]; then
-      rm -rf "${R:?}/$id"
+      remove_release "$id"
       say "removed $id unfinished"
     fi
   done
@@ -376,7 +376,7 @@ cleanup() {
   n=${#ids[@]}
   for ((i = 0; i < n - room; i++)); do
     id=${ids[$i]}
-    rm -rf "${R:?}/$id" && say "removed $id old"
+    remove_release "$id" && say "removed $id old"
   done
   if [ -f "$HIST" ] && [ "$(wc -l < "$HIST")" -gt 200 ]; then
     tail -n 100 "$HIST" > "$HIST.tmp" && mv -f "$HIST.tmp" "$HIST"

@@ -64,15 +64,26 @@ await_slot() {
 
 # Restart every process of slot $1 at once (it serves nobody) and wait for release $2 to be loaded.
 restart_slot() {
-  local slot=$1 rel=$2 p old t0
+  local slot=$1 rel=$2 p old t0 deadline
   t0=$(date +%s.%N)
-  old="$(slot_marked ready "$slot") $(slot_marked failed "$slot")"
+  # Just after a graceful (logrotate, certbot, an earlier step) the slot's processes may still be loading:
+  # give them a few seconds to say ready or failed before concluding that none runs.
+  deadline=$(($(date +%s) + 10))
+  while :; do
+    old=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot"))
+    [ -n "$old" ] || [ "$(date +%s)" -ge "$deadline" ] && break
+    sleep 0.1
+  done
   for p in $(slot_marked failed "$slot"); do rm -f "$SH/run/failed.$p"; done
-  old=$(echo $old)
   if [ -z "$old" ]; then
-    SLOT_ERROR="could not be loaded: no process of slot $slot runs (fab reload --strategy graceful starts them)"
-    say "reload failed slots: $SLOT_ERROR"
-    return 1
+    # No process of the slot has loaded anything: Apache restarts them on its own (a slot whose release
+    # was gone cannot start Python), and now that the link is good they load the release by themselves.
+    ROLL_TIMEOUT=15 await_slot "$slot" "$rel" || {
+      SLOT_ERROR="could not be loaded: no process of slot $slot runs (fab reload --strategy graceful starts them)"
+      return 1
+    }
+    say "step restart:$slot $(date +%s.%N) $t0"
+    return 0
   fi
   for p in $old; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
   await_slot "$slot" "$rel" "$old" || return 1
@@ -105,4 +116,16 @@ preview_check() {
 ensure_map() {
   [ "$SLOTS" = 2 ] || return 0
   mkdir -p "$SLOTS_DIR" && { [ -f "$MAP" ] || write_map a; }
+}
+
+# Remove release $1; an idle slot pointing at it is pointed at the live release first (a slot whose
+# release is gone cannot even start Python: it would never load the next one).
+remove_release() {
+  local s
+  if [ -d "$SLOTS_DIR" ]; then
+    for s in a b; do
+      [ "$(slot_release "$s")" = "$1" ] && [ -n "$(current_id)" ] && [ "$(current_id)" != "$1" ] && point_slot "$s" "$(current_id)"
+    done
+  fi
+  rm -rf "${R:?}/$1"
 }

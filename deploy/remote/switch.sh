@@ -15,7 +15,11 @@ if [ "$SLOTS" = 2 ]; then
   install_slot_script "$REL/.release/slot.wsgi" || die 9 "could not install $SLOTS_DIR/app.wsgi"
   live=$(live_slot)
   idle=$(other_slot "$live")
-  [ -L "$SLOTS_DIR/$live" ] || point_slot "$live" "${prev:-$ID}" || die 9 "could not point slot $live"
+  # The live slot runs what is live; a graceful restarts it, so it must point there (after a deploy with
+  # one slot, or a first release, it may not).
+  if [ ! -L "$SLOTS_DIR/$live" ] || { [ -n "$prev" ] && [ "$(slot_release "$live")" != "$prev" ]; }; then
+    point_slot "$live" "${prev:-$ID}" || die 9 "could not point slot $live"
+  fi
   point_slot "$idle" "$ID" || die 9 "could not point slot $idle at $ID"
   [ -f "$MAP" ] || write_map "$live" || die 9 "could not write $MAP"
   vhost_install "$REL/.release/vhost.conf"

@@ -203,7 +203,8 @@ def test_failed_health_in_batch_two_rolls_back_that_batch(fleet: Fleet) -> None:
     out = fleet.fab("status")
     assert "disagree" in out.stdout
     # Bring the fleet back to one version for the next test.
-    assert fleet.fab("deploy").returncode == 0
+    back = fleet.fab("deploy")
+    assert back.returncode == 0, back.stderr
 
 
 def test_unreachable_host_named_and_nothing_switched(fleet: Fleet) -> None:
