@@ -206,6 +206,8 @@ def prepare(
         "HOME_DIR": s.home,
         "PY_PATH": list(s.python_path),
         "IMPORT_CHECK": s.import_check,
+        # Embedded mode has no idle slot to try the release in: the import check also calls it once.
+        "CALL_PATH": (s.health.path or "") if s.mode == "embedded" and s.health.enabled else "",
         "WSGI_MODULE": module,
         "WSGI_CALLABLE": attr,
         "WSGI_FACTORY": factory,

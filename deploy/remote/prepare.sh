@@ -103,7 +103,7 @@ require_lock  # a hook may run long: `fab unlock --force` and another deploy may
 if [ "$IMPORT_CHECK" = 1 ]; then
   t0=$(date +%s.%N)
   say "begin importing the app ($WSGI_MODULE)"
-  ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ) > "$REL/.release/import.log" 2>&1 \
+  ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"} ) > "$REL/.release/import.log" 2>&1 \
     || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
          to_app_log "import check of release $ID" "$REL/.release/import.log"
          why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)

@@ -85,3 +85,36 @@ def test_a_factory_named_without_parentheses_is_caught(app: App) -> None:
     p = app.fab("deploy")
     assert p.returncode == 5, p.stderr
     assert "write wsgi: hello:create_app()" in p.stderr, p.stderr
+
+
+@pytest.fixture
+def embedded_app(embedded_host: Sandbox, tmp_path: Path) -> Iterator[App]:
+    a = make_app(embedded_host, tmp_path, "embedded", name="embchk")
+    a.write_config(mode="embedded", health={"path": "/movie", "contains": "Godfather", "timeout": 20})
+    a.commit("config")
+    a.ok("setup")
+    a.ok("deploy")
+    yield a
+    shutil.rmtree(a.deploy_to, ignore_errors=True)
+    (embedded_host.sites_dir / "embchk.conf").unlink(missing_ok=True)
+
+
+def test_embedded_mode_calls_the_new_release_once_before_graceful(embedded_app: App) -> None:
+    """Embedded mode has no idle slot: the import check also GETs the health path from the imported app, so a
+    release whose page raises is refused before Apache's graceful ever loads it."""
+    app = embedded_app
+    live = app.current()
+    views = app.path / "movies" / "views.py"
+    good = views.read_text()
+    views.write_text(good.replace('    movies = [{"title"', '    raise RuntimeError("embedded-broken")\n    movies = [{"title"', 1))
+    app.commit("broken")
+    try:
+        with Load(app) as load:
+            p = app.fab("deploy")
+    finally:
+        views.write_text(good)
+        app.commit("fixed")
+    assert p.returncode == 5, p.stderr
+    assert "import check failed" in p.stderr and "GET /movie" in p.stderr, p.stderr
+    assert app.current() == live
+    assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
