@@ -176,6 +176,13 @@ def deploy(
         raise
     if failure is not None:
         raise failure
+    flips = [r.details["switched_at"] for r in runs.values() if "switched_at" in r.details]
+    if len(flips) > 1 and len(plan_batches) == 1:
+        # With slots every host was loaded and checked before any switch: the switches are the flips alone.
+        skew = (max(flips) - min(flips)) * 1000
+        rep.line("all", f"switched {len(flips)} hosts within {skew:.0f} ms (first to last switch returned)")
+        for r in runs.values():
+            r.details["switch_skew_ms"] = round(skew, 1)
     return list(runs.values())
 
 
@@ -252,6 +259,7 @@ def _deploy(
             reloaded = ops.switch(c, s, run.prepared, run.lock_info, rep, rollback_on_failure)
             run.locked = False
             run.reload, run.health = reloaded.reload, reloaded.health
+            run.details["switched_at"] = time.time()  # when its switch (with slots: the flip) came back
             run.done("live")
 
         switched = each(group, switch, parallel)

@@ -122,6 +122,7 @@ def test_three_hosts_all_succeed(fleet: Fleet) -> None:
     assert [(fleet.app_dir(sb) / "shared" / "once.log").exists() for sb in fleet.hosts] == [True, False, False]
     for name in NAMES:
         assert name in p.stderr
+    assert "switched 3 hosts within" in p.stderr  # the skew between the first and the last flip
     out = fleet.fab("status")
     assert out.returncode == 0 and "disagree" not in out.stdout
     # One JSON document for the whole fleet, for deploy and plan alike.

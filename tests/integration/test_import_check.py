@@ -106,7 +106,8 @@ def test_embedded_mode_calls_the_new_release_once_before_graceful(embedded_app: 
     live = app.current()
     views = app.path / "movies" / "views.py"
     good = views.read_text()
-    views.write_text(good.replace('    movies = [{"title"', '    raise RuntimeError("embedded-broken")\n    movies = [{"title"', 1))
+    head = '    movies = [{"title"'
+    views.write_text(good.replace(head, '    raise RuntimeError("embedded-broken")\n' + head, 1))
     app.commit("broken")
     try:
         with Load(app) as load:
