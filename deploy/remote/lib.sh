@@ -329,6 +329,19 @@ became_live() {
   printf '%s\n' "$1" >> "$HIST"
 }
 
+# History after a rollback from $1 to $2. UNDO=1 (putting back what a rollback of the same fleet run did):
+# as if it had not happened; else $1 is rolled back from (never a target again) and $2 became live.
+record_rollback() {
+  if [ "${UNDO:-0}" = 1 ]; then
+    rm -f "$R/$2/.release/rolled_back"
+    [ "$(tail -n 1 "$HIST" 2>/dev/null)" = "$1" ] && sed -i '$d' "$HIST"
+  else
+    touch "$R/$1/.release/rolled_back"
+    became_live "$2"
+  fi
+  return 0
+}
+
 # The release `fab rollback` goes back to: the latest earlier live one that is finished and was not
 # rolled back from. Hosts deployed before the history existed: the newest finished release before it.
 rollback_target() {

@@ -45,13 +45,7 @@ if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   write_map "$other" || die 9 "could not write $MAP"
   switch_to "$target"
   say "reload $how: $other live, $live idle"
-  if [ "$UNDO" = 1 ]; then
-    rm -f "$R/$target/.release/rolled_back"
-    [ "$(tail -n 1 "$HIST" 2>/dev/null)" = "$cur" ] && sed -i '$d' "$HIST"
-  else
-    touch "$R/$cur/.release/rolled_back"
-    became_live "$target"
-  fi
+  record_rollback "$cur" "$target"
   say "switched $cur $target"
   log_revision rollback "$target" "$(cat "$R/$target/.release/revision" 2>/dev/null)" ok
   exit 0
@@ -67,14 +61,7 @@ if ! reload_app "$VHOST_CHANGED"; then
   log_revision rollback "$target" - failed
   die 16 "reloading Apache failed; $cur is live again"
 fi
-if [ "$UNDO" = 1 ]; then
-  # Putting back what a rollback of the same fleet run did: as if it had not happened.
-  rm -f "$R/$target/.release/rolled_back"
-  [ "$(tail -n 1 "$HIST" 2>/dev/null)" = "$cur" ] && sed -i '$d' "$HIST"
-else
-  touch "$R/$cur/.release/rolled_back"
-  became_live "$target"
-fi
+record_rollback "$cur" "$target"
 why=$(http_check "$target") || { log_revision rollback "$target" - unhealthy; die 7 "health check failed after the rollback: $why; $target is live"; }
 say "switched $cur $target"
 log_revision rollback "$target" "$(cat "$R/$target/.release/revision" 2>/dev/null)" ok
