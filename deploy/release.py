@@ -51,10 +51,12 @@ def build_archive(
     delta: source.Delta | None = None,
     wheels: dict[str, bytes] | None = None,
     rendered: dict[str, str] | None = None,
+    deps: dependencies.Dependencies | None = None,
 ) -> bytes:
     """The release's files (only the changed ones with a delta) plus what the tool generates for it.
 
-    `rendered`: the templates already rendered for this release id (a fleet renders them once).
+    `rendered`: the templates already rendered for this release id (a fleet renders them once); `deps`: the
+    release's dependencies, when the caller has them already.
     """
     rendered = rendered or render.render(s, release_id, src.revision, project_dir)
     # A WSGI script holding secrets must not be world-readable (the prepare phase gives it the app's group).
@@ -68,7 +70,7 @@ def build_archive(
     if s.environment:
         env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in secrets.plain(s.environment).items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
-    deps = dependencies_of(s, src)
+    deps = deps or dependencies_of(s, src)
     if deps.generated is not None:
         extra[dependencies.GENERATED] = (deps.generated, 0o644)
     for name, data in (wheels or {}).items():
@@ -81,7 +83,8 @@ def build_archive(
 
 
 def prepare_args(
-    s: Settings, src: source.Source, release_id: str, facts: host.Facts, rep: Reporter, host_name: str
+    s: Settings, src: source.Source, release_id: str, facts: host.Facts, rep: Reporter, host_name: str,
+    deps: dependencies.Dependencies | None = None,
 ) -> tuple[host.PrepareArgs, source.Delta]:
     """What the prepare phase gets for this host: the delta against its live release, hooks, venv key."""
     current = facts.listing.current
@@ -95,7 +98,7 @@ def prepare_args(
     carry = tuple(p for d in decisions if not d.run for p in d.hook.outputs)
     private = tuple(p for d in decisions if d.run for p in d.hook.outputs)
     note = "full" if delta.full else f"{len(delta.send)} sent, {len(delta.link)} linked"
-    deps = dependencies_of(s, src)
+    deps = deps or dependencies_of(s, src)
     key = venv.key(deps.keyed, facts.python, s.pip_args)
     args = host.PrepareArgs(
         release_id, src.revision, run, None if delta.full else current, carry, note, key, private, deps.install
@@ -121,16 +124,16 @@ def prepare(
     so that the switch is the flip alone; off for --no-rollback, whose switch may flip to a failing release.
     """
     name = str(c.original_host)
-    args, delta = prepare_args(s, src, release_id, facts, rep, name)
+    deps = dependencies_of(s, src)  # once for this host: the key, the wheels and the archive all need it
+    args, delta = prepare_args(s, src, release_id, facts, rep, name, deps)
     args = dataclasses.replace(args, stage=stage and s.slotted)
-    deps = dependencies_of(s, src)
     try:
         wheels = venv.wheels(s, deps.keyed) if s.wheels and deps.keyed and args.venv_key not in facts.venvs else None
     except venv.WheelsFailed as exc:
         raise RemoteError(name, "building wheels for this host", str(exc)) from exc
     if s.installer == "uv" and not facts.uv and args.venv_key not in facts.venvs:
         _ship_uv(c, s, facts, rep)
-    archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered)
+    archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered, deps)
     shipped = f", {len(wheels)} wheels" if wheels else ""
     rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {args.note}{shipped})")
     try:
@@ -141,7 +144,7 @@ def prepare(
         # The live release's files were not all there to link: send everything instead.
         rep.line(name, "linking from the live release failed; sending the full archive")
         args = dataclasses.replace(args, base=None, note="full")
-        full = build_archive(s, src, release_id, project_dir, None, wheels, rendered)
+        full = build_archive(s, src, release_id, project_dir, None, wheels, rendered, deps)
         host.prepare(c, s, args, full, lock_info, rep)
     return args
 
