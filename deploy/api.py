@@ -100,9 +100,12 @@ def deploy(
     rollback_all_on_failure: bool = False,
     rollback_on_failure: bool = True,
     keep_maintenance: bool = False,
+    force: bool = False,
 ) -> list[Result]:
     """Ship, prepare, switch and reload every host; on any failure the live release stays (or is again) live.
-    A host in maintenance refuses (InMaintenance, exit 10) unless `keep_maintenance`.
+    A host in maintenance refuses (InMaintenance, exit 10) unless `keep_maintenance`. When every host already
+    runs exactly this release (revision, files, dependencies, settings), nothing is deployed: each Result
+    says 'unchanged'; `force` deploys anyway.
 
     Every host prepares before any switches (all-or-none), or batch by batch with `batch`. A failed health
     check after the switch rolls back in the same SSH command, unless `rollback_on_failure` is false
@@ -112,7 +115,7 @@ def deploy(
     s = secrets.resolve(s)  # once for every host, before any is contacted
     runs = fleet.deploy(
         _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src,
-        keep_maintenance=keep_maintenance,
+        keep_maintenance=keep_maintenance, force=force,
     )
     return [_result("deploy", r, src.revision) for r in runs]
 

@@ -37,7 +37,7 @@ from deploy import host, lock, releases, render, source
 from deploy.config import Settings
 from deploy.errors import CheckFailed, ConfigError, DeployError, FleetError, LockHeld, short
 from deploy.output import Reporter
-from deploy.release import OPS, Ops, load_source
+from deploy.release import OPS, Ops, dependencies_of, fingerprint, load_source
 
 
 @dataclass
@@ -143,9 +143,14 @@ def deploy(
     src: source.Source | None = None,
     ops: Ops = OPS,
     keep_maintenance: bool = False,
+    force: bool = False,
 ) -> list[HostRun]:
     """Deploy one release to every host; see the module's docstring for what happens on failure. A host in
-    maintenance refuses in `begin` (InMaintenance), before anything changes, unless `keep_maintenance`."""
+    maintenance refuses in `begin` (InMaintenance), before anything changes, unless `keep_maintenance`.
+
+    When every host's live release is the one this deploy would make (same fingerprint: revision, files,
+    dependencies, settings), nothing is deployed and every host's result is 'unchanged'; `force` deploys anyway.
+    """
     rep = reporter or Reporter(quiet=True)
     if s.reload_note:
         rep.line("all", s.reload_note)
@@ -157,7 +162,7 @@ def deploy(
     try:
         failure = _deploy(
             conns, s, project_dir, rep, parallel, plan_batches, batch, rollback_all_on_failure, rollback_on_failure, src, runs,
-            rendered, ops, keep_maintenance,
+            rendered, ops, keep_maintenance, force,
         )
     except BaseException as exc:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
@@ -201,6 +206,7 @@ def _deploy(
     rendered: dict[str, str],
     ops: Ops,
     keep_maintenance: bool = False,
+    force: bool = False,
 ) -> BaseException | None:
     """The deploy itself; the error it ends with is returned (every host already dealt with), not raised."""
     first = conns[0]
@@ -229,6 +235,10 @@ def _deploy(
         run.result = "prepared"
 
     prepared = each(conns, begin, parallel)
+    if not prepared.failed and not force and all(facts[c].fingerprint for c in conns):
+        made_of = fingerprint(s, src, runs[first].release_id, rendered, dependencies_of(s, src))
+        if all(facts[c].fingerprint == made_of for c in conns):
+            return _unchanged(conns, runs, facts, s, rep, parallel, ops)
     if not prepared.failed:
         # One id on every host; a deploy within the same second as the last one takes the next second.
         taken = tuple(r.id for f in facts.values() for r in f.listing.releases)
@@ -288,6 +298,33 @@ def _deploy(
         errors = _errors(switched, runs)
         errors.update({runs[c].name: exc for c, exc in stuck.items()})
         return _fail(f"{where} failed{tail}", errors, list(runs.values()))
+    return None
+
+
+def _unchanged(
+    conns: Sequence[Connection],
+    runs: dict[Connection, HostRun],
+    facts: dict[Connection, host.Facts],
+    s: Settings,
+    rep: Reporter,
+    parallel: int,
+    ops: Ops,
+) -> BaseException | None:
+    """Every host already runs what this deploy would make: free the locks, deploy nothing."""
+
+    def leave(c: Connection) -> None:
+        run = runs[c]
+        ops.leave(c, s, facts[c], run.lock_info)
+        run.locked = False
+        run.release_id = facts[c].listing.current or ""
+        run.done("unchanged")
+
+    left = each(conns, leave, parallel)
+    if left.failed:
+        return _fail("freeing the lock failed", _errors(left, runs), list(runs.values()))
+    live = sorted({runs[c].release_id for c in conns})
+    rep.line("all", f"unchanged: {', '.join(live)} is live with this revision, files and settings; nothing deployed"
+             " (fab deploy --force deploys anyway)")
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,22 +73,25 @@ def _run(
     stdin: bytes | None = None,
     on_event: Callable[[str], None] | None = None,
     passing: tuple[str, ...] = (),
+    session: remote.Session | None = None,
+    last: bool = False,
 ) -> Outcome:
-    """Run `phase` on the host; its events go to `on_event` (else the reporter); a failure raises its DeployError."""
+    """Run `phase` on the host; its events go to `on_event` (else the reporter); a failure raises its DeployError.
+
+    `session`: in that open command (a deploy's), not as a command of its own; `last`: the session's last phase.
+    """
     host = c.original_host
-    text = remote.script(phase, {**variables(s, lock_info), **extra})
     if reporter is not None:
         reporter.phase(host, PHASE_WORDS.get(phase, phase))
     if on_event is None and reporter is not None:
         on_event = lambda e: reporter.event(host, e)  # noqa: E731
-    out = remote.run(
-        c,
-        text,
-        stdin=stdin,
-        on_event=on_event,
-        on_sent=(lambda n: reporter.upload(host, n, len(stdin or b""))) if reporter and reporter.live else None,
-        passing=passing,
-    )
+    on_sent = (lambda n: reporter.upload(host, n, len(stdin or b""))) if reporter and reporter.live else None
+    if session is not None:
+        text = remote.follow_up(phase, {**variables(s, lock_info), **extra})
+        out = session.step(text, stdin or b"", on_event, on_sent, last)
+    else:
+        text = remote.script(phase, {**variables(s, lock_info), **extra})
+        out = remote.run(c, text, stdin=stdin, on_event=on_event, on_sent=on_sent, passing=passing)
     if reporter is not None:
         reporter.phase(host, "")
     _raise_for(str(host), phase, out)
@@ -129,14 +133,41 @@ class Facts:
     venvs: frozenset[str]  # keys of the complete venvs
     uv: bool = True  # the host has this machine's uv (tools/uv-<version>/uv)
     arch: str = ""  # uname -m of the host
+    fingerprint: str = ""  # of the live release (deploy.release.fingerprint), '' when it has none or is unhealthy
+    # The deploy's command, still open: prepare and switch run in it (remote.Session); None: commands of their own.
+    session: remote.Session | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def begin(
-    c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None, keep_maintenance: bool = False
+    c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None, keep_maintenance: bool = False,
+    serve: bool = True,
 ) -> Facts:
     """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version.
-    A host in maintenance refuses (InMaintenance) unless `keep_maintenance`."""
-    return _facts(_run(c, s, "begin", {"KEEP_MAINTENANCE": keep_maintenance}, reporter, lock_info).events)
+    A host in maintenance refuses (InMaintenance) unless `keep_maintenance`.
+
+    `serve`: the command stays open (Facts.session) for the prepare and switch that follow, or for `leave`.
+    """
+    extra: dict[str, Value] = {"KEEP_MAINTENANCE": keep_maintenance, "SERVE": serve}
+    if not serve:
+        return _facts(_run(c, s, "begin", extra, reporter, lock_info).events)
+    name = str(c.original_host)
+    session = remote.Session(c, remote.script("begin", {**variables(s, lock_info), **extra}))
+    if reporter is not None:
+        reporter.phase(name, PHASE_WORDS["begin"])
+    out = session.step(on_event=(lambda e: reporter.event(name, e)) if reporter is not None else None)
+    if reporter is not None:
+        reporter.phase(name, "")
+    _raise_for(name, "begin", out)
+    return dataclasses.replace(_facts(out.events), session=session)
+
+
+def leave(c: Connection, s: Settings, facts: Facts, lock_info: str) -> None:
+    """End a deploy that took the lock and had nothing to do: the host frees the lock (in the deploy's own
+    command when it is still open)."""
+    if facts.session is not None and facts.session.open:
+        _raise_for(str(c.original_host), "begin", facts.session.end())
+    else:
+        abort(c, s, lock_info, None)
 
 
 def _facts(events: tuple[str, ...]) -> Facts:
@@ -148,6 +179,7 @@ def _facts(events: tuple[str, ...]) -> Facts:
         frozenset(remote.values(events, "venv")),
         remote.value(events, "uv") == "yes",
         remote.value(events, "arch") or "",
+        remote.value(events, "fingerprint") or "",
     )
 
 
@@ -165,6 +197,8 @@ class PrepareArgs:
     private: tuple[str, ...] = ()  # outputs of the hooks that run: copies of their own, never shared with base
     requirements: str | None = None  # the file the installer reads, in the release (None: nothing to install)
     stage: bool = False  # daemon slots: load and check the release in the idle slot (deploy/remote/slots.sh)
+    # The deploy's open command (Facts.session) when prepare and switch run in it.
+    session: remote.Session | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -224,8 +258,14 @@ def prepare(
         "VENV_KEY": plan.venv_key,
         "SECRETS": bool(s.environment),
         "STAGE": plan.stage,
+        "ARCHIVE_BYTES": len(archive) if _in_session(plan.session) else "",
     }
-    return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive)
+    return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive, session=_in_session(plan.session))
+
+
+def _in_session(session: remote.Session | None) -> remote.Session | None:
+    """The deploy's command when it is still open for a next phase, else None (a command of its own)."""
+    return session if session is not None and session.open else None
 
 
 # pip's index options may carry a token: they go to pip as environment variables (not visible in `ps`).
@@ -276,7 +316,8 @@ def switch(
 ) -> Reloaded:
     """Switch `current`, reload and health-check; a failure rolls back in the same command (unless told not to)."""
     extra: dict[str, Value] = {"ID": plan.release_id, "REVISION": plan.revision, "NO_ROLLBACK": not rollback_on_failure}
-    return _reloaded(s, _run(c, s, "switch", extra, reporter, lock_info))
+    session = _in_session(plan.session)
+    return _reloaded(s, _run(c, s, "switch", extra, reporter, lock_info, session=session, last=True))
 
 
 def abort(c: Connection, s: Settings, lock_info: str, release_id: str | None, remove: bool = False) -> None:
@@ -515,6 +556,7 @@ __all__ = [
     "abort",
     "begin",
     "check",
+    "leave",
     "checks",
     "exec_command",
     "logs",

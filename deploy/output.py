@@ -21,7 +21,9 @@ from typing import Any, TextIO
 from deploy.errors import DeployError
 
 # Remote events that are data for the tool, not news for a person.
-_DATA_EVENTS = frozenset("release current lock app mpm log m python venv proc disk health deployed shipped watched".split())
+_DATA_EVENTS = frozenset(
+    "release current lock app mpm log m python venv proc disk health deployed shipped watched fingerprint".split()
+)
 
 
 def duration(seconds: int) -> str:

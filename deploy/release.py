@@ -8,6 +8,7 @@ fake ones to check fleet's decisions without a server.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import platform
 import shlex
 import sys
@@ -43,6 +44,23 @@ def dependencies_of(s: Settings, src: source.Source) -> dependencies.Dependencie
     return dependencies.find(s.dependencies, s.requirements, src)
 
 
+def fingerprint(
+    s: Settings, src: source.Source, release_id: str, rendered: dict[str, str], deps: dependencies.Dependencies
+) -> str:
+    """What a release is made of, as one hash: its revision and files, the dependencies installed, what the
+    tool generates for it (the rendered templates, the environment) and the settings. A deploy whose
+    fingerprint is the live release's would make the same release again: it is a no-op (unless --force)."""
+    h = hashlib.sha256()
+    # Settings that say how to run the tool, not what the release is, are left out.
+    kept = dataclasses.replace(s, hosts=(), output="text")
+    env = sorted(secrets.plain(s.environment).items())
+    parts = [remote.SCRIPTS_HASH, src.revision, src.manifest(), repr(kept), repr(deps.keyed), repr(env)]
+    parts += [f"{name}\0{text.replace(release_id, '<release>')}" for name, text in sorted(rendered.items())]
+    for part in parts:
+        h.update(part.encode() + b"\0\1")
+    return h.hexdigest()
+
+
 def build_archive(
     s: Settings,
     src: source.Source,
@@ -67,10 +85,11 @@ def build_archive(
         ".release/slot.wsgi": (rendered["slot.wsgi"].encode(), 0o644),
         ".release/manifest": (src.manifest().encode(), 0o644),
     }
+    deps = deps or dependencies_of(s, src)
+    extra[".release/fingerprint"] = (fingerprint(s, src, release_id, rendered, deps).encode(), 0o644)
     if s.environment:
         env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in secrets.plain(s.environment).items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
-    deps = deps or dependencies_of(s, src)
     if deps.generated is not None:
         extra[dependencies.GENERATED] = (deps.generated, 0o644)
     for name, data in (wheels or {}).items():
@@ -101,7 +120,8 @@ def prepare_args(
     deps = deps or dependencies_of(s, src)
     key = venv.key(deps.keyed, facts.python, s.pip_args)
     args = host.PrepareArgs(
-        release_id, src.revision, run, None if delta.full else current, carry, note, key, private, deps.install
+        release_id, src.revision, run, None if delta.full else current, carry, note, key, private, deps.install,
+        session=facts.session,
     )
     return args, delta
 
@@ -143,7 +163,7 @@ def prepare(
             raise
         # The live release's files were not all there to link: send everything instead.
         rep.line(name, "linking from the live release failed; sending the full archive")
-        args = dataclasses.replace(args, base=None, note="full")
+        args = dataclasses.replace(args, base=None, note="full", session=None)  # that command ended
         full = build_archive(s, src, release_id, project_dir, None, wheels, rendered, deps)
         host.prepare(c, s, args, full, lock_info, rep)
     return args
@@ -199,6 +219,9 @@ class Ops:
     ) -> host.Reloaded:
         return host.switch(c, s, args, lock_info, rep, rollback_on_failure)
 
+    def leave(self, c: Connection, s: Settings, facts: host.Facts, lock_info: str) -> None:
+        host.leave(c, s, facts, lock_info)
+
     def abort(self, c: Connection, s: Settings, lock_info: str, release_id: str | None, remove: bool) -> None:
         host.abort(c, s, lock_info, release_id, remove)
 
@@ -248,4 +271,4 @@ class Ops:
 
 OPS = Ops()
 
-__all__ = ["OPS", "Ops", "build_archive", "load_source", "prepare", "prepare_args"]
+__all__ = ["OPS", "Ops", "build_archive", "fingerprint", "load_source", "prepare", "prepare_args"]

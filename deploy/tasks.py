@@ -186,6 +186,7 @@ def _record(run: TaskRun, results: list[Result], **more: Any) -> None:
         "rollback-all-on-failure": "with --batch: a failed batch also rolls back the earlier batches",
         "dry-run": "only show what the deploy would do (same as fab plan); nothing changes on the hosts",
         "keep-maintenance": "deploy to hosts in maintenance (fab maintenance on), which stay in it; else refused",
+        "force": "deploy even when every host already runs exactly this release (else: 'unchanged', nothing done)",
         "json": JSON_HELP,
     }
 )
@@ -201,6 +202,7 @@ def deploy(
     rollback_all_on_failure: bool = False,
     dry_run: bool = False,
     keep_maintenance: bool = False,
+    force: bool = False,
     json: bool = False,
 ) -> bool:
     """Ship the app as a new release to every host, prepare it everywhere, then switch, reload, health-check."""
@@ -214,7 +216,7 @@ def deploy(
     rep = run.reporter
     results = api.deploy(
         conns, s, _project_dir(c), ref, rep, parallel, batch, rollback_all_on_failure, not no_rollback,
-        keep_maintenance=keep_maintenance,
+        keep_maintenance=keep_maintenance, force=force,
     )
     _record(run, results)
     for r in results:
@@ -222,6 +224,9 @@ def deploy(
     first = results[0]
     run.fields.update(release=first.release, revision=first.revision)
     rep.close()
+    if all(r.result == "unchanged" for r in results):
+        run.fields["unchanged"] = True
+        return True  # the fleet layer said so, with the release that stays live
     if len(results) > 1:
         rep.note(table(list(run.hosts.values())))
     rep.note(

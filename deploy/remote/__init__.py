@@ -8,6 +8,7 @@ health.py (the health check), and one
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -98,10 +99,18 @@ def _bash(value: Value) -> str:
 
 def script(phase: str, variables: Mapping[str, Value]) -> str:
     """The text of one phase: quoted variable assignments, lib.sh, then the phase's own steps."""
+    return _header(phase, variables) + _LIBRARY + (HERE / f"{phase}.sh").read_text()
+
+
+def follow_up(phase: str, variables: Mapping[str, Value]) -> str:
+    """The text of a phase that runs in an open Session: its variables and steps (lib.sh is there already)."""
+    return _header(phase, variables) + (HERE / f"{phase}.sh").read_text()
+
+
+def _header(phase: str, variables: Mapping[str, Value]) -> str:
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}")
-    header = "".join(f"{name}={_bash(value)}\n" for name, value in variables.items())
-    return header + _LIBRARY + (HERE / f"{phase}.sh").read_text()
+    return "".join(f"{name}={_bash(value)}\n" for name, value in variables.items())
 
 
 # Python run on the host, as shell functions: (function, file, interpreter).
@@ -123,6 +132,8 @@ def _library() -> str:
 
 
 _LIBRARY = _library()
+# Which phase scripts these are: a release made by others is made again (deploy.release.fingerprint).
+SCRIPTS_HASH = hashlib.sha256((_LIBRARY + "".join((HERE / f"{p}.sh").read_text() for p in PHASES)).encode()).hexdigest()
 
 
 # The one command line sshd runs for every phase. The script itself comes on stdin, up to a NUL byte,
@@ -232,6 +243,140 @@ def run(
     if code == -1:
         raise ConnectError(f"{c.original_host}: connection lost during the command", str(c.original_host))
     return Outcome(code, tuple(events), b"".join(errors).decode(errors="replace"))
+
+
+READY = "ready"  # a Session's host finished a script and waits for the next (lib.sh's serve)
+
+
+class Session:
+    """A phase whose channel stays open for the phases that follow it: a whole deploy (begin, prepare,
+    switch) as ONE SSH command.
+
+    The first script ends in lib.sh's `serve`: the host says '@@ready', then runs each script that comes on
+    stdin up to a NUL byte (a `follow_up`, its data after it), saying '@@ready' after each. A script that
+    fails ends the command with its exit code. When stdin closes, the host marks a release that was not
+    switched failed and frees this deploy's lock: a deploy that had nothing to do, or whose fab went away
+    while its other hosts prepared, leaves nothing behind.
+    """
+
+    def __init__(self, c: Connection, text: str) -> None:
+        self.host = str(c.original_host)
+        transport = c.transport
+        if transport is None or not transport.is_active():
+            raise ConnectError(f"{self.host}: not connected", self.host)
+        command(text)  # refuses a NUL in the script
+        try:
+            self._chan = transport.open_session(timeout=30)
+            self._chan.exec_command(COMMAND)
+        except Exception as exc:  # paramiko raises several unrelated types here
+            raise ConnectError(f"{self.host}: could not start a command: {exc}", self.host) from exc
+        self._cond = threading.Condition()
+        self._events: list[str] = []
+        self._readies = 0
+        self._closed = False
+        self._errors: list[bytes] = []
+        self._on_event: Callable[[str], None] | None = None
+        self._mark = 0  # where the events of the current step start
+        self._steps = 0  # '@@ready's consumed
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._first = text.encode() + b"\0"
+
+    @property
+    def open(self) -> bool:
+        """The host waits for a next script (the last step ended with '@@ready')."""
+        with self._cond:
+            return not self._closed and self._readies == self._steps
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                data = self._chan.recv(1 << 15)
+            except Exception:  # the connection went away: the exit status tells
+                data = b""
+            if not data:
+                break
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if not line.startswith("@@"):
+                    continue
+                event = line[2:]
+                with self._cond:
+                    if event == READY:
+                        self._readies += 1
+                    else:
+                        self._events.append(event)
+                    on_event = self._on_event
+                    self._cond.notify_all()
+                if on_event and event != READY:
+                    on_event(event)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _read_stderr(self) -> None:
+        while True:
+            try:
+                data = self._chan.recv_stderr(1 << 15)
+            except Exception:
+                return
+            if not data:
+                return
+            with self._cond:
+                self._errors.append(data)
+
+    def step(
+        self,
+        text: str | None = None,
+        data: bytes = b"",
+        on_event: Callable[[str], None] | None = None,
+        on_sent: Callable[[int], None] | None = None,
+        last: bool = False,
+    ) -> Outcome:
+        """Send the next script (`text`, then its `data` on the script's stdin) and wait until the host is ready
+        for another, or (`last`, or a failure) until the command ends; the Outcome of this step alone."""
+        with self._cond:
+            self._on_event = on_event
+            self._mark = len(self._events)
+        head = self._first if self._first else b""
+        self._first = b""
+        if text is not None:
+            command(text)
+            head += text.encode() + b"\0"
+        try:
+            if head:
+                self._chan.sendall(head)
+            view = memoryview(data)
+            for i in range(0, len(view), 1 << 16):
+                self._chan.sendall(view[i : i + (1 << 16)])
+                if on_sent:
+                    on_sent(min(len(view), i + (1 << 16)))
+            if last:
+                self._chan.shutdown_write()
+        except Exception:  # the host may have ended early; its exit code tells why
+            pass
+        with self._cond:
+            if not last:
+                self._cond.wait_for(lambda: self._closed or self._readies > self._steps)
+            if not self._closed and self._readies > self._steps:
+                self._steps += 1
+                return Outcome(0, tuple(self._events[self._mark :]), b"".join(self._errors).decode(errors="replace"))
+            self._cond.wait_for(lambda: self._closed)
+        code = self._chan.recv_exit_status()
+        self._chan.close()
+        with self._cond:
+            events = tuple(self._events[self._mark :])
+            stderr = b"".join(self._errors).decode(errors="replace")
+        if code == -1:
+            raise ConnectError(f"{self.host}: connection lost during the command", self.host)
+        return Outcome(code, events, stderr)
+
+    def end(self, on_event: Callable[[str], None] | None = None) -> Outcome:
+        """Close the host's stdin with nothing more to run (it frees the lock, see above) and wait for its end."""
+        return self.step(None, b"", on_event, last=True)
 
 
 # A command with a terminal (`fab exec` on a terminal): the pty would echo the script and cook its bytes, so

@@ -5,3 +5,5 @@ require_setup
   && die 22 "in maintenance since $(date -u -r "$DEPLOY_TO/maintenance" +%Y-%m-%dT%H:%M:%SZ) (fab maintenance on): deploy refused; fab maintenance off first, or deploy with --keep-maintenance"
 lock_acquire
 say_facts || { lock_release; die 11 "python $PYTHON not found on this host (setting python)"; }
+# A deploy goes on in this same command (prepare, switch: see serve).
+if [ "$SERVE" = 1 ]; then serve; fi

@@ -51,6 +51,39 @@ require_lock() { lock_mine || die 21 "the deploy lock of this deploy was removed
 # Only ever our own lock: after `fab unlock --force` another deploy may hold it.
 lock_release() { if lock_mine; then rm -rf "$LOCK"; fi; }
 
+# After a failed, interrupted or called-off deploy ($1 = its release id, '' before it had one; $2 = 1:
+# remove that release, else keep it marked failed for a look): stop our remote step, free the lock.
+give_up() {
+  local pg
+  lock_mine || return 0
+  pg=$(cat "$LOCK/remote_pgid" 2>/dev/null)
+  [ -n "$pg" ] && [ "$pg" != "$(pgrp)" ] && kill -TERM -- "-$pg" 2>/dev/null
+  if [ -n "$1" ] && [ -d "$R/$1" ] && [ "$(state_of "$1")" != finished ] && [ "$1" != "$(current_id)" ]; then
+    if [ "$2" = 1 ]; then
+      remove_release "$1" && say "removed $1"
+    else
+      echo failed > "$R/$1/.release/state"
+      say "marked $1 failed"
+    fi
+  fi
+  lock_release
+  say "unlocked"
+}
+
+# A deploy's one command (deploy/remote/__init__.py's Session): after begin, run each phase script that
+# comes on stdin up to a NUL byte; a failing one ends the command with its code. Stdin closed: nothing
+# more comes (fab had nothing to do, or went away): a release not switched is marked failed, the lock freed.
+serve() {
+  local s
+  say ready
+  while IFS= read -r -d "" s; do
+    eval "$s" || exit $?
+    say ready
+  done
+  give_up "${ID:-}" 0 > /dev/null
+  exit 0
+}
+
 current_id() { local t; t=$(readlink "$CUR" 2>/dev/null) || return 0; echo "${t##*/}"; }
 
 state_of() { cat "$R/$1/.release/state" 2>/dev/null || echo failed; }
@@ -78,6 +111,10 @@ say_facts() {
   for v in "$SH"/venvs/*/.complete; do [ -e "$v" ] && v=${v%/.complete} && say "venv ${v##*/}"; done
   cur=$(current_id)
   [ -n "$cur" ] && [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"
+  # What the live release was made of (deploy/release.py's fingerprint): a deploy of the same is a no-op.
+  # Only a healthy live release counts: one that failed its check is deployed over.
+  [ -n "$cur" ] && [ "$(state_of "$cur")" = finished ] && [ -s "$R/$cur/.release/fingerprint" ] \
+    && say "fingerprint $(head -c 200 "$R/$cur/.release/fingerprint")"
   return 0
 }
 

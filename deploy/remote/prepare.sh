@@ -17,7 +17,8 @@ mkdir "$REL" 2>/dev/null || die 1 "release directory $REL already exists"
 mkdir "$REL/.release"
 echo preparing > "$REL/.release/state"
 t0=$(date +%s.%N)
-tar -xzf - -C "$REL" --no-same-owner 2> "$REL/.release/unpack.log" || { tail_of "$REL/.release/unpack.log"; die 10 "unpacking the release into $REL failed"; }
+# In a deploy's one command (serve) the archive is ARCHIVE_BYTES long and the next script follows it.
+if [ -n "$ARCHIVE_BYTES" ]; then head -c "$ARCHIVE_BYTES"; else cat; fi | tar -xzf - -C "$REL" --no-same-owner 2> "$REL/.release/unpack.log" || { tail_of "$REL/.release/unpack.log"; die 10 "unpacking the release into $REL failed"; }
 echo preparing > "$REL/.release/state"
 printf '%s\n' "$REVISION" > "$REL/.release/revision"
 # Files identical to the live release's come as a list, not as bytes: hard-link them.

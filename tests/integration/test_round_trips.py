@@ -1,8 +1,9 @@
 """How many SSH commands each operation costs, counted from sshd's own log (LogLevel DEBUG1).
 
-Budgets (issue: speed): first deploy <= 6 (setup included), redeploy <= 3 (nothing changed or
-one .py changed), rollback <= 2, reload <= 2; plan (issue: for people and pipelines) <= 2, here 1.
-An SFTP session would count as one too.
+Budgets (issue: speed): first deploy <= 6 (setup included); a redeploy is ONE command (begin, prepare
+and switch in one channel: remote.Session), forced with nothing changed, with one .py changed, or with
+nothing changed at all (then it says 'unchanged' and makes no release); rollback <= 2, reload <= 2; plan
+(issue: for people and pipelines) <= 2, here 1. An SFTP session would count as one too.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ def count(app: App, *args: str) -> int:
 def test_command_budgets(app: App) -> None:
     first = count(app, "setup") + count(app, "deploy")
     assert first <= 6
-    assert count(app, "deploy") <= 3  # nothing changed
+    assert count(app, "deploy", "--force") == 1  # nothing changed, deployed anyway
     app.set_version("rt")
-    assert count(app, "deploy") <= 3  # one .py changed
+    assert count(app, "deploy") == 1  # one .py changed
+    live = app.current()
+    assert count(app, "deploy") == 1  # nothing changed: nothing deployed
+    assert app.current() == live
     assert count(app, "rollback") <= 2
     assert count(app, "reload") <= 2
     assert count(app, "status") <= 1
