@@ -110,7 +110,8 @@ def main() -> int:
                 (sb.sites_dir / "imdb.conf").unlink(missing_ok=True)
 
             measure("first deploy (setup+deploy)", wipe, lambda: ["@first"])
-            measure("redeploy, nothing changed", None, lambda: ["deploy"])
+            measure("redeploy, nothing changed", None, lambda: ["deploy", "--force"])
+            measure("deploy of what is live", None, lambda: ["deploy"])  # says 'unchanged', no release
             measure("redeploy, one .py changed", lambda: commit(bump_view, "view"), lambda: ["deploy"])
             measure("redeploy, requirements chg", lambda: commit(bump_requirements, "req"), lambda: ["deploy"])
             ids = sorted(d.name for d in (deploy_to / "releases").iterdir())

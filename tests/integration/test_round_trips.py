@@ -9,6 +9,7 @@ nothing changed at all (then it says 'unchanged' and makes no release); rollback
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -70,3 +71,49 @@ def test_python_api(app: App) -> None:
         assert exc.exit_code == 6
     else:
         raise AssertionError("rollback --to a path was accepted")
+
+
+def test_unchanged_says_so(app: App) -> None:
+    """A deploy of exactly what is live: exit 0, 'unchanged' with the live release, no release made."""
+    app.ok("deploy", "--force")
+    live, before = app.current(), sorted(p.name for p in (app.deploy_to / "releases").iterdir())
+    p = app.ok("deploy")
+    assert "unchanged" in p.stdout + p.stderr and str(live) in p.stdout + p.stderr
+    assert app.current() == live and sorted(p.name for p in (app.deploy_to / "releases").iterdir()) == before
+    assert not (app.deploy_to / ".lock").exists()
+    app.write_config(keep_releases=4)  # a setting is part of what a release is made of
+    app.commit("keep 4")
+    app.ok("deploy")
+    assert app.current() != live
+
+
+def test_fab_gone_between_prepare_and_switch(app: App) -> None:
+    """The deploy's one command waits for its switch; fab going away there (a dropped connection, kill -9)
+    leaves the host as it was: the prepared release marked failed, the lock freed by the host itself."""
+    import deploy
+    from deploy import host, lock, release, releases, secrets
+    from deploy.connect import open_connection
+    from deploy.output import Reporter
+
+    p = deploy.project(app.path, ssh_config=app.sb.ssh_config)
+    (c,) = p.connections([app.sb.host_alias])
+    open_connection(c)
+    s = secrets.resolve(p.settings)
+    live = app.current()
+    info = lock.info("deploy")
+    facts = host.begin(c, s, info)
+    assert facts.session is not None and (app.deploy_to / ".lock").is_dir()
+    app.set_version("gone")
+    src = release.load_source(s, p.path)
+    rid = releases.new_id(src.short_revision)
+    release.prepare(c, s, src, rid, facts, info, Reporter(quiet=True), p.path, stage=False)
+    state = app.deploy_to / "releases" / rid / ".release" / "state"
+    assert state.read_text().strip() == "prepared" and (app.deploy_to / ".lock").is_dir()
+    c.close()
+    deadline = time.monotonic() + 15
+    while (app.deploy_to / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (app.deploy_to / ".lock").exists()
+    assert state.read_text().strip() == "failed" and app.current() == live
+    app.ok("deploy")
+    assert app.current() not in (live, rid)
