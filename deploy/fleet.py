@@ -211,6 +211,8 @@ def _deploy(
     """The deploy itself; the error it ends with is returned (every host already dealt with), not raised."""
     first = conns[0]
     facts: dict[Connection, host.Facts] = {}
+    # One host: no other host's prepare to wait for, its switch starts on the host as soon as it is prepared.
+    alone = len(conns) == 1
 
     def begin(c: Connection) -> None:
         run = runs[c]
@@ -230,7 +232,8 @@ def _deploy(
         # once-hooks (a migration on a shared database) run on the first host only.
         hs = s if c is first else _without_once_hooks(s)
         run.prepared = ops.prepare(
-            c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir, rendered, rollback_on_failure
+            c, hs, src, run.release_id, facts[c], run.lock_info, rep, project_dir, rendered, rollback_on_failure,
+            alone,
         )
         run.result = "prepared"
 

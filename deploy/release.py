@@ -137,16 +137,19 @@ def prepare(
     project_dir: Path,
     rendered: dict[str, str] | None = None,
     stage: bool = True,
+    then_switch: bool = False,
 ) -> host.PrepareArgs:
     """Work out the prepare args (delta, hooks, venv) and run the prepare phase on a host holding its lock.
 
     `stage` (daemon slots): load the release in the idle slot and check it there before the prepare ends,
-    so that the switch is the flip alone; off for --no-rollback, whose switch may flip to a failing release.
+    so that the switch is the flip alone; off for --no-rollback, whose switch may flip to a failing release
+    (`stage` is the switch's rollback_on_failure). `then_switch`: the switch starts on the host as soon as
+    the prepare ends (a deploy to one host), host.switch then only waits for it.
     """
     name = str(c.original_host)
     deps = dependencies_of(s, src)  # once for this host: the key, the wheels and the archive all need it
     args, delta = prepare_args(s, src, release_id, facts, rep, name, deps)
-    args = dataclasses.replace(args, stage=stage and s.slotted)
+    args = dataclasses.replace(args, stage=stage and s.slotted, then_switch=then_switch, rollback_on_failure=stage)
     try:
         wheels = venv.wheels(s, deps.keyed) if s.wheels and deps.keyed and args.venv_key not in facts.venvs else None
     except venv.WheelsFailed as exc:
@@ -211,8 +214,9 @@ class Ops:
         project_dir: Path,
         rendered: dict[str, str],
         stage: bool = True,
+        then_switch: bool = False,
     ) -> host.PrepareArgs:
-        return prepare(c, s, src, release_id, facts, lock_info, rep, project_dir, rendered, stage)
+        return prepare(c, s, src, release_id, facts, lock_info, rep, project_dir, rendered, stage, then_switch)
 
     def switch(
         self, c: Connection, s: Settings, args: host.PrepareArgs, lock_info: str, rep: Reporter, rollback_on_failure: bool

@@ -273,11 +273,12 @@ class Session:
         self._cond = threading.Condition()
         self._events: list[str] = []
         self._readies = 0
-        self._closed = False
+        self._ready_at: list[int] = []  # how many events had come at each '@@ready'
+        self._closed = False  # stdout and stderr both ended: the host's command is over
+        self._open_streams = 2
         self._errors: list[bytes] = []
         self._on_event: Callable[[str], None] | None = None
-        self._mark = 0  # where the events of the current step start
-        self._steps = 0  # '@@ready's consumed
+        self._steps = 0  # '@@ready's consumed: the steps done
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._first = text.encode() + b"\0"
@@ -307,14 +308,19 @@ class Session:
                 with self._cond:
                     if event == READY:
                         self._readies += 1
+                        self._ready_at.append(len(self._events))
                     else:
                         self._events.append(event)
                     on_event = self._on_event
                     self._cond.notify_all()
                 if on_event and event != READY:
                     on_event(event)
+        self._stream_ended()
+
+    def _stream_ended(self) -> None:
         with self._cond:
-            self._closed = True
+            self._open_streams -= 1
+            self._closed = self._open_streams == 0
             self._cond.notify_all()
 
     def _read_stderr(self) -> None:
@@ -322,11 +328,12 @@ class Session:
             try:
                 data = self._chan.recv_stderr(1 << 15)
             except Exception:
-                return
+                data = b""
             if not data:
-                return
+                break
             with self._cond:
                 self._errors.append(data)
+        self._stream_ended()
 
     def step(
         self,
@@ -337,10 +344,11 @@ class Session:
         last: bool = False,
     ) -> Outcome:
         """Send the next script (`text`, then its `data` on the script's stdin) and wait until the host is ready
-        for another, or (`last`, or a failure) until the command ends; the Outcome of this step alone."""
+        for another, or (`last`, or a failure) until the command ends; the Outcome of this step alone (its
+        events: those after the last '@@ready' consumed, a script queued in the step before may have begun)."""
         with self._cond:
             self._on_event = on_event
-            self._mark = len(self._events)
+            start = self._ready_at[self._steps - 1] if self._steps else 0
         head = self._first if self._first else b""
         self._first = b""
         if text is not None:
@@ -361,14 +369,15 @@ class Session:
         with self._cond:
             if not last:
                 self._cond.wait_for(lambda: self._closed or self._readies > self._steps)
-            if not self._closed and self._readies > self._steps:
-                self._steps += 1
-                return Outcome(0, tuple(self._events[self._mark :]), b"".join(self._errors).decode(errors="replace"))
+                if self._readies > self._steps:
+                    end = self._ready_at[self._steps]
+                    self._steps += 1
+                    return Outcome(0, tuple(self._events[start:end]), b"".join(self._errors).decode(errors="replace"))
             self._cond.wait_for(lambda: self._closed)
         code = self._chan.recv_exit_status()
         self._chan.close()
         with self._cond:
-            events = tuple(self._events[self._mark :])
+            events = tuple(self._events[start:])
             stderr = b"".join(self._errors).decode(errors="replace")
         if code == -1:
             raise ConnectError(f"{self.host}: connection lost during the command", self.host)

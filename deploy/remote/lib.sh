@@ -56,6 +56,9 @@ lock_release() { if lock_mine; then rm -rf "$LOCK"; fi; }
 give_up() {
   local pg
   lock_mine || return 0
+  # The switch and this claim the same name: a switch under way is left to finish (it frees the lock
+  # itself), a switch not yet started never starts.
+  mkdir "$LOCK/switching" 2> /dev/null || { say "switching: it finishes by itself"; return 0; }
   pg=$(cat "$LOCK/remote_pgid" 2>/dev/null)
   [ -n "$pg" ] && [ "$pg" != "$(pgrp)" ] && kill -TERM -- "-$pg" 2>/dev/null
   if [ -n "$1" ] && [ -d "$R/$1" ] && [ "$(state_of "$1")" != finished ] && [ "$1" != "$(current_id)" ]; then

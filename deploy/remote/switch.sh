@@ -4,6 +4,8 @@
 trap '' PIPE HUP
 REL="$R/$ID"
 require_lock
+# Claimed once: an abort (give_up) that comes first calls the switch off, one that comes later leaves it be.
+mkdir "$LOCK/switching" 2> /dev/null || die 21 "this deploy was called off before its switch; nothing was switched"
 # Whatever happens here, this deploy's lock ends with this command.
 trap lock_release EXIT
 pgrp > "$LOCK/remote_pgid"

@@ -53,7 +53,7 @@ def test_changed_view_is_served_after_deploy(app: App) -> None:
 
 
 def test_redeploy_sends_only_changes_and_skips_unneeded_hooks(app: App) -> None:
-    p = app.ok("deploy")
+    p = app.ok("deploy", "--force")  # nothing changed: without --force, 'unchanged' and no release
     assert "0 sent" in p.stderr and "linked" in p.stderr
     assert "hook:migrate" in p.stderr and "skipped" in p.stderr
     app.wait_version(app.version())

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.conftest import App, make_app
 from tests.integration.test_import_check import Load
-from tests.sandbox import Sandbox, fab_argv
+from tests.sandbox import REPO_ROOT, Sandbox, fab_argv
 
 
 def configure(a: App, **over: object) -> None:
@@ -166,16 +166,18 @@ def test_interrupted_between_loading_and_the_flip(app: App, how: str) -> None:
     good = broken(app, "movies/views.py", 'movies = [{"title"', 'import time; time.sleep(3)\n    movies = [{"title"')
     try:
         proc = subprocess.Popen(
-            fab_argv(app.sb, "deploy"), cwd=app.path, env={**os.environ, "HOME": str(app.home)},
+            fab_argv(app.sb, "deploy"), cwd=app.path, env={**os.environ, "HOME": str(app.home), "PYTHONPATH": str(REPO_ROOT)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         assert proc.stdout is not None
         deadline = time.monotonic() + 120
+        seen = []
         for line in proc.stdout:  # the idle slot has loaded the release: its check (3 s a request) comes next
+            seen.append(line)
             if "restart:" in line or time.monotonic() > deadline:
                 break
         time.sleep(1.0)
-        assert proc.poll() is None, "the deploy ended before it could be interrupted"
+        assert proc.poll() is None, f"the deploy ended before it could be interrupted:\n{''.join(seen)}{proc.stdout.read()}"
         proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
         proc.wait(60)
     finally:
