@@ -100,19 +100,6 @@ for i in ${!HOOK_NAMES[@]}; do
 done
 
 require_lock  # a hook may run long: `fab unlock --force` and another deploy may have come meanwhile
-# The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
-if [ "$IMPORT_CHECK" = 1 ]; then
-  t0=$(date +%s.%N)
-  say "begin importing the app ($WSGI_MODULE)"
-  ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"} ) > "$REL/.release/import.log" 2>&1 \
-    || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
-         to_app_log "import check of release $ID" "$REL/.release/import.log"
-         why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
-         die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
-  say "step import $(date +%s.%N) $t0"
-fi
-
-require_lock
 # A vhost installed before the <IfDefine> wrapper existed would be tested twice: wrap it as it is (the same
 # vhost for Apache, which never defines the name).
 live_vhost="$APACHE_SITES/$VHOST_NAME"
@@ -125,20 +112,42 @@ fi
 if [ "$SLOTS" = 2 ]; then
   { ensure_map && install_slot_script "$REL/.release/slot.wsgi"; } || die 10 "could not set up $DEPLOY_TO/slots"
 fi
-# Test the candidate vhost in Apache's real config in place of the live one; nothing is installed here.
-t0=$(date +%s.%N)
-say "begin apachectl configtest"
-candidate_test "$REL/.release/vhost.conf" || die 15 "apachectl configtest failed with the new vhost (nothing was installed)"
-say "step configtest $(date +%s.%N) $t0"
-# Blue/green with the vhost unchanged: load the release in the idle slot and check it there now (the
-# slot serves nobody), so that the switch is the flip alone and a fleet flips only once every host's
-# idle slot is healthy. A release that fails here was never live.
+# Blue/green with the vhost unchanged: the release is loaded in the idle slot and checked there (below),
+# so that the switch is the flip alone and a fleet flips only once every host's idle slot is healthy. The
+# idle slot serves nobody: it restarts now, while the import check runs (Apache respawns its processes on
+# its 1-second tick). An unchanged vhost needs no config test.
+staging=0
 if [ "$STAGE" = 1 ] && [ -n "$cur" ] && [ -L "$SLOTS_DIR/a" ] && vhost_wrapped "$REL/.release/vhost.conf" | cmp -s - "$APACHE_SITES/$VHOST_NAME"; then
+  staging=1
   require_lock
   live=$(live_slot)
   idle=$(other_slot "$live")
   point_slot "$idle" "$ID" || die 9 "could not point slot $idle at $ID"
-  if ! restart_slot "$idle" "$ID"; then
+  kick_slot "$idle" || { echo failed > "$REL/.release/state"; die 7 "release $ID could not be loaded in slot $idle: signalling its processes failed; nothing was switched: $cur is live"; }
+fi
+# The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
+if [ "$IMPORT_CHECK" = 1 ]; then
+  t0=$(date +%s.%N)
+  say "begin importing the app ($WSGI_MODULE)"
+  ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"} ) > "$REL/.release/import.log" 2>&1 \
+    || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
+         to_app_log "import check of release $ID" "$REL/.release/import.log"
+         why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
+         die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
+  say "step import $(date +%s.%N) $t0"
+fi
+
+if [ "$staging" = 0 ]; then
+  # Test the candidate vhost in Apache's real config in place of the live one; nothing is installed here.
+  t0=$(date +%s.%N)
+  say "begin apachectl configtest"
+  candidate_test "$REL/.release/vhost.conf" || die 15 "apachectl configtest failed with the new vhost (nothing was installed)"
+  say "step configtest $(date +%s.%N) $t0"
+fi
+# The idle slot has the release loaded, or says why not; then its check. A release that fails here was never live.
+if [ "$staging" = 1 ]; then
+  require_lock
+  if ! loaded_slot "$idle" "$ID"; then
     echo failed > "$REL/.release/state"
     die 7 "release $ID ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched: $cur is live"
   fi

@@ -64,31 +64,39 @@ await_slot() {
 }
 
 # Restart every process of slot $1 at once (it serves nobody) and wait for release $2 to be loaded.
-restart_slot() {
-  local slot=$1 rel=$2 p old t0 deadline
-  t0=$(date +%s.%N)
+restart_slot() { kick_slot "$1" && loaded_slot "$1" "$2"; }
+
+# The first half of restart_slot: signal slot $1's processes (KICKED: their pids, '' when none ran) and
+# return at once; Apache respawns them on its next 1-second tick, meanwhile the caller may do other work.
+kick_slot() {
+  local slot=$1 p deadline
+  KICK_T0=$(date +%s.%N)
   # Just after a graceful (logrotate, certbot, an earlier step) the slot's processes may still be loading:
   # give them a few seconds to say ready or failed before concluding that none runs.
   deadline=$(($(date +%s) + 10))
   while :; do
-    old=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot"))
-    [ -n "$old" ] || [ "$(date +%s)" -ge "$deadline" ] && break
+    KICKED=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot"))
+    [ -n "$KICKED" ] || [ "$(date +%s)" -ge "$deadline" ] && break
     sleep 0.1
   done
   for p in $(slot_marked failed "$slot"); do rm -f "$SH/run/failed.$p"; done
-  if [ -z "$old" ]; then
+  for p in $KICKED; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
+}
+
+# The second half: wait until slot $1's new processes have loaded release $2.
+loaded_slot() {
+  local slot=$1 rel=$2
+  if [ -z "$KICKED" ]; then
     # No process of the slot has loaded anything: Apache restarts them on its own (a slot whose release
     # was gone cannot start Python), and now that the link is good they load the release by themselves.
     ROLL_TIMEOUT=15 await_slot "$slot" "$rel" || {
       SLOT_ERROR="could not be loaded: no process of slot $slot runs (fab reload --strategy graceful starts them)"
       return 1
     }
-    say "step restart:$slot $(date +%s.%N) $t0"
-    return 0
+  else
+    await_slot "$slot" "$rel" "$KICKED" || return 1
   fi
-  for p in $old; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
-  await_slot "$slot" "$rel" "$old" || return 1
-  say "step restart:$slot $(date +%s.%N) $t0"
+  say "step restart:$slot $(date +%s.%N) $KICK_T0"
 }
 
 # Apache re-reads its config (changed vhost, first release, --strategy graceful): every process of both

@@ -159,6 +159,32 @@ def test_a_failed_warm_up_is_never_flipped_to(app: App) -> None:
     assert load.failed == 0 and app.current() == live
 
 
+def test_no_rollback_flips_to_a_failing_release_and_marks_it(app: App) -> None:
+    """--no-rollback: the release that fails its check in the idle slot goes live anyway (as asked), is
+    marked unhealthy (never a rollback target, never 'unchanged'), and the next good deploy replaces it."""
+    live, slot = app.current(), live_slot(app)
+    good = broken(app, "movies/views.py", 'movies = [{"title"', 'raise RuntimeError("broken")\n    movies = [{"title"')
+    try:
+        p = app.fab("deploy", "--no-rollback")
+        failing = app.current()
+        again = app.fab("deploy")  # the same failing release: deployed over, not 'unchanged'
+    finally:
+        (app.path / "movies" / "views.py").write_text(good)
+        app.commit("fixed")
+    assert p.returncode == 7, p.stderr
+    assert "--no-rollback" in p.stderr and "is live" in p.stderr, p.stderr
+    assert failing != live and live_slot(app) != slot
+    assert "unchanged" not in again.stdout + again.stderr and again.returncode == 7, again.stderr
+    rel = app.deploy_to / "releases" / str(failing) / ".release" / "state"
+    assert rel.read_text().strip() == "unhealthy"
+    assert app.get("/movie")[0] == 500
+    app.ok("deploy")
+    assert app.get("/movie")[0] == 200 and app.current() not in (live, failing)
+    app.ok("rollback")
+    assert app.current() == live  # over the unhealthy ones
+    app.ok("deploy")
+
+
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
 def test_interrupted_between_loading_and_the_flip(app: App, how: str) -> None:
     live, slot, version = app.current(), live_slot(app), app.version()
