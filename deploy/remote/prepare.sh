@@ -147,18 +147,10 @@ fi
 # The idle slot has the release loaded, or says why not; then its check. A release that fails here was never live.
 if [ "$staging" = 1 ]; then
   require_lock
-  if ! loaded_slot "$idle" "$ID"; then
+  if ! stage_slot "$idle" "$ID" kicked; then
     echo failed > "$REL/.release/state"
-    die 7 "release $ID ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched: $cur is live"
+    die 7 "$STAGE_ERROR; nothing was switched: $cur is live"
   fi
-  [ "$HEALTH" = 1 ] && say "begin health check (slot $idle, preview)"
-  t0=$(date +%s.%N)
-  if ! why=$(preview_check "$idle" "$ID"); then
-    write_map "$live"
-    echo failed > "$REL/.release/state"
-    die 7 "health check failed in slot $idle: $why; nothing was switched: $cur is live"
-  fi
-  [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
   write_map "$live"
   echo "$idle" > "$REL/.release/staged"
 fi

@@ -15,8 +15,8 @@ if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   if [ "$RELOAD" = graceful ]; then
     graceful_slots || die 16 "reload failed: ${SLOT_ERROR:-graceful}"
   else
-    point_slot "$idle" "$cur" && restart_slot "$idle" "$cur" || die 7 "release $cur ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched"
-    why=$(preview_check "$idle" "$cur") || { write_map "$live"; die 7 "health check failed in slot $idle: $why; nothing was switched"; }
+    point_slot "$idle" "$cur" || die 9 "could not point slot $idle at $cur"
+    stage_slot "$idle" "$cur" || die 7 "$STAGE_ERROR; nothing was switched"
     write_map "$idle" || die 9 "could not write $MAP"
     say "reload slots: $idle live, $live idle"
   fi

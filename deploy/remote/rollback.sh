@@ -22,25 +22,22 @@ if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   vhost_install "$R/$target/.release/vhost.conf"
   [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
   how=slots
+  loaded=
+  rc=0
   if [ "$VHOST_CHANGED" = 1 ] || [ "$RELOAD" = graceful ]; then
     how="graceful (both slots restarted)"
-    point_slot "$other" "$target" && graceful_slots; rc=$?
+    loaded=loaded
+    point_slot "$other" "$target" && graceful_slots || { rc=$?; STAGE_ERROR="release $target ${SLOT_ERROR:-did not load in slot $other}"; }
   elif [ "$(slot_release "$other")" = "$target" ] && [ "$(slot_marked ready "$other" "$target" | wc -l)" -ge "$DAEMON_PROCESSES" ]; then
     say "step restart:none $(date +%s.%N) $(date +%s.%N)"
-    rc=0
+    loaded=loaded
   else
-    point_slot "$other" "$target" && restart_slot "$other" "$target"; rc=$?
+    point_slot "$other" "$target" || die 9 "could not point slot $other at $target"
   fi
-  if [ "$rc" != 0 ]; then
+  if [ "$rc" != 0 ] || ! stage_slot "$other" "$target" "$loaded"; then
     [ "$VHOST_CHANGED" = 1 ] && { vhost_restore; graceful_slots || true; }
     log_revision rollback "$target" - failed
-    die 7 "release $target ${SLOT_ERROR:-did not load in slot $other}; nothing was switched: $cur is live"
-  fi
-  if ! why=$(preview_check "$other" "$target"); then
-    write_map "$live"
-    [ "$VHOST_CHANGED" = 1 ] && { vhost_restore; graceful_slots || true; }
-    log_revision rollback "$target" - unhealthy
-    die 7 "health check of $target failed in slot $other: $why; nothing was switched: $cur is live"
+    die 7 "$STAGE_ERROR; nothing was switched: $cur is live"
   fi
   write_map "$other" || die 9 "could not write $MAP"
   switch_to "$target"

@@ -129,6 +129,24 @@ preview_check() {
   PREVIEW_TOKEN=$token http_check "$2"
 }
 
+# Load release $2 in idle slot $1 and check it there, on the preview route, before any flip (a deploy's
+# prepare or switch, a reload, a rollback). $3 says how far the load is: '' (restart the slot now), kicked
+# (kick_slot ran: wait for it), loaded (it is loaded). A failure leaves STAGE_ERROR, one line that says
+# why, and a map naming the live slot again.
+stage_slot() {
+  local why t0
+  case "${3:-}" in
+    loaded) ;;
+    kicked) loaded_slot "$1" "$2" || { STAGE_ERROR="release $2 ${SLOT_ERROR:-did not load in slot $1}"; return 1; } ;;
+    *) restart_slot "$1" "$2" || { STAGE_ERROR="release $2 ${SLOT_ERROR:-did not load in slot $1}"; return 1; } ;;
+  esac
+  [ "$HEALTH" = 1 ] && say "begin health check (slot $1, preview)"
+  t0=$(date +%s.%N)
+  why=$(preview_check "$1" "$2") || { write_map "$(live_slot)"; STAGE_ERROR="health check failed in slot $1: $why"; return 1; }
+  [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
+  return 0
+}
+
 # The map must exist before Apache reads a vhost naming it (setup, and the candidate test of a prepare on
 # a host set up before slots); a new map serves slot a.
 ensure_map() {
