@@ -38,7 +38,9 @@ build_venv() {
       ( for kv in ${PIP_ENV[@]+"${PIP_ENV[@]}"}; do export "${kv?}" "UV_${kv#PIP_}"; done
         cd "$REL" || exit 1
         if [ "$INSTALLER" = uv ]; then
-          exec "$UV" pip install -q --python "$venv/bin/python" ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req"
+          # Compiled now, as pip does by default: the daemon processes (often another user, who cannot write
+          # the venv) would otherwise compile every module again each time one starts.
+          exec "$UV" pip install -q --compile-bytecode --python "$venv/bin/python" ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req"
         fi
         exec "$venv/bin/python" -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} -r "$req" ) > "$REL/.release/pip.log" 2>&1 \
         || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "$INSTALLER install -r $REQUIREMENTS failed"; }
