@@ -1,0 +1,264 @@
+"""Fleet-scale benchmark: the tool's own cost per host, with many light hosts (sshd only, no Apache).
+
+    python3 -m bench.fleet_scale [--counts 1,10,25,50] [--runs 3] [--modes cli,api@10,api@50]   (root; ~3 min)
+
+Starts max(counts) (at most 50) network-namespace hosts running only sshd (tests/sandbox.py, apache=False)
+and makes each look deployed: deploy_to with one finished release of the example app (its manifest,
+`current`, revisions.log), written by hand; nothing serves HTTP. Then, per host count N and run:
+
+- cli     `fab -H web1,...,webN plan` and `... status` (fresh processes; they work on 10 hosts at a time:
+          neither task has a --parallel option),
+- api@P   the same through the Python API with parallel=P (`deploy.plan(..., parallel=P)`, `deploy.status`),
+          a fresh process too (this module with --api), without Fabric's per-host task calls.
+
+Prints, per task, mode and N: the median wall time, the fab process's CPU (user + system, children
+included: os.wait4) and max RSS, and per host above the 1-host run (the floor). Then a straight line
+fitted to each and its value at 500 hosts, and whether the per-host cost at the largest count is more
+than 1.3x the one at 10 hosts (worse than linear). known_hosts holds exactly the N hosts of each run
+(as a fleet of N would). The hosts' own work (sshd, bash, python) runs on the same cores as fab:
+wall times are what this machine does, CPU and memory are fab's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_HOSTS = 50
+FAB_TIMEOUT = 180.0  # seconds, one fab process (50 hosts take a few)
+APP = "imdb"
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float  # seconds
+    cpu: float  # seconds, user + system, the process and the children it waited for
+    rss: float  # MiB, max resident set
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = FAB_TIMEOUT) -> tuple[Run, str]:
+    """Run argv to the end (killed after `timeout`); its figures and its output. A failure ends the benchmark."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        got: dict[str, object] = {}
+
+        def reap() -> None:
+            got["wait"] = os.wait4(p.pid, 0)
+            got["t"] = time.perf_counter()
+
+        reaper = threading.Thread(target=reap, daemon=True)
+        reaper.start()
+        reaper.join(timeout)
+        if reaper.is_alive():
+            os.killpg(p.pid, signal.SIGKILL)
+            reaper.join(10)
+            p.returncode = -9
+            raise SystemExit(f"timed out after {timeout:.0f}s: {' '.join(argv[:8])} ...")
+        _, status, usage = got["wait"]  # type: ignore[misc]
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if p.returncode:
+        raise SystemExit(f"failed (exit {p.returncode}): {' '.join(argv[:8])} ...\n{text[-4000:]}")
+    wall = float(got["t"]) - t0  # type: ignore[arg-type]
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024), text
+
+
+def fake_deployed(deploy_to: Path, owner: str, revision: str, manifest: str, release_id: str) -> None:
+    """The layout plan.sh and status.sh read (lib.sh: releases/, shared/, current, a release's .release/)."""
+    meta = deploy_to / "releases" / release_id / ".release"
+    meta.mkdir(parents=True)
+    (meta / "state").write_text("finished\n")
+    (meta / "revision").write_text(revision + "\n")
+    (meta / "manifest").write_text(manifest)
+    (deploy_to / "shared").mkdir()
+    (deploy_to / "current").symlink_to(f"releases/{release_id}")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (deploy_to / "revisions.log").write_text(f"{stamp} {owner} deploy {release_id} {revision} ok\n")
+    subprocess.run(["chown", "-R", f"{owner}:", str(deploy_to)], check=True, timeout=30)
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares line: (intercept, slope)."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    return my - slope * mx, slope
+
+
+def api_main(task: str, parallel: int, hosts: str, ssh_config: str) -> int:
+    """`--api`: one task through the Python API (in the app's directory), as a script would run it."""
+    import deploy
+
+    p = deploy.project(".", ssh_config=ssh_config)
+    conns = p.connections(hosts.split(","))
+    if task == "plan":
+        results = deploy.plan(conns, p.settings, p.path, parallel=parallel)
+    else:
+        results = deploy.status(conns, p.settings, parallel=parallel)
+    for r in results:
+        print(f"{r.host}: {task} {r.result}")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--counts", default="1,10,25,50", help=f"host counts (at most {MAX_HOSTS}); 1 is always added")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tasks", default="plan,status")
+    ap.add_argument("--modes", default="cli,api@10,api@50", help="cli (fab), api@P (the Python API, parallel=P)")
+    ap.add_argument("--api", nargs=4, metavar=("TASK", "PARALLEL", "HOSTS", "SSH_CONFIG"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.api:
+        return api_main(args.api[0], int(args.api[1]), args.api[2], args.api[3])
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, a deploy user, sshd)", file=sys.stderr)
+        return 2
+    counts = sorted({1, *(int(n) for n in args.counts.split(","))})
+    if counts[-1] > MAX_HOSTS or counts[0] < 1:
+        print(f"host counts must be 1..{MAX_HOSTS}", file=sys.stderr)
+        return 2
+    tasks, modes = args.tasks.split(","), args.modes.split(",")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(f"signal {signum}: stopping")  # the finally below still cleans up
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    from deploy import releases, source
+    from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, example_repo, random_user
+
+    user = DeployUser.ensure(random_user())
+    common = f"/srv/fabdeploy-scale-{os.getpid()}"
+    base = Path(tempfile.mkdtemp(prefix="fabdeploy-scale-"))
+    hosts: list[Sandbox] = []
+    namespaces: list[str] = []
+    try:
+        t0 = time.monotonic()
+        for i in range(counts[-1]):
+            sb = Sandbox(user, netns=True, apache=False, host_alias=f"web{i + 1}", common_root=common, sshd_log_level="INFO")
+            hosts.append(sb)
+            sb.start()
+            namespaces.append(str(sb._ns))
+        print(f"# {len(hosts)} light hosts (netns + sshd only) started in {time.monotonic() - t0:.1f}s", flush=True)
+        ssh_config = base / "ssh_config"
+        ssh_config.write_text("".join(sb.ssh_config.read_text() for sb in hosts))
+        repo = example_repo(hosts[0], base / "app", "daemon", listen="*:80")  # one config for every host
+        src = source.from_git(repo)
+        release_id = releases.new_id(src.short_revision, now=time.time() - 3600)
+        for sb in hosts:
+            fake_deployed(sb.deploy_to / APP, user.name, src.revision, src.manifest(), release_id)
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HOME=str(base))
+        known = base / ".ssh" / "known_hosts"
+
+        def argv(task: str, mode: str, names: list[str]) -> list[str]:
+            if mode == "cli":
+                return [sys.executable, "-m", "fabric", "-S", str(ssh_config), "-H", ",".join(names), task]
+            par = mode.partition("@")[2] or "10"
+            return [sys.executable, "-m", "bench.fleet_scale", "--api", task, par, ",".join(names), str(ssh_config)]
+
+        def check(text: str, names: list[str], task: str, mode: str) -> None:
+            """Every host answered as a deployed host does (its one command succeeded)."""
+            if mode != "cli":
+                want = f"{task} planned" if task == "plan" else f"{task} ok"
+            else:
+                want = "plan" if task == "plan" else f"live {release_id}"
+            missing = [n for n in names if not re.search(rf"^{n}: {want}\b", text, re.M)]
+            if missing:
+                raise SystemExit(f"{mode} {task} on {len(names)} hosts: no '{want}' from {missing[:5]}:\n{text[-2000:]}")
+
+        all_names = [sb.host_alias for sb in hosts]
+        warm, text = timed(argv("plan", "cli", all_names), repo, env)  # also records every host key
+        check(text, all_names, "plan", "cli")
+        lines = known.read_text().splitlines(keepends=True)
+        print(f"# warm-up: fab plan on {len(hosts)} hosts {warm.wall:.2f}s; {len(lines)} host keys recorded", flush=True)
+        print(f"# example app: {len(src.files)} files; the remote script of each command: lib.sh and the phase, ~40 KB")
+
+        results: dict[tuple[str, str, int], list[Run]] = {}
+        for n in counts:
+            names = all_names[:n]
+            binds = {sb.bind for sb in hosts[:n]}
+            known.write_text("".join(ln for ln in lines if ln.split(" ", 1)[0] in binds))
+            for _ in range(args.runs):
+                for task in tasks:
+                    for mode in modes:
+                        r, text = timed(argv(task, mode, names), repo, env)
+                        check(text, names, task, mode)
+                        results.setdefault((task, mode, n), []).append(r)
+            row = "  ".join(
+                f"{t}/{m} {statistics.median(x.wall for x in results[(t, m, n)]):.2f}s" for t in tasks for m in modes
+            )
+            print(f"# {n:>2} hosts: {row}", flush=True)
+        report(results, tasks, modes, counts)
+    finally:
+        for sb in hosts:
+            sb.stop()
+        user.remove()
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(common, ignore_errors=True)
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout.split()
+        ours = sorted(set(namespaces) & set(left))
+        print(f"# cleanup: {len(namespaces)} namespaces deleted; still there: {', '.join(ours) or 'none'}")
+    return 0
+
+
+def report(results: dict[tuple[str, str, int], list[Run]], tasks: list[str], modes: list[str], counts: list[int]) -> None:
+    big = counts[-1]
+    mid = 10 if 10 in counts and big > 10 else None
+    print("\n| task | mode | hosts | wall s | CPU s | max RSS MiB | wall ms/host | CPU ms/host | RSS MiB/host |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary: list[str] = []
+    worse: list[str] = []
+    for task in tasks:
+        for mode in modes:
+            med = {n: Run(*(statistics.median(getattr(r, f) for r in results[(task, mode, n)]) for f in ("wall", "cpu", "rss")))
+                   for n in counts}
+            one = med[1]
+            for n in counts:
+                m = med[n]
+                if n == 1:
+                    per = "floor | floor | floor"
+                else:
+                    per = (f"{(m.wall - one.wall) / (n - 1) * 1000:.1f} | {(m.cpu - one.cpu) / (n - 1) * 1000:.1f} | "
+                           f"{(m.rss - one.rss) / (n - 1):.2f}")
+                print(f"| {task} | {mode} | {n} | {m.wall:.2f} | {m.cpu:.2f} | {m.rss:.0f} | {per} |")
+            xs = [float(n) for n in counts]
+            proj = []
+            for field, unit in (("wall", "s"), ("cpu", "s CPU"), ("rss", "MiB")):
+                a, b = fit(xs, [getattr(med[n], field) for n in counts])
+                proj.append(f"{a + b * 500:.1f} {unit}")
+                if mid and field != "wall":  # wall is waves of `parallel` hosts: a step function, not a line
+                    lo = (getattr(med[mid], field) - getattr(one, field)) / (mid - 1)
+                    hi = (getattr(med[big], field) - getattr(one, field)) / (big - 1)
+                    if lo > 0 and hi > 1.3 * lo:
+                        ratio = f"{hi:.4g}/host at {big} hosts, {lo:.4g}/host at {mid} (x{hi / lo:.2f})"
+                        worse.append(f"{task}/{mode} {field}: {ratio}")
+            summary.append(f"| {task} | {mode} | {' | '.join(proj)} |")
+    print("\nprojection to 500 hosts (a straight line fitted to the medians above):\n")
+    print("| task | mode | wall | fab CPU | fab max RSS |")
+    print("|---|---|---|---|---|")
+    print("\n".join(summary))
+    if worse:
+        print("\nworse than linear (per-host cost above the floor, largest count vs 10 hosts, > 1.3x):")
+        print("\n".join(f"  {w}" for w in worse))
+    elif mid:
+        print(f"\nnothing grows worse than linearly: per-host CPU and RSS at {big} hosts within 1.3x of those at {mid}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
