@@ -14,9 +14,14 @@ and makes each look deployed: deploy_to with one finished release of the example
 Prints, per task, mode and N: the median wall time, the fab process's CPU (user + system, children
 included: os.wait4) and max RSS, and per host above the 1-host run (the floor). Then a straight line
 fitted to each and its value at 500 hosts, and whether the per-host cost at the largest count is more
-than 1.3x the one at 10 hosts (worse than linear). known_hosts holds exactly the N hosts of each run
-(as a fleet of N would). The hosts' own work (sshd, bash, python) runs on the same cores as fab:
-wall times are what this machine does, CPU and memory are fab's alone.
+than 1.3x the one at 10 hosts (worse than linear). known_hosts and the ssh_config (-S, one Host block
+per host) hold exactly the N hosts of each run, as a fleet of N would. The hosts' own work (sshd, bash,
+python) runs on the same cores as fab: wall times are what this machine does, CPU and memory fab's alone.
+
+Last, `--offline` counts (no hosts; `--offline-only` needs no root): the CPU of making the Connections
+alone, as `fab -H` does (one config clone per host in deploy.connect.connection, one Connection per host
+in Fabric's executor), now and with the ssh_config rules that Fabric 3.2's Config.clone re-reads into the
+source config trimmed again; each count is stopped after --offline-timeout seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -47,18 +53,22 @@ class Run:
     rss: float  # MiB, max resident set
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = FAB_TIMEOUT) -> tuple[Run, str]:
-    """Run argv to the end (killed after `timeout`); its figures and its output. A failure ends the benchmark."""
+def timed(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: float = FAB_TIMEOUT, may_time_out: bool = False
+) -> tuple[Run, str]:
+    """Run argv to the end (killed after `timeout`); its figures and its output. A failure ends the benchmark,
+    and so does a timeout unless `may_time_out` (then the Run's wall time is inf)."""
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
         p = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-        got: dict[str, object] = {}
+        waited: list[tuple[int, int, resource.struct_rusage]] = []
+        ended: list[float] = []
 
         def reap() -> None:
-            got["wait"] = os.wait4(p.pid, 0)
-            got["t"] = time.perf_counter()
+            waited.append(os.wait4(p.pid, 0))
+            ended.append(time.perf_counter())
 
         reaper = threading.Thread(target=reap, daemon=True)
         reaper.start()
@@ -67,15 +77,16 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = FAB_
             os.killpg(p.pid, signal.SIGKILL)
             reaper.join(10)
             p.returncode = -9
+            if may_time_out:
+                return Run(float("inf"), float("inf"), 0.0), ""
             raise SystemExit(f"timed out after {timeout:.0f}s: {' '.join(argv[:8])} ...")
-        _, status, usage = got["wait"]  # type: ignore[misc]
+        _, status, usage = waited[0]
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")
     if p.returncode:
         raise SystemExit(f"failed (exit {p.returncode}): {' '.join(argv[:8])} ...\n{text[-4000:]}")
-    wall = float(got["t"]) - t0  # type: ignore[arg-type]
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024), text
+    return Run(ended[0] - t0, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024), text
 
 
 def fake_deployed(deploy_to: Path, owner: str, revision: str, manifest: str, release_id: str) -> None:
@@ -115,16 +126,83 @@ def api_main(task: str, parallel: int, hosts: str, ssh_config: str) -> int:
     return 0
 
 
+def offline_run(variant: str, n: int, key: str) -> int:
+    """`--offline-run`: the Connections `fab -H web1,...,webN TASK` makes, no network: deploy.tasks._targets
+    (api.connections: one config clone per host) and Fabric's executor (one Connection per -H host, on the
+    shared config). The ssh_config has one Host block per host. Prints the CPU seconds and the rules left."""
+    from fabric import Config, Connection
+
+    from deploy import api, connect
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "ssh_config"
+        block = "Host web{i}\n    HostName 10.1.{a}.{b}\n    IdentityFile {key}\n"
+        cfg.write_text("".join(block.format(i=i, a=i // 250, b=i % 250, key=key) for i in range(n)))
+        if variant == "fixed":  # what connect.connection would do if it dropped the rules Fabric's clone re-reads
+
+            def trimmed(host: str, config: Config) -> Connection:
+                rules = config.base_ssh_config._config
+                before = len(rules)
+                try:
+                    return connect.connection(host, config)
+                finally:
+                    del rules[before:]
+
+            setattr(api, "connection", trimmed)  # noqa: B010 - the name api.connections calls
+        config = Config(runtime_ssh_path=str(cfg))
+        config.load_shell_env()
+        names = [f"web{i}" for i in range(n)]
+        t = time.process_time()
+        first = Connection(names[0], config=config)
+        api.connections(names[1:], first.config)
+        for h in names[1:]:
+            Connection(h, config=config)
+        print(f"{time.process_time() - t:.3f} {len(config.base_ssh_config._config)}")
+    return 0
+
+
+def offline(counts: list[int], timeout: float) -> None:
+    """The connection set-up alone, per host count: as the tool does it now, and with the rules trimmed."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    with tempfile.TemporaryDirectory() as d:
+        key = Path(d) / "key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+        print("\nconnection set-up alone (no network; one ssh_config Host block per host), CPU seconds:\n")
+        print("| hosts | now | ssh_config rules after | if connect.connection trimmed the re-read rules |")
+        print("|---|---|---|---|")
+        for n in counts:
+            cells = []
+            for variant in ("now", "fixed"):
+                argv = [sys.executable, "-m", "bench.fleet_scale", "--offline-run", variant, str(n), str(key)]
+                r, text = timed(argv, Path(d), env, timeout=timeout, may_time_out=True)
+                cpu, _, rules = text.strip().partition(" ")
+                cells.append((f"{float(cpu):.2f}", rules) if text else (f"> {timeout:.0f} (stopped)", "?"))
+            print(f"| {n} | {cells[0][0]} | {cells[0][1]} | {cells[1][0]} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="1,10,25,50", help=f"host counts (at most {MAX_HOSTS}); 1 is always added")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tasks", default="plan,status")
     ap.add_argument("--modes", default="cli,api@10,api@50", help="cli (fab), api@P (the Python API, parallel=P)")
+    ap.add_argument(
+        "--offline", default="10,50,100,500",
+        help="host counts for the connection set-up alone (no hosts, no root; '' skips it)",
+    )
+    ap.add_argument("--offline-only", action="store_true", help="only that (no root needed)")
+    ap.add_argument("--offline-timeout", type=float, default=60.0, help="seconds per offline count and variant")
     ap.add_argument("--api", nargs=4, metavar=("TASK", "PARALLEL", "HOSTS", "SSH_CONFIG"), help=argparse.SUPPRESS)
+    ap.add_argument("--offline-run", nargs=3, metavar=("VARIANT", "N", "KEY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.api:
         return api_main(args.api[0], int(args.api[1]), args.api[2], args.api[3])
+    if args.offline_run:
+        return offline_run(args.offline_run[0], int(args.offline_run[1]), args.offline_run[2])
+    offline_counts = [int(n) for n in args.offline.split(",") if n.strip()]
+    if args.offline_only:
+        offline(offline_counts, args.offline_timeout)
+        return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, a deploy user, sshd)", file=sys.stderr)
         return 2
@@ -194,6 +272,7 @@ def main() -> int:
             names = all_names[:n]
             binds = {sb.bind for sb in hosts[:n]}
             known.write_text("".join(ln for ln in lines if ln.split(" ", 1)[0] in binds))
+            ssh_config.write_text("".join(sb.ssh_config.read_text() for sb in hosts[:n]))
             for _ in range(args.runs):
                 for task in tasks:
                     for mode in modes:
@@ -205,6 +284,8 @@ def main() -> int:
             )
             print(f"# {n:>2} hosts: {row}", flush=True)
         report(results, tasks, modes, counts)
+        if offline_counts:
+            offline(offline_counts, args.offline_timeout)
     finally:
         for sb in hosts:
             sb.stop()
