@@ -27,6 +27,7 @@ source config trimmed again; each count is stopped after --offline-timeout secon
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import resource
@@ -126,29 +127,52 @@ def api_main(task: str, parallel: int, hosts: str, ssh_config: str) -> int:
     return 0
 
 
+def trim_cloned_rules() -> None:
+    """The fix this benchmark proposes, applied from outside: Fabric 3.2's Config.clone() re-reads the
+    ssh_config files into the config being cloned (fabric/config.py, `self.load_ssh_config()`), so each
+    deploy.connect.connection() grows the shared config by every rule again. Drop what the clone added."""
+    from fabric import Config, Connection
+
+    from deploy import api, connect
+
+    original = connect.connection
+
+    def trimmed(host: str, config: Config) -> Connection:
+        rules = config.base_ssh_config._config
+        before = len(rules)
+        try:
+            return original(host, config)
+        finally:
+            del rules[before:]
+
+    setattr(connect, "connection", trimmed)  # noqa: B010
+    setattr(api, "connection", trimmed)  # noqa: B010 - the name api.connections calls
+
+
+def fab_fixed(args: list[str]) -> int:
+    """`--fab-fixed ARGS`: `fab ARGS` with trim_cloned_rules() applied (the cli+fix mode)."""
+    from fabric.main import program
+
+    trim_cloned_rules()
+    sys.argv = ["fab", *args]  # deploy.tasks.cli_hosts reads -H from here
+    program.run(sys.argv)
+    return 0
+
+
 def offline_run(variant: str, n: int, key: str) -> int:
     """`--offline-run`: the Connections `fab -H web1,...,webN TASK` makes, no network: deploy.tasks._targets
     (api.connections: one config clone per host) and Fabric's executor (one Connection per -H host, on the
     shared config). The ssh_config has one Host block per host. Prints the CPU seconds and the rules left."""
     from fabric import Config, Connection
 
-    from deploy import api, connect
+    from deploy import api
 
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "ssh_config"
         block = "Host web{i}\n    HostName 10.1.{a}.{b}\n    IdentityFile {key}\n"
         cfg.write_text("".join(block.format(i=i, a=i // 250, b=i % 250, key=key) for i in range(n)))
-        if variant == "fixed":  # what connect.connection would do if it dropped the rules Fabric's clone re-reads
-
-            def trimmed(host: str, config: Config) -> Connection:
-                rules = config.base_ssh_config._config
-                before = len(rules)
-                try:
-                    return connect.connection(host, config)
-                finally:
-                    del rules[before:]
-
-            setattr(api, "connection", trimmed)  # noqa: B010 - the name api.connections calls
+        if variant == "fixed":
+            trim_cloned_rules()
         config = Config(runtime_ssh_path=str(cfg))
         config.load_shell_env()
         names = [f"web{i}" for i in range(n)]
@@ -170,14 +194,24 @@ def offline(counts: list[int], timeout: float) -> None:
         print("\nconnection set-up alone (no network; one ssh_config Host block per host), CPU seconds:\n")
         print("| hosts | now | ssh_config rules after | if connect.connection trimmed the re-read rules |")
         print("|---|---|---|---|")
+        measured: dict[str, list[tuple[int, float]]] = {"now": [], "fixed": []}
         for n in counts:
             cells = []
             for variant in ("now", "fixed"):
                 argv = [sys.executable, "-m", "bench.fleet_scale", "--offline-run", variant, str(n), str(key)]
                 r, text = timed(argv, Path(d), env, timeout=timeout, may_time_out=True)
                 cpu, _, rules = text.strip().partition(" ")
+                if text:
+                    measured[variant].append((n, float(cpu)))
                 cells.append((f"{float(cpu):.2f}", rules) if text else (f"> {timeout:.0f} (stopped)", "?"))
             print(f"| {n} | {cells[0][0]} | {cells[0][1]} | {cells[1][0]} |", flush=True)
+        for variant, points in measured.items():
+            if len(points) >= 2 and points[-1][0] < counts[-1]:
+                (n1, c1), (n2, c2) = points[-2:]
+                k = math.log(c2 / c1) / math.log(n2 / n1)
+                at = counts[-1]
+                guess = c2 * (at / n2) ** k
+                print(f"{variant}: grows as N^{k:.1f} from {n1} to {n2} hosts; at {at} hosts that is ~{guess:.0f} s CPU")
 
 
 def main() -> int:
@@ -185,7 +219,10 @@ def main() -> int:
     ap.add_argument("--counts", default="1,10,25,50", help=f"host counts (at most {MAX_HOSTS}); 1 is always added")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tasks", default="plan,status")
-    ap.add_argument("--modes", default="cli,api@10,api@50", help="cli (fab), api@P (the Python API, parallel=P)")
+    ap.add_argument(
+        "--modes", default="cli,cli+fix,api@10,api@50",
+        help="cli (fab), cli+fix (fab with trim_cloned_rules), api@P (the Python API, parallel=P)",
+    )
     ap.add_argument(
         "--offline", default="10,50,100,500",
         help="host counts for the connection set-up alone (no hosts, no root; '' skips it)",
@@ -194,6 +231,8 @@ def main() -> int:
     ap.add_argument("--offline-timeout", type=float, default=60.0, help="seconds per offline count and variant")
     ap.add_argument("--api", nargs=4, metavar=("TASK", "PARALLEL", "HOSTS", "SSH_CONFIG"), help=argparse.SUPPRESS)
     ap.add_argument("--offline-run", nargs=3, metavar=("VARIANT", "N", "KEY"), help=argparse.SUPPRESS)
+    if sys.argv[1:2] == ["--fab-fixed"]:
+        return fab_fixed(sys.argv[2:])
     args = ap.parse_args()
     if args.api:
         return api_main(args.api[0], int(args.api[1]), args.api[2], args.api[3])
@@ -245,14 +284,17 @@ def main() -> int:
         known = base / ".ssh" / "known_hosts"
 
         def argv(task: str, mode: str, names: list[str]) -> list[str]:
+            fab = ["-S", str(ssh_config), "-H", ",".join(names), task]
             if mode == "cli":
-                return [sys.executable, "-m", "fabric", "-S", str(ssh_config), "-H", ",".join(names), task]
+                return [sys.executable, "-m", "fabric", *fab]
+            if mode == "cli+fix":
+                return [sys.executable, "-m", "bench.fleet_scale", "--fab-fixed", *fab]
             par = mode.partition("@")[2] or "10"
             return [sys.executable, "-m", "bench.fleet_scale", "--api", task, par, ",".join(names), str(ssh_config)]
 
         def check(text: str, names: list[str], task: str, mode: str) -> None:
             """Every host answered as a deployed host does (its one command succeeded)."""
-            if mode != "cli":
+            if mode.startswith("api"):
                 want = f"{task} planned" if task == "plan" else f"{task} ok"
             else:
                 want = "plan" if task == "plan" else f"live {release_id}"
@@ -335,7 +377,8 @@ def report(results: dict[tuple[str, str, int], list[Run]], tasks: list[str], mod
     print("|---|---|---|---|---|")
     print("\n".join(summary))
     if worse:
-        print("\nworse than linear (per-host cost above the floor, largest count vs 10 hosts, > 1.3x):")
+        print("\nworse than linear (per-host cost above the floor, largest count vs 10 hosts, > 1.3x);")
+        print("for these the straight line above is a lower bound:")
         print("\n".join(f"  {w}" for w in worse))
     elif mid:
         print(f"\nnothing grows worse than linearly: per-host CPU and RSS at {big} hosts within 1.3x of those at {mid}")
