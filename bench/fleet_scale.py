@@ -159,7 +159,7 @@ def fab_fixed(args: list[str]) -> int:
     return 0
 
 
-def offline_run(variant: str, n: int, key: str) -> int:
+def offline_run(variant: str, n: int, key: str, layout: str = "per-host") -> int:
     """`--offline-run`: the Connections `fab -H web1,...,webN TASK` makes, no network: deploy.tasks._targets
     (api.connections: one config clone per host) and Fabric's executor (one Connection per -H host, on the
     shared config). The ssh_config has one Host block per host. Prints the CPU seconds and the rules left."""
@@ -169,8 +169,11 @@ def offline_run(variant: str, n: int, key: str) -> int:
 
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "ssh_config"
-        block = "Host web{i}\n    HostName 10.1.{a}.{b}\n    IdentityFile {key}\n"
-        cfg.write_text("".join(block.format(i=i, a=i // 250, b=i % 250, key=key) for i in range(n)))
+        if layout == "wildcard":  # the hosts by name (DNS), one block for all of them
+            cfg.write_text(f"Host web*\n    User deploy\n    IdentityFile {key}\n")
+        else:
+            block = "Host web{i}\n    HostName 10.1.{a}.{b}\n    IdentityFile {key}\n"
+            cfg.write_text("".join(block.format(i=i, a=i // 250, b=i % 250, key=key) for i in range(n)))
         if variant == "fixed":
             trim_cloned_rules()
         config = Config(runtime_ssh_path=str(cfg))
@@ -185,20 +188,21 @@ def offline_run(variant: str, n: int, key: str) -> int:
     return 0
 
 
-def offline(counts: list[int], timeout: float) -> None:
+def offline(counts: list[int], timeout: float, layout: str = "per-host") -> None:
     """The connection set-up alone, per host count: as the tool does it now, and with the rules trimmed."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     with tempfile.TemporaryDirectory() as d:
         key = Path(d) / "key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
-        print("\nconnection set-up alone (no network; one ssh_config Host block per host), CPU seconds:\n")
+        what = "one ssh_config Host block per host" if layout == "per-host" else "one `Host web*` block for all"
+        print(f"\nconnection set-up alone (no network; {what}), CPU seconds:\n")
         print("| hosts | now | ssh_config rules after | if connect.connection trimmed the re-read rules |")
         print("|---|---|---|---|")
         measured: dict[str, list[tuple[int, float]]] = {"now": [], "fixed": []}
         for n in counts:
             cells = []
             for variant in ("now", "fixed"):
-                argv = [sys.executable, "-m", "bench.fleet_scale", "--offline-run", variant, str(n), str(key)]
+                argv = [sys.executable, "-m", "bench.fleet_scale", "--offline-run", variant, str(n), str(key), layout]
                 r, text = timed(argv, Path(d), env, timeout=timeout, may_time_out=True)
                 cpu, _, rules = text.strip().partition(" ")
                 if text:
@@ -229,18 +233,19 @@ def main() -> int:
     )
     ap.add_argument("--offline-only", action="store_true", help="only that (no root needed)")
     ap.add_argument("--offline-timeout", type=float, default=60.0, help="seconds per offline count and variant")
+    ap.add_argument("--offline-ssh-config", choices=("per-host", "wildcard"), default="per-host")
     ap.add_argument("--api", nargs=4, metavar=("TASK", "PARALLEL", "HOSTS", "SSH_CONFIG"), help=argparse.SUPPRESS)
-    ap.add_argument("--offline-run", nargs=3, metavar=("VARIANT", "N", "KEY"), help=argparse.SUPPRESS)
+    ap.add_argument("--offline-run", nargs=4, metavar=("VARIANT", "N", "KEY", "LAYOUT"), help=argparse.SUPPRESS)
     if sys.argv[1:2] == ["--fab-fixed"]:
         return fab_fixed(sys.argv[2:])
     args = ap.parse_args()
     if args.api:
         return api_main(args.api[0], int(args.api[1]), args.api[2], args.api[3])
     if args.offline_run:
-        return offline_run(args.offline_run[0], int(args.offline_run[1]), args.offline_run[2])
+        return offline_run(args.offline_run[0], int(args.offline_run[1]), args.offline_run[2], args.offline_run[3])
     offline_counts = [int(n) for n in args.offline.split(",") if n.strip()]
     if args.offline_only:
-        offline(offline_counts, args.offline_timeout)
+        offline(offline_counts, args.offline_timeout, args.offline_ssh_config)
         return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, a deploy user, sshd)", file=sys.stderr)
@@ -327,7 +332,7 @@ def main() -> int:
             print(f"# {n:>2} hosts: {row}", flush=True)
         report(results, tasks, modes, counts)
         if offline_counts:
-            offline(offline_counts, args.offline_timeout)
+            offline(offline_counts, args.offline_timeout, args.offline_ssh_config)
     finally:
         for sb in hosts:
             sb.stop()
