@@ -1,5 +1,8 @@
 """A throw-away local host: a real OpenSSH sshd and a real Apache 2.4 + mod_wsgi on loopback.
 
+`Sandbox(user, apache=False)` is a light host: sshd only (with `netns=True`, many of them are cheap; the
+fleet-scale benchmark starts 50). Its deploy_to dir exists, owned by the deploy user; nothing serves HTTP.
+
 Used by the integration tests, the benchmarks and `python -m tests.sandbox` (the README's demo).
 Everything it starts is stopped by pid and everything it creates (user, sudoers rule, files)
 is removed again; the system's own sshd and Apache services are never touched.
@@ -47,8 +50,11 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0, netns: str | None
     raise RuntimeError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
+CMD_TIMEOUT = 60  # seconds: no set-up command (ip, ssh-keygen, apachectl, useradd) hangs a test or a benchmark
+
+
 def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
+    subprocess.run(argv, check=True, capture_output=True, timeout=CMD_TIMEOUT)
 
 
 @dataclass
@@ -101,6 +107,8 @@ class Sandbox:
     # With netns: the host sees its root at this path too (a private bind mount for sshd and Apache),
     # so that several hosts can share one config (deploy_to, apachectl, sites dir) as real hosts do.
     common_root: str | None = None
+    # False: sshd only (a light host: no Apache, no sudoers rule); deploy_to is still made for the user.
+    apache: bool = True
     _ns: str | None = None
     _sshd: subprocess.Popen[bytes] | None = None
     _sudoers: Path | None = None
@@ -158,7 +166,10 @@ class Sandbox:
         self.ssh_port = self.ssh_port or free_port(self.bind)
         self.http_port = self.http_port or free_port(self.bind)
         self._start_sshd()
-        self._start_apache()
+        if self.apache:
+            self._start_apache()
+        else:
+            self._make_deploy_to()
         return self
 
     def _in_ns(self, argv: list[str]) -> list[str]:
@@ -171,16 +182,24 @@ class Sandbox:
         return str(path)
 
     def _make_netns(self) -> None:
+        # Another rig (a test run next to a benchmark) may take an index between our look and our claim:
+        # the namespace and the veth pair are the claims; when either is taken, try the next index.
         for idx in range(1, 250):
             veth = f"fdv{idx}"
-            if subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0:
-                break
+            if subprocess.run(["ip", "link", "show", veth], capture_output=True, timeout=CMD_TIMEOUT).returncode == 0:
+                continue
+            ns = f"fabdeploy{idx}"
+            if subprocess.run(["ip", "netns", "add", ns], capture_output=True, timeout=CMD_TIMEOUT).returncode != 0:
+                continue  # that namespace is someone else's
+            self._ns = ns
+            pair = ["ip", "link", "add", veth, "type", "veth", "peer", "name", f"fdp{idx}"]
+            if subprocess.run(pair, capture_output=True, timeout=CMD_TIMEOUT).returncode != 0:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=CMD_TIMEOUT)
+                self._ns = None
+                continue
+            break
         else:
             raise RuntimeError("no free veth index for a sandbox namespace")
-        ns = f"fabdeploy{idx}"
-        _run("ip", "netns", "add", ns)
-        self._ns = ns
-        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", f"fdp{idx}")
         _run("ip", "link", "set", f"fdp{idx}", "netns", ns)
         _run("ip", "addr", "add", f"10.231.{idx}.1/30", "dev", veth)
         _run("ip", "link", "set", veth, "up")
@@ -276,6 +295,10 @@ Subsystem sftp internal-sftp
         text = self.sshd_log.read_text(errors="replace")
         return text.count("request exec") + text.count("subsystem request")
 
+    def _make_deploy_to(self) -> None:
+        self.deploy_to.mkdir()
+        shutil.chown(self.deploy_to, self.user.name)
+
     # ---- Apache
     def _start_apache(self) -> None:
         ar = self.apache_root
@@ -283,8 +306,7 @@ Subsystem sftp internal-sftp
             (ar / sub).mkdir(parents=True, exist_ok=True)
         # The deploy user installs its own vhost here, as it would in a sites dir it was given.
         shutil.chown(ar / "sites", self.user.name)
-        self.deploy_to.mkdir()
-        shutil.chown(self.deploy_to, self.user.name)
+        self._make_deploy_to()
         # rewrite and headers: `fab maintenance` (a 503 keyed on a flag file, with Retry-After).
         modules = ["authz_core", "alias", "mime", "dir", "wsgi", "rewrite", "headers", f"mpm_{self.mpm}"]
         loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in modules)
