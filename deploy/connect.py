@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 from pathlib import Path
 
 import paramiko
@@ -21,8 +22,17 @@ def connection(host: str, config: Config) -> Connection:
     Fabric 3.2's resolve_connect_kwargs appends each host's IdentityFile to the *shared* config's
     key list, so with one config the 7th host of a fleet offers six other hosts' keys first and
     sshd drops it (MaxAuthTries 6). A clone per connection, own keys first (see open_connection).
+
+    Fabric 3.2's Config.clone() also re-reads the ssh_config files into the config being cloned: each host
+    added every rule again, and each later clone copied and scanned them all (N^3 with a block per host,
+    bench.fleet_scale). What the clone added is dropped.
     """
-    return Connection(host, config=config.clone())
+    rules = config.base_ssh_config._config
+    before = len(rules)
+    try:
+        return Connection(host, config=config.clone())
+    finally:
+        del rules[before:]
 
 
 class RevokedHostKey(paramiko.SSHException):
@@ -66,41 +76,74 @@ def _files(value: object, default: str) -> list[str]:
     return [os.path.expanduser(p) for p in text.split()]
 
 
+Known = tuple[tuple[paramiko.hostkeys.HostKeyEntry, ...], frozenset[tuple[str, str]]]
+_known_files: dict[tuple[str, int, int], Known] = {}
+_known_lock = threading.Lock()
+
+
+def _read_known(path: str) -> Known:
+    """The plain entries and the @revoked keys of one known_hosts file, parsed once per process while the
+    file stays the same (a fleet's connections read the same file: it was parsed once per host)."""
+    try:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        with _known_lock:
+            if key in _known_files:
+                return _known_files[key]
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return (), frozenset()  # missing or unreadable: sshd still authenticates us
+    revoked: set[tuple[str, str]] = set()
+    trusted: list[paramiko.hostkeys.HostKeyEntry] = []
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = line.split(None, 1)[0] if line.startswith("@") else ""
+        if marker:
+            line = line[len(marker) :].strip()
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, n)
+        except Exception:  # a line paramiko cannot read (key type, base64): OpenSSH skips it too
+            continue
+        if entry is None or entry.key is None:
+            continue
+        if marker == "@revoked":
+            revoked.add((entry.key.get_name(), entry.key.get_base64()))
+        elif not marker:
+            trusted.append(entry)
+    found: Known = (tuple(trusted), frozenset(revoked))
+    with _known_lock:
+        _known_files[key] = found
+    return found
+
+
 def _known_hosts(c: Connection) -> None:
     """Check host keys against known_hosts as OpenSSH does: Fabric loads none (AutoAddPolicy only), so a
     changed host key would pass unnoticed. Markers are honoured (@revoked keys refused; @cert-authority
-    lines skipped: paramiko checks no certificates), unreadable lines skipped, and a new host appended."""
+    lines skipped: paramiko checks no certificates), unreadable lines skipped, and a new host appended.
+    Only this host's entries are handed to paramiko (its HostKeys.add scans every entry added before)."""
     keys = c.client.get_host_keys()
     revoked: set[tuple[str, str]] = set()
     trusted: list[paramiko.hostkeys.HostKeyEntry] = []
     user_files = _files(c.ssh_config.get("userknownhostsfile"), "~/.ssh/known_hosts")
     global_files = _files(c.ssh_config.get("globalknownhostsfile"), "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2")
     for path in user_files + global_files:
-        try:
-            lines = Path(path).read_text(errors="replace").splitlines()
-        except OSError:
-            continue  # missing or unreadable: sshd still authenticates us
-        for n, raw in enumerate(lines, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            marker = line.split(None, 1)[0] if line.startswith("@") else ""
-            if marker:
-                line = line[len(marker) :].strip()
-            try:
-                entry = paramiko.hostkeys.HostKeyEntry.from_line(line, n)
-            except Exception:  # a line paramiko cannot read (key type, base64): OpenSSH skips it too
-                continue
-            if entry is None or entry.key is None:
-                continue
-            if marker == "@revoked":
-                revoked.add((entry.key.get_name(), entry.key.get_base64()))
-            elif not marker:
-                trusted.append(entry)
+        entries, bad = _read_known(path)
+        trusted.extend(entries)
+        revoked |= bad
+    wanted = {c.host, f"[{c.host}]:{c.port}"}
+
+    def ours(name: str) -> bool:
+        if name in wanted:
+            return True
+        return name.startswith("|1|") and any(paramiko.HostKeys.hash_host(w, name) == name for w in wanted)
+
     for entry in trusted:  # a revoked key is never trusted, even where a plain line lists it
         if (entry.key.get_name(), entry.key.get_base64()) not in revoked:
             for name in entry.hostnames:
-                keys.add(name, entry.key.get_name(), entry.key)
+                if ours(name):
+                    keys.add(name, entry.key.get_name(), entry.key)
     strict = str(c.ssh_config.get("stricthostkeychecking", "accept-new")).lower() == "yes"
     c.client.set_missing_host_key_policy(_AcceptNew(user_files[0] if user_files else None, revoked, strict))
 

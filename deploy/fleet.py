@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from fabric import Connection, GroupResult, ThreadingGroup
-from invoke.util import ExceptionHandlingThread
 
 from deploy import host, lock, releases, render, source
 from deploy.config import Settings
@@ -93,22 +93,29 @@ def batches(hosts: Sequence[Any], batch: str | int | None) -> list[list[Any]]:
 
 
 def each(conns: Sequence[Any], fn: Callable[[Any], Any], parallel: int) -> GroupResult:
-    """Run fn on every connection in threads, `parallel` at a time (as ThreadingGroup does for run())."""
-    group = ThreadingGroup.from_connections(conns)
+    """Run fn on every connection in threads, at most `parallel` at once; a thread that is done takes the next
+    host at once (fixed chunks waited for their slowest host before the next chunk began)."""
+    members = list(ThreadingGroup.from_connections(conns))
     results = GroupResult()
-    members = list(group)
-    for start in range(0, len(members), max(1, parallel)):
-        chunk = members[start : start + max(1, parallel)]
-        threads = []
-        for c in chunk:
-            t = ExceptionHandlingThread(target=lambda c=c: results.__setitem__(c, fn(c)))
-            threads.append((c, t))
-            t.start()
-        for c, t in threads:
-            t.join()
-            wrapper = t.exception()
-            if wrapper is not None:
-                results[c] = wrapper.value
+    todo = iter(members)
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                c = next(todo, None)
+            if c is None:
+                return
+            try:
+                results[c] = fn(c)
+            except BaseException as exc:  # noqa: BLE001 - every host's failure is a result (GroupResult.failed)
+                results[c] = exc
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(len(members), max(1, parallel)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return results
 
 

@@ -208,7 +208,7 @@ def deploy(
     """Ship the app as a new release to every host, prepare it everywhere, then switch, reload, health-check."""
     if dry_run:
         run.task, run.fields["dry_run"] = "plan", True
-        return _plan(c, run, ref, stage)
+        return _plan(c, run, ref, stage, parallel)
     s = _settings(c, stage, run)
     conns = _targets(c, s, "deploy", run)
     if not conns:
@@ -236,19 +236,26 @@ def deploy(
     return True
 
 
-@task(help={"ref": "git ref to plan for (default: deploy.ref, HEAD)", "stage": STAGE_HELP, "json": JSON_HELP})
+@task(
+    help={
+        "ref": "git ref to plan for (default: deploy.ref, HEAD)", "stage": STAGE_HELP, "parallel": PARALLEL_HELP,
+        "json": JSON_HELP,
+    }
+)
 @_task
-def plan(c: Context, run: TaskRun, ref: str | None = None, stage: str | None = None, json: bool = False) -> bool:
+def plan(
+    c: Context, run: TaskRun, ref: str | None = None, stage: str | None = None, parallel: int = 10, json: bool = False
+) -> bool:
     """Show what a deploy would do on each host (revision, commits, files, venv, hooks, config diffs, reload); changes nothing."""
-    return _plan(c, run, ref, stage)
+    return _plan(c, run, ref, stage, parallel)
 
 
-def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None) -> bool:
+def _plan(c: Context, run: TaskRun, ref: str | None, stage: str | None, parallel: int = 10) -> bool:
     s = _settings(c, stage, run)
     conns = _targets(c, s, "plan", run)
     if not conns:
         return False
-    for r in api.plan(conns, s, _project_dir(c), ref):
+    for r in api.plan(conns, s, _project_dir(c), ref, parallel):
         p = r.details
         run.fields["revision"] = r.revision
         run.host(r.host, result=r.result, plan=p, release=p["release"], revision=p["revision"])
@@ -342,15 +349,15 @@ def setup(c: Context, run: TaskRun, stage: str | None = None, json: bool = False
     return True
 
 
-@task(help={"stage": STAGE_HELP, "json": JSON_HELP})
+@task(help={"stage": STAGE_HELP, "parallel": PARALLEL_HELP, "json": JSON_HELP})
 @_task
-def status(c: Context, run: TaskRun, stage: str | None = None, json: bool = False) -> bool:
+def status(c: Context, run: TaskRun, stage: str | None = None, parallel: int = 10, json: bool = False) -> bool:
     """Show each host's live release, who deployed it and when, the app's real mode, MPM, processes, health, disk."""
     s = _settings(c, stage, run)
     conns = _targets(c, s, "status", run)
     if not conns:
         return False
-    found = [r.details for r in api.status(conns, s)]
+    found = [r.details for r in api.status(conns, s, parallel)]
     currents = {d["current"] for d in found}
     if len(currents) > 1:
         run.fields["disagree"] = sorted(str(x) for x in currents)

@@ -20,6 +20,19 @@ def test_each_host_offers_its_own_key_first(tmp_path: Path) -> None:
         assert len(keys) == len(set(keys)) <= 2
 
 
+def test_connections_do_not_grow_the_shared_ssh_config(tmp_path: Path) -> None:
+    """Fabric's Config.clone() re-reads the ssh_config into the config cloned: 50 hosts made 2,550 rules
+    (bench.fleet_scale), and every later connection scanned them all."""
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("".join(f"Host web{i}\n    HostName 10.0.0.{i}\n" for i in range(1, 51)))
+    config = Config(runtime_ssh_path=str(cfg))
+    config.load_ssh_config()
+    rules = len(config.base_ssh_config._config)
+    conns = [connection(f"web{i}", config) for i in range(1, 51)]
+    assert len(config.base_ssh_config._config) == rules
+    assert conns[49].host == "10.0.0.50" and len(conns[49].config.base_ssh_config._config) == rules
+
+
 def _known(tmp_path: Path, text: str) -> tuple[Config, Path]:
     known = tmp_path / "known_hosts"
     known.write_text(text)
@@ -72,3 +85,19 @@ def test_new_host_is_appended_never_rewritten(tmp_path: Path) -> None:
     for _ in range(2):  # a second connection to the same host adds nothing
         c.client._policy.missing_host_key(c.client, "10.0.0.1", key)  # type: ignore[attr-defined]
     assert known.read_text() == text + f"10.0.0.1 ssh-rsa {key.get_base64()}\n"
+
+
+def test_only_this_hosts_known_keys_reach_paramiko(tmp_path: Path) -> None:
+    """paramiko's HostKeys.add scans every entry added before: a known_hosts of K hosts cost K^2 per
+    connection. The host's own entries go in, hashed ones (HashKnownHosts) too."""
+    import paramiko
+
+    from deploy.connect import _known_hosts
+
+    kb = paramiko.RSAKey.generate(1024).get_base64()
+    others = "".join(f"[10.1.{i // 250}.{i % 250}]:22{i % 10} ssh-rsa {kb}\n" for i in range(300))
+    config, _ = _known(tmp_path, others + f"{paramiko.HostKeys.hash_host('10.0.0.1')} ssh-rsa {kb}\n")
+    c = connection("web1", config)
+    _known_hosts(c)
+    keys = c.client.get_host_keys()
+    assert len(keys) == 1 and keys.lookup("10.0.0.1") is not None
