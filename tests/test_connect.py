@@ -101,3 +101,22 @@ def test_only_this_hosts_known_keys_reach_paramiko(tmp_path: Path) -> None:
     _known_hosts(c)
     keys = c.client.get_host_keys()
     assert len(keys) == 1 and keys.lookup("10.0.0.1") is not None
+
+
+def test_ssh_config_lookups_ask_for_the_local_user_once(tmp_path: Path) -> None:
+    """paramiko.config asked getpass.getuser() for every rule of every lookup (N^2 with a block per host)."""
+    import getpass
+
+    import paramiko
+
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("".join(f"Host web{i}\n    HostName 10.0.0.{i}\n" for i in range(1, 51)))
+    config = Config(runtime_ssh_path=str(cfg))
+    config.load_ssh_config()
+    cached = paramiko.config.getpass.getuser  # type: ignore[attr-defined]
+    before = cached.cache_info()
+    for i in range(1, 51):
+        connection(f"web{i}", config)
+    after = cached.cache_info()
+    assert after.misses - before.misses <= 1 and after.hits - before.hits >= 50 * 50
+    assert cached() == getpass.getuser()
