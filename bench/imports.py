@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import compile_tool
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60  # seconds, one process
 FABFILE = """from fabric import task
@@ -45,6 +47,7 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, 
 
 
 def main() -> int:
+    compile_tool()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--top", type=int, default=6, help="how many of the tool's slowest modules to list")

@@ -17,11 +17,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from bench import compile_tool
 from bench.harness import SlowLinkHost
 from tests.sandbox import example_repo
 
 
 def main() -> int:
+    compile_tool()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--links", default="loopback,50ms")

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import compile_tool
 from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -196,6 +197,7 @@ def row(mode: str, strategy: str, profile: str, m: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    compile_tool()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--only", help="comma-separated strategies: control,touch,graceful,rolling,embedded,broken")
