@@ -5,7 +5,8 @@
 A sandbox host (real sshd + Apache 2.4/mod_wsgi, event MPM for daemon mode, prefork for embedded)
 runs the example app (daemon: processes=2 threads=15). A second process (bench/load.py) sends load;
 at 25% of the run a `fab reload`, at 60% a `fab deploy` with a code change (strategy `slots`, the default:
-a `fab deploy` at 25%, a `fab rollback` at 60%). Profiles:
+a `fab deploy` at 25%, a `fab rollback` at 60%; `vhost`: a deploy at 25% whose vhost changed, a new server
+alias, so that Apache's graceful restarts both slots). Profiles:
   plain      ~200 req/s from 16 connections, a new connection per request
   slow       plain + 4 connections looping on a 2 s view + 2.5/4.5/7 s requests in flight at each action
   keepalive  plain on kept-alive connections
@@ -127,7 +128,12 @@ def run_load(
                 h.change_code()
                 return
             time.sleep(max(0.0, start + at_reload - time.time()))
-            if strategy == "slots":
+            if strategy == "vhost":
+                # A deploy whose vhost changed (a new server alias): Apache's graceful restarts both slots.
+                h.n += 1
+                h.configure(None, server_aliases=[f"alias{h.n}.test"])
+                h.fab("deploy")
+            elif strategy == "slots":
                 h.change_code()
                 h.fab("deploy")
                 time.sleep(max(0.0, start + at_deploy - time.time()))
@@ -200,7 +206,9 @@ def main() -> int:
     compile_tool()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=20.0)
-    ap.add_argument("--only", help="comma-separated strategies: control,touch,graceful,rolling,embedded,broken")
+    ap.add_argument(
+        "--only", help="comma-separated: control,slots,vhost,touch,graceful,rolling,embedded,broken,import,memory"
+    )
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
     user = DeployUser.ensure(random_user())
@@ -213,7 +221,8 @@ def main() -> int:
     try:
         plans = [
             ("daemon", "event", [
-                "control", "slots", "touch", "graceful", "rolling", "broken", "import", "broken-rolling", "memory",
+                "control", "slots", "vhost", "touch", "graceful", "rolling", "broken", "import", "broken-rolling",
+                "memory",
             ]),
             ("embedded", "prefork", ["control", "graceful"]),
         ]
@@ -233,6 +242,15 @@ def main() -> int:
                             h.fab("deploy")
                             time.sleep(3)
                             memory[slots] = h.memory_kib()
+                        continue
+                    if strategy == "vhost":
+                        h.configure(None)
+                        h.fab("deploy")
+                        time.sleep(2)
+                        for profile in PROFILES:
+                            m = run_load(h, profile, args.duration, True, strategy="vhost")
+                            lines.append(row(mode, "slots, vhost changed", profile, m))
+                            print(lines[-1], flush=True)
                         continue
                     if strategy in ("broken", "import", "broken-rolling"):
                         h.configure(
