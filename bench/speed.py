@@ -27,8 +27,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--links", default="loopback,50ms")
-    ap.add_argument("--reload", default=None, help="reload strategy (default: the tool's, rolling)")
+    ap.add_argument("--reload", default=None, help="reload strategy (default: the tool's, slots)")
     ap.add_argument("--no-health", action="store_true", help="no health check after the reload")
+    ap.add_argument("--no-import-check", action="store_true", help="import_check: false (the app not imported first)")
     ap.add_argument(
         "--installers", default="uv,pip",
         help="the venv builds (first deploy, requirements changed) are measured per installer, on loopback;"
@@ -43,6 +44,8 @@ def main() -> int:
             over["reload"] = args.reload
         if args.no_health:
             over["health"] = {"enabled": False}
+        if args.no_import_check:
+            over["import_check"] = False
         installers = args.installers.split(",")
         over["installer"] = installers[0]
         repo = example_repo(sb, sb.root / "app", "daemon", **over)
@@ -52,7 +55,10 @@ def main() -> int:
             cfg["deploy"]["installer"] = name
             (repo / "fabric.json").write_text(json.dumps(cfg, indent=2))
         print(h.describe_link())
-        print(f"# reload: {args.reload or 'default (rolling)'}; health check {'off' if args.no_health else 'on'}")
+        print(
+            f"# reload: {args.reload or 'default (slots)'}; health check {'off' if args.no_health else 'on'};"
+            f" import check {'off' if args.no_import_check else 'on'}"
+        )
 
         def fab(alias: str, *a: str) -> float:
             return h.fab(repo, alias, *a)

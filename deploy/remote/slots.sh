@@ -49,7 +49,15 @@ await_slot() {
       return 1
     done
     n=0
-    for p in $(slot_marked ready "$slot" "$rel"); do [[ "$old" == *" $p "* ]] || n=$((n + 1)); done
+    for p in $(slot_marked ready "$slot"); do
+      [[ "$old" == *" $p "* ]] && continue
+      if grep -qxF "release $rel" "$SH/run/ready.$p" 2> /dev/null; then n=$((n + 1)); continue; fi
+      # A process that loaded another release: it started before the slot was pointed at $rel (an Apache
+      # graceful meanwhile: logrotate, certbot, a test) and was not among those signalled. Restart it too,
+      # else the wait runs into its timeout (seen in CI: "not loaded by slot b in 80s").
+      say "slot $slot: process $p runs $(sed -n 's/^release //p' "$SH/run/ready.$p" 2> /dev/null), not $rel: restarting it"
+      signal_daemon "$p" && old="$old$p "
+    done
     [ "$n" -ge "$DAEMON_PROCESSES" ] && return 0
     if [ "$(date +%s)" -ge "$deadline" ]; then
       SLOT_ERROR="was not loaded by slot $slot in ${ROLL_TIMEOUT}s"
