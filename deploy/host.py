@@ -80,7 +80,8 @@ def _run(
     """Run `phase` on the host; its events go to `on_event` (else the reporter); a failure raises its DeployError.
 
     `session`: in that open command (a deploy's), not as a command of its own; `last`: the session's last phase;
-    `queued`: its script went with the phase before it (`queue`): only wait for it.
+    `queued`: its script is on its way already (sent with the phase before it, or by the Session itself for
+    begin): only wait for it.
     """
     host = c.original_host
     if reporter is not None:
@@ -152,14 +153,9 @@ def begin(
     extra: dict[str, Value] = {"KEEP_MAINTENANCE": keep_maintenance, "SERVE": serve}
     if not serve:
         return _facts(_run(c, s, "begin", extra, reporter, lock_info).events)
-    name = str(c.original_host)
+    # The session sends begin's script with its first step: _run only waits for it.
     session = remote.Session(c, remote.script("begin", {**variables(s, lock_info), **extra}))
-    if reporter is not None:
-        reporter.phase(name, PHASE_WORDS["begin"])
-    out = session.step(on_event=(lambda e: reporter.event(name, e)) if reporter is not None else None)
-    if reporter is not None:
-        reporter.phase(name, "")
-    _raise_for(name, "begin", out)
+    out = _run(c, s, "begin", extra, reporter, lock_info, session=session, queued=True)
     return dataclasses.replace(_facts(out.events), session=session)
 
 
@@ -571,9 +567,9 @@ __all__ = [
     "abort",
     "begin",
     "check",
-    "leave",
     "checks",
     "exec_command",
+    "leave",
     "logs",
     "maintenance",
     "prepare",
