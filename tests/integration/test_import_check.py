@@ -4,9 +4,10 @@ release's venv first (issue "Blue/green daemon slots": 1334-1448 failed requests
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +16,21 @@ from tests.integration.conftest import App, make_app
 from tests.sandbox import Sandbox
 
 
-@pytest.fixture
-def app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
-    a = make_app(daemon_host, tmp_path, "daemon", name="impchk")
-    a.write_config(health={"path": "/movie", "contains": "Godfather", "timeout": 20})
+def live_app(sb: Sandbox, tmp_path: Path, mode: str, name: str) -> Iterator[App]:
+    """An app of `mode` set up and deployed on `sb`, with a health check; removed afterwards."""
+    a = make_app(sb, tmp_path, mode, name=name)
+    a.write_config(mode=mode, health={"path": "/movie", "contains": "Godfather", "timeout": 20})
     a.commit("config")
     a.ok("setup")
     a.ok("deploy")
     yield a
     shutil.rmtree(a.deploy_to, ignore_errors=True)
-    (daemon_host.sites_dir / "impchk.conf").unlink(missing_ok=True)
+    (sb.sites_dir / f"{name}.conf").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
+    yield from live_app(daemon_host, tmp_path, "daemon", "impchk")
 
 
 class Load:
@@ -55,18 +61,24 @@ class Load:
         self.thread.join(30)
 
 
-def test_a_release_that_cannot_be_imported_is_refused_before_the_switch(app: App) -> None:
-    live = app.current()
-    models = app.path / "movies" / "models.py"
-    good = models.read_text()
-    models.write_text("import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
-    app.commit("import-error")
+def deploy_broken(app: App, file: str, change: Callable[[str], str]) -> tuple[subprocess.CompletedProcess[str], Load]:
+    """Deploy under load with `file` changed by `change` (the good file put back after, and committed)."""
+    path = app.path / file
+    good = path.read_text()
+    path.write_text(change(good))
+    app.commit("broken")
     try:
         with Load(app) as load:
             p = app.fab("deploy")
     finally:
-        models.write_text(good)
+        path.write_text(good)
         app.commit("fixed")
+    return p, load
+
+
+def test_a_release_that_cannot_be_imported_is_refused_before_the_switch(app: App) -> None:
+    live = app.current()
+    p, load = deploy_broken(app, "movies/models.py", lambda good: "import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
     assert p.returncode == 5, p.stderr
     assert "import check failed" in p.stderr and "No module named 'nosuchmodule_fabdeploy'" in p.stderr, p.stderr
     assert app.current() == live
@@ -89,14 +101,7 @@ def test_a_factory_named_without_parentheses_is_caught(app: App) -> None:
 
 @pytest.fixture
 def embedded_app(embedded_host: Sandbox, tmp_path: Path) -> Iterator[App]:
-    a = make_app(embedded_host, tmp_path, "embedded", name="embchk")
-    a.write_config(mode="embedded", health={"path": "/movie", "contains": "Godfather", "timeout": 20})
-    a.commit("config")
-    a.ok("setup")
-    a.ok("deploy")
-    yield a
-    shutil.rmtree(a.deploy_to, ignore_errors=True)
-    (embedded_host.sites_dir / "embchk.conf").unlink(missing_ok=True)
+    yield from live_app(embedded_host, tmp_path, "embedded", "embchk")
 
 
 def test_embedded_mode_calls_the_new_release_once_before_graceful(embedded_app: App) -> None:
@@ -104,17 +109,10 @@ def test_embedded_mode_calls_the_new_release_once_before_graceful(embedded_app: 
     release whose page raises is refused before Apache's graceful ever loads it."""
     app = embedded_app
     live = app.current()
-    views = app.path / "movies" / "views.py"
-    good = views.read_text()
     head = '    movies = [{"title"'
-    views.write_text(good.replace(head, '    raise RuntimeError("embedded-broken")\n' + head, 1))
-    app.commit("broken")
-    try:
-        with Load(app) as load:
-            p = app.fab("deploy")
-    finally:
-        views.write_text(good)
-        app.commit("fixed")
+    p, load = deploy_broken(
+        app, "movies/views.py", lambda good: good.replace(head, '    raise RuntimeError("embedded-broken")\n' + head, 1)
+    )
     assert p.returncode == 5, p.stderr
     assert "import check failed" in p.stderr and "GET /movie" in p.stderr, p.stderr
     assert app.current() == live
