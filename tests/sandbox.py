@@ -84,9 +84,17 @@ class DeployUser:
         return Path(pwd.getpwnam(self.name).pw_dir)
 
     def remove(self) -> None:
-        if self.created:
+        if not self.created:
+            return
+        # userdel refuses a user with a process left; one killed a moment ago may not be reaped yet (a user of
+        # a completed run was found left behind once): kill and try again, then say so instead of passing.
+        for _ in range(25):
             subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True)
-            subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+            done = subprocess.run(["userdel", "--remove", self.name], capture_output=True, text=True)
+            if done.returncode in (0, 6):  # 6: no such user
+                return
+            time.sleep(0.2)
+        print(f"sandbox: could not remove user {self.name}: {done.stderr.strip()}", file=sys.stderr)
 
 
 @dataclass
