@@ -138,9 +138,11 @@ class Daemon:
 
     processes: int = setting(2, number(1))
     threads: int = setting(15, number(1))
-    # Blue/green: two WSGIDaemonProcess groups; a deploy loads the idle one and flips traffic to it
-    # (deploy/remote/slots.sh). 1: one group, reloaded in place (`reload`).
-    slots: int = setting(2, number(1, 2, "1 or 2"))
+    # Blue/green: WSGIDaemonProcess groups a deploy loads and checks, then flips traffic to
+    # (deploy/remote/slots.sh). 3: the live one, the previous release (a rollback's flip) and a spare with
+    # Python started, which loads the next release without a restart. 2: no spare, the idle one restarts.
+    # 1: one group, reloaded in place (`reload`).
+    slots: int = setting(3, number(1, 3, "1, 2 or 3"))
     user: str | None = setting(None, _USER)
     group: str | None = setting(None, _USER)
     graceful_timeout: int = setting(15, _COUNT)
@@ -247,9 +249,9 @@ class Settings:
 
     @property
     def slotted(self) -> bool:
-        """Two daemon slots (blue/green): daemon mode, daemon.slots 2, not a dev stage (its code-change
+        """Daemon slots (blue/green): daemon mode, daemon.slots 2 or 3, not a dev stage (its code-change
         monitor restarts the live processes), no in-place reload (touch, rolling) asked for."""
-        return self.mode == "daemon" and self.daemon.slots == 2 and not self.dev and self.reload not in ("touch", "rolling")
+        return self.mode == "daemon" and self.daemon.slots >= 2 and not self.dev and self.reload not in ("touch", "rolling")
 
     @property
     def reload_strategy(self) -> str:

@@ -213,7 +213,8 @@ class Survey:
     wsgi: str | None  # the live release's WSGI script
     vhost: str | None  # the installed vhost
     lock: dict[str, str] | None
-    live_slot: str | None = None  # daemon slots: the one that serves (a or b)
+    live_slot: str | None = None  # daemon slots: the one that serves (a, b or c)
+    next_slot: str | None = None  # the one a deploy loads: 'c spare' (no restart), or the idle one
 
 
 def survey(c: Connection, s: Settings) -> Survey:
@@ -228,6 +229,7 @@ def survey(c: Connection, s: Settings) -> Survey:
         vhost=(remote.text(events, "vhost") or "") if "hasvhost" in events else None,
         lock=lock.parse(held) if held else None,
         live_slot=remote.value(events, "liveslot"),
+        next_slot=remote.value(events, "nextslot"),
     )
 
 
@@ -434,10 +436,13 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
             age, _, started = more.strip().partition(" ")
             procs.append({"pid": int(pid), "seconds": int(age or 0), "started": started.strip()})
         elif kind == "slot":
-            # 'SLOT RELEASE live|idle PID,PID|- RSS_KIB' (status.sh)
+            # 'SLOT RELEASE live|idle|spare PID,PID|- RSS_KIB' (status.sh)
             f = (rest.split() + ["", "", "", "-", "0"])[:5]
             pids = [int(p) for p in f[3].split(",") if p.isdigit()]
-            slots.append({"slot": f[0], "release": f[1] or None, "live": f[2] == "live", "pids": pids, "rss_kib": int(f[4] or 0)})
+            slots.append({
+                "slot": f[0], "release": f[1] or None, "live": f[2] == "live", "role": f[2],
+                "pids": pids, "rss_kib": int(f[4] or 0),
+            })
         elif kind == "disk":
             sizes = (rest.split() + ["0", "0"])[:2]
             result["disk_kib"] = {"releases": int(sizes[0] or 0), "venvs": int(sizes[1] or 0)}

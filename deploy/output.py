@@ -199,7 +199,7 @@ def status_text(d: dict[str, Any]) -> str:
     for slot in d.get("slots") or []:
         pids = ", ".join(str(p) for p in slot["pids"]) or "no process"
         lines.append(
-            f"  slot {slot['slot']}     {'live' if slot['live'] else 'idle'}: {slot['release'] or '-'}"
+            f"  slot {slot['slot']}     {slot.get('role') or ('live' if slot['live'] else 'idle')}: {slot['release'] or '-'}"
             f" ({pids}; {slot['rss_kib'] / 1024:.0f} MiB)"
         )
     lines.append(f"  health     {d.get('health') or 'unknown'}")

@@ -101,10 +101,11 @@ def make(s: Settings, src: source.Source, survey: host.Survey, project_dir: Path
         diffs["environment"] = "environment values changed (not shown)"
     reload = s.reload_strategy
     if reload == "slots" and survey.live_slot:
-        idle = "b" if survey.live_slot == "a" else "a"
-        reload = f"slots: load slot {idle}, check it on the preview route, flip from slot {survey.live_slot}"
+        slot, _, spare = (survey.next_slot or ("b" if survey.live_slot == "a" else "a")).partition(" ")
+        how = " (the spare: no restart)" if spare else ""
+        reload = f"slots: load slot {slot}{how}, check it on the preview route, flip from slot {survey.live_slot}"
     if not live or "vhost.conf" in diffs:
-        both = ", both slots restart" if s.slotted else ""
+        both = ", every slot restarts" if s.slotted else ""
         reload = f"graceful (Apache re-reads its config: {'new vhost' if live else 'first release'}{both})"
     return {
         "set_up": survey.set_up,

@@ -33,7 +33,7 @@ def variables(s: Settings) -> dict[str, Value]:
         "DAEMON_USER": d.user or "",
         "DAEMON_GROUP": d.group or "",
         "DAEMON_PROCESSES": d.processes,
-        "SLOTS": 2 if s.slotted else 1,
+        "SLOTS": s.daemon.slots if s.slotted else 1,
         # Worst case for one process: its requests' grace, its shutdown, then loading the app again.
         "ROLL_TIMEOUT": max(d.eviction_timeout, d.graceful_timeout) + d.shutdown_timeout + 60,
         "HTTP_BASE": http_base(s),

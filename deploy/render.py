@@ -14,7 +14,8 @@ PACKAGED = Path(__file__).parent / "conf_templates"
 CHECKOUT = Path(__file__).parent.parent / "conf_templates"
 WSGI_TEMPLATE = "app.wsgi.j2"
 VHOST_TEMPLATE = "vhost.conf.j2"
-SLOT_TEMPLATE = "slot.wsgi.j2"  # the one WSGI script of both daemon slots
+SLOT_TEMPLATE = "slot.wsgi.j2"  # the one WSGI script of every daemon slot
+SLOT_NAMES = ("a", "b", "c")  # daemon.slots of them; the third is the spare (deploy/remote/slots.sh)
 MAINTENANCE_TEMPLATE = "maintenance.html.j2"
 
 
@@ -31,17 +32,19 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
     # Where the code imports from (python-path) and runs (home), below `current`.
     paths = [current if p in (".", "") else f"{current}/{p.strip('/')}" for p in s.python_path]
     slots_dir = f"{s.deploy_to}/slots"
+    names = SLOT_NAMES[: s.daemon.slots] if s.slotted else ()
 
     def below(base: str, p: str) -> str:
         return base if p in (".", "") else f"{base}/{p.strip('/')}"
 
     return {
         "slots": s.slotted,
-        "slot_names": ("a", "b"),
+        "slot_names": names,
         "slots_dir": slots_dir,
         "slot_script": f"{slots_dir}/app.wsgi",
-        "slot_python_path": {x: [below(f"{slots_dir}/{x}", p) for p in s.python_path] for x in "ab"},
-        "slot_home": {x: below(f"{slots_dir}/{x}", s.home) for x in "ab"},
+        "slot_python_path": {x: [below(f"{slots_dir}/{x}", p) for p in s.python_path] for x in names},
+        "slot_home": {x: below(f"{slots_dir}/{x}", s.home) for x in names},
+        "home_rel": "" if s.home in (".", "") else s.home.strip("/"),
         "rel_python_path": list(s.python_path),
         "app": s.app,
         "mode": s.mode,

@@ -22,22 +22,25 @@ def directives(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-def test_slots_vhost() -> None:
-    out = render(load({**BASE, "daemon": {"user": "imdb", "processes": 3}, "python_path": [".", "src"]}), "r", "abc")
+@pytest.mark.parametrize("count, names", [(3, "abc"), (2, "ab")])
+def test_slots_vhost(count: int, names: str) -> None:
+    daemon = {"user": "imdb", "processes": 3, "slots": count}
+    out = render(load({**BASE, "daemon": daemon, "python_path": [".", "src"]}), "r", "abc")
     lines = directives(out["vhost.conf"])
     groups = [d for d in lines if d[0] == "WSGIDaemonProcess"]
-    assert [g[1] for g in groups] == ["imdb-a", "imdb-b"]
-    for g, slot in zip(groups, "ab", strict=True):
+    assert [g[1] for g in groups] == [f"imdb-{x}" for x in names]
+    for g, slot in zip(groups, names, strict=True):
         for opt in (f"python-home=/srv/imdb/slots/{slot}/.venv", f"python-path=/srv/imdb/slots/{slot}:/srv/imdb/slots/{slot}/src",
                     f"home=/srv/imdb/slots/{slot}", "user=imdb", "processes=3", "display-name=%{GROUP}"):
             assert opt in g
     imports = [d for d in lines if d[0] == "WSGIImportScript"]
-    assert [d[2] for d in imports] == ["process-group=imdb-a", "process-group=imdb-b"]
+    assert [d[2] for d in imports] == [f"process-group=imdb-{x}" for x in names]
     assert ["RewriteMap", "fdslot", "txt:/srv/imdb/slots/live.map"] in lines
     assert ["WSGIProcessGroup", "%{ENV:FABDEPLOY_SLOT}"] in lines and ["WSGIScriptReloading", "Off"] in lines
     assert ["WSGIScriptAlias", "/", "/srv/imdb/slots/app.wsgi"] in lines
     # The preview route needs the host itself AND this deploy's token.
     assert any("X-Fabdeploy-Preview" in " ".join(d) and "${fdslot:token|-}" in " ".join(d) for d in lines)
+    assert ["RewriteRule", "^", "-", "[E=FABDEPLOY_SLOT:imdb-${fdslot:preview|b}]"] in lines
     compile(out["slot.wsgi"], "slot.wsgi", "exec")
 
 

@@ -154,7 +154,7 @@ elif modules=$(ctl -M 2>/dev/null) && [ -n "$modules" ]; then
     if printf '%s\n' "$modules" | grep -q "^ *${m}_module"; then
       check "mod_$m" ok "loaded"
     else
-      if [ "$m" = rewrite ] && [ "$SLOTS" = 2 ]; then
+      if [ "$m" = rewrite ] && [ "$SLOTS" -ge 2 ]; then
         # The daemon slots pick their group with mod_rewrite: without it the vhost does not even load.
         check "mod_$m" fail "mod_rewrite is not loaded: the blue/green daemon slots need it (or set daemon.slots: 1)"
       else

@@ -282,7 +282,7 @@ marked_pids() {
 }
 
 signal_daemon() {  # $1 = pid: SIGUSR1 is mod_wsgi's graceful restart of one daemon process
-  kill -USR1 "$1" 2>/dev/null || sudo -n -u "$DAEMON_USER" kill -USR1 "$1"
+  kill -USR1 "$1" 2>/dev/null || sudo -n -u "$DAEMON_USER" kill -USR1 "$1" 2>/dev/null || [ ! -d "/proc/$1" ]  # gone: as good
 }
 
 # Wait until $1 processes not in $old have loaded the app and none of the pids in $2 is left. A new
@@ -418,17 +418,18 @@ rollback_target() {
 # Keep $KEEP finished releases, counting the live one and always keeping the one `fab rollback` would
 # pick (a fleet's compensating rollback needs it too); drop unfinished ones and unused venvs.
 cleanup() {
-  local keep_id="${1:-}" cur tgt ids=() d id i n room sa sb
+  local keep_id="${1:-}" cur tgt ids=() d id i n room sa sb sc
   cur=$(current_id)
   tgt=$(rollback_target)
   sa=$(slot_release a)
   sb=$(slot_release b)
+  sc=$(slot_release c)
   for d in "$R"/*/; do
     [ -d "$d" ] || continue
     id=${d%/}; id=${id##*/}
     if [ "$(state_of "$id")" = finished ]; then
       # What a daemon slot runs stays too (the idle slot holds the rollback target, loaded).
-      [ "$id" = "$cur" ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || [ "$id" = "$sa" ] || [ "$id" = "$sb" ] || ids+=("$id")
+      [ "$id" = "$cur" ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || [ "$id" = "$sa" ] || [ "$id" = "$sb" ] || [ "$id" = "$sc" ] || ids+=("$id")
     elif [ "$id" != "$cur" ] && [ "$id" != "$keep_id" ]; then
       remove_release "$id"
       say "removed $id unfinished"

@@ -8,7 +8,11 @@ if [ -n "$cur" ]; then
   v=$(readlink "$R/$cur/.venv" 2>/dev/null) && say "livevenv ${v##*/}"
   [ -r "$R/$cur/.release/app.wsgi" ] && sed 's/^/@@wsgi /' "$R/$cur/.release/app.wsgi"
 fi
-[ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ] && say "liveslot $(live_slot)"
+if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
+  read_map
+  say "liveslot $LIVE"
+  say "nextslot ${SPARE/-/$IDLE}$([ "$SPARE" != - ] && echo " spare")"
+fi
 # Without the <IfDefine> lines the switch wraps it in (vhost_wrapped): the rendered vhost, as installed.
 if [ -r "$APACHE_SITES/$VHOST_NAME" ]; then
   say "hasvhost"

@@ -109,21 +109,20 @@ if [ -s "$live_vhost" ] && [ "$(head -n 1 "$live_vhost")" != "<IfDefine !$CHECK_
   say "wrapped the installed vhost in <IfDefine !$CHECK_DEFINE>"
 fi
 # The slots' map and stub script (constant files the new vhost names; the live processes never re-read them).
-if [ "$SLOTS" = 2 ]; then
+if [ "$SLOTS" -ge 2 ]; then
   { ensure_map && install_slot_script "$REL/.release/slot.wsgi"; } || die 10 "could not set up $DEPLOY_TO/slots"
 fi
-# Blue/green with the vhost unchanged: the release is loaded in the idle slot and checked there (below),
-# so that the switch is the flip alone and a fleet flips only once every host's idle slot is healthy. The
-# idle slot serves nobody: it restarts now, while the import check runs (Apache respawns its processes on
-# its 1-second tick). An unchanged vhost needs no config test.
+# Blue/green with the vhost unchanged: the release is loaded in a slot that serves nobody and checked
+# there (below), so that the switch is the flip alone and a fleet flips only once every host's slot is
+# healthy. The loading starts now, while the import check runs: the spare loads it at once; without one
+# the idle slot restarts (Apache respawns its processes on its 1-second tick). An unchanged vhost needs no
+# config test.
 staging=0
 if [ "$STAGE" = 1 ] && [ -n "$cur" ] && [ -L "$SLOTS_DIR/a" ] && vhost_wrapped "$REL/.release/vhost.conf" | cmp -s - "$APACHE_SITES/$VHOST_NAME"; then
   staging=1
   require_lock
-  live=$(live_slot)
-  idle=$(other_slot "$live")
-  point_slot "$idle" "$ID" || die 9 "could not point slot $idle at $ID"
-  kick_slot "$idle" || { echo failed > "$REL/.release/state"; die 7 "release $ID could not be loaded in slot $idle: signalling its processes failed; nothing was switched: $cur is live"; }
+  read_map
+  load_release "$ID" || { echo failed > "$REL/.release/state"; unstage "$cur"; die 7 "release $ID $SLOT_ERROR; nothing was switched: $cur is live"; }
 fi
 # The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
 if [ "$IMPORT_CHECK" = 1 ]; then
@@ -132,6 +131,7 @@ if [ "$IMPORT_CHECK" = 1 ]; then
   ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"} ) > "$REL/.release/import.log" 2>&1 \
     || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
          to_app_log "import check of release $ID" "$REL/.release/import.log"
+         [ "$staging" = 1 ] && unstage "$cur"
          why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
          die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
   say "step import $(date +%s.%N) $t0"
@@ -144,15 +144,16 @@ if [ "$staging" = 0 ]; then
   candidate_test "$REL/.release/vhost.conf" || die 15 "apachectl configtest failed with the new vhost (nothing was installed)"
   say "step configtest $(date +%s.%N) $t0"
 fi
-# The idle slot has the release loaded, or says why not; then its check. A release that fails here was never live.
+# The slot has the release loaded, or says why not; then its check. A release that fails here was never live.
 if [ "$staging" = 1 ]; then
   require_lock
-  if ! stage_slot "$idle" "$ID" kicked; then
+  if ! stage_slot "$TARGET" "$ID" loading; then
     echo failed > "$REL/.release/state"
+    unstage "$cur"
     die 7 "$STAGE_ERROR; nothing was switched: $cur is live"
   fi
-  write_map "$live"
-  echo "$idle" > "$REL/.release/staged"
+  TOKEN=- PREVIEW= write_map
+  echo "$TARGET" > "$REL/.release/staged"
 fi
 require_lock
 echo prepared > "$REL/.release/state"

@@ -6,19 +6,18 @@ require_setup
 [ -L "$CUR" ] || die 8 "nothing deployed yet on this host; run: fab deploy"
 lock_acquire
 trap lock_release EXIT
-if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
-  # Blue/green: load the live release afresh in the idle slot, check it there, flip. Nothing that
-  # serves is restarted (--strategy graceful restarts both slots instead).
+if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
+  # Blue/green: load the live release afresh in a slot that serves nobody (the spare, when there is one),
+  # check it there, flip. Nothing that serves is restarted (--strategy graceful restarts every slot instead).
   cur=$(current_id)
-  live=$(live_slot)
-  idle=$(other_slot "$live")
+  read_map
   if [ "$RELOAD" = graceful ]; then
     graceful_slots || die 16 "reload failed: ${SLOT_ERROR:-graceful}"
   else
-    point_slot "$idle" "$cur" || die 9 "could not point slot $idle at $cur"
-    stage_slot "$idle" "$cur" || die 7 "$STAGE_ERROR; nothing was switched"
-    write_map "$idle" || die 9 "could not write $MAP"
-    say "reload slots: $idle live, $live idle"
+    old_live=$LIVE
+    stage_release "$cur" || { unstage "$cur"; die 7 "$STAGE_ERROR; nothing was switched"; }
+    flip_to "$TARGET" "$cur" || die 9 "could not write $MAP"
+    say "reload slots: $TARGET live, $old_live idle"
   fi
   why=$(http_check "$cur") || die 7 "health check failed after the reload: $why"
   say "reloaded $cur"

@@ -15,33 +15,42 @@ else
   target=$(rollback_target)
   [ -n "$target" ] || die 4 "no earlier finished release to roll back to from $cur (see: fab releases)"
 fi
-if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
+if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   # Blue/green: the target is usually still loaded in the idle slot: check it there and flip, no restart.
-  live=$(live_slot)
-  other=$(other_slot "$live")
+  # Else it loads in the spare (no restart either, when the spare waits in its venv) or the idle slot.
+  read_map
+  leave_slot_c "$cur" || die 7 "release $cur $SLOT_ERROR; nothing was switched: $cur is live"
+  old_live=$LIVE
   vhost_install "$R/$target/.release/vhost.conf"
   [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
   how=slots
-  loaded=
   rc=0
+  holds=0
+  [ "$(slot_release "$IDLE")" = "$target" ] && [ "$(slot_marked ready "$IDLE" "$target" | wc -l)" -ge "$DAEMON_PROCESSES" ] \
+    && [ -z "$(slot_marked failed "$IDLE")" ] && holds=1
   if [ "$VHOST_CHANGED" = 1 ] || [ "$RELOAD" = graceful ]; then
-    how="graceful (both slots restarted)"
-    loaded=loaded
-    point_slot "$other" "$target" && graceful_slots || { rc=$?; STAGE_ERROR="release $target ${SLOT_ERROR:-did not load in slot $other}"; }
-  elif [ "$(slot_release "$other")" = "$target" ] && [ "$(slot_marked ready "$other" "$target" | wc -l)" -ge "$DAEMON_PROCESSES" ]; then
+    how="graceful (every slot restarted)"
+    TARGET=$IDLE
+    [ "$holds" = 1 ] || TARGET=${SPARE/-/$IDLE}
+    LOAD=$TARGET
+    { point_slot "$TARGET" "$target" && write_map && graceful_slots && stage_slot "$TARGET" "$target"; } \
+      || { rc=1; STAGE_ERROR=${STAGE_ERROR:-release $target ${SLOT_ERROR:-did not load in slot $TARGET}}; }
+  elif [ "$holds" = 1 ]; then
+    TARGET=$IDLE
     say "step restart:none $(date +%s.%N) $(date +%s.%N)"
-    loaded=loaded
+    stage_slot "$TARGET" "$target" || rc=1
   else
-    point_slot "$other" "$target" || die 9 "could not point slot $other at $target"
+    stage_release "$target" || rc=1
   fi
-  if [ "$rc" != 0 ] || ! stage_slot "$other" "$target" "$loaded"; then
+  if [ "$rc" != 0 ]; then
+    unstage "$cur"
     [ "$VHOST_CHANGED" = 1 ] && { vhost_restore; graceful_slots || true; }
     log_revision rollback "$target" - failed
     die 7 "$STAGE_ERROR; nothing was switched: $cur is live"
   fi
-  write_map "$other" || die 9 "could not write $MAP"
+  flip_to "$TARGET" "$target" || die 9 "could not write $MAP"
   switch_to "$target"
-  say "reload $how: $other live, $live idle"
+  say "reload $how: $TARGET live, $old_live idle"
   record_rollback "$cur" "$target"
   say "switched $cur $target"
   log_revision rollback "$target" "$(cat "$R/$target/.release/revision" 2>/dev/null)" ok

@@ -4,21 +4,51 @@
 # from the host itself carrying the token reach the idle slot (the check before a flip).
 SLOTS_DIR="$DEPLOY_TO/slots"
 MAP="$SLOTS_DIR/live.map"
+# daemon.slots 3 adds a spare: its processes start Python only and wait (slot.wsgi) until the map lets them
+# load; a deploy points it at the release and lets it load, with no restart, so no wait for Apache's
+# 1-second respawn tick. After the flip the slot with the previous-but-one release restarts as the spare.
+SLOT_NAMES="a b"
+[ "${SLOTS:-1}" = 3 ] && SLOT_NAMES="a b c"
 
-live_slot() { local s; s=$(sed -n 's/^live //p' "$MAP" 2> /dev/null | head -n 1); echo "${s:-a}"; }
-other_slot() { if [ "$1" = a ]; then echo b; else echo a; fi; }
+map_get() { sed -n "s/^$1 //p" "$MAP" 2> /dev/null | head -n 1; }
+is_slot() { [ -n "$1" ] && case " $SLOT_NAMES " in *" $1 "*) return 0 ;; esac; return 1; }
+live_slot() { local s; s=$(map_get live); is_slot "$s" || s=a; echo "$s"; }
 slot_release() { local t; t=$(readlink "$SLOTS_DIR/$1" 2> /dev/null) || return 0; echo "${t##*/}"; }
+
+# The roles, from the map: LIVE serves, IDLE keeps the release that was live before (a rollback flips to
+# it), SPARE is the third slot (- with two); LOAD, a spare allowed to load; PREVIEW and TOKEN, the route.
+read_map() {
+  local s
+  LIVE=$(live_slot)
+  IDLE=$(map_get idle)
+  if ! is_slot "$IDLE" || [ "$IDLE" = "$LIVE" ]; then
+    for s in $SLOT_NAMES; do [ "$s" != "$LIVE" ] && IDLE=$s && break; done
+  fi
+  true
+  LOAD=$(map_get load)
+  is_slot "$LOAD" || LOAD=-
+  PREVIEW=$IDLE TOKEN=-
+  spare_of
+}
+spare_of() {
+  local s
+  SPARE=-
+  for s in $SLOT_NAMES; do [ "$s" != "$LIVE" ] && [ "$s" != "$IDLE" ] && SPARE=$s; done
+  return 0
+}
 
 point_slot() {  # slot release
   mkdir -p "$SLOTS_DIR" && ln -sfn "../releases/$2" "$SLOTS_DIR/$1.tmp" && mv -T "$SLOTS_DIR/$1.tmp" "$SLOTS_DIR/$1"
 }
 
-# The flip: a temp file renamed over the map, so that Apache reads the old map or the new one, never half.
-write_map() {  # live-slot [token]
-  printf 'live %s\nidle %s\ntoken %s\n' "$1" "$(other_slot "$1")" "${2:--}" > "$MAP.tmp" && mv -f "$MAP.tmp" "$MAP"
+# A temp file renamed over the map, so that Apache (and a waiting spare) reads the old map or the new one.
+write_map() {
+  spare_of
+  printf 'live %s\nidle %s\nspare %s\nload %s\npreview %s\ntoken %s\n' \
+    "$LIVE" "$IDLE" "$SPARE" "${LOAD:--}" "${PREVIEW:-$IDLE}" "${TOKEN:--}" > "$MAP.tmp" && mv -f "$MAP.tmp" "$MAP"
 }
 
-install_slot_script() {  # $1 = the rendered stub both slots run (.release/slot.wsgi)
+install_slot_script() {  # $1 = the rendered stub every slot runs (.release/slot.wsgi)
   mkdir -p "$SLOTS_DIR" || return 1
   cmp -s "$1" "$SLOTS_DIR/app.wsgi" && return 0
   cp "$1" "$SLOTS_DIR/app.wsgi.tmp" && mv -f "$SLOTS_DIR/app.wsgi.tmp" "$SLOTS_DIR/app.wsgi"
@@ -38,7 +68,7 @@ slot_marked() {
 # Wait until DAEMON_PROCESSES processes of slot $1, none of the pids in $3, have loaded release $2. One
 # that failed to load it ends the wait at once with the app's own error.
 await_slot() {
-  local slot=$1 rel=$2 old=" ${3:-} " p f n deadline
+  local slot=$1 rel=$2 old=" ${3:-} " since=${AFTER_TICKS:-0} p f n deadline
   deadline=$(($(date +%s) + ROLL_TIMEOUT))
   while :; do
     for p in $(slot_marked failed "$slot" "$rel"); do
@@ -51,6 +81,8 @@ await_slot() {
     n=0
     for p in $(slot_marked ready "$slot"); do
       [[ "$old" == *" $p "* ]] && continue
+      # After a graceful only its new processes count (one of the old generation may load, then go).
+      [ "$(sed -n 's/^started //p' "$SH/run/ready.$p" 2> /dev/null)" -ge "$since" ] 2> /dev/null || continue
       if grep -qxF "release $rel" "$SH/run/ready.$p" 2> /dev/null; then n=$((n + 1)); continue; fi
       # A process that loaded another release: it started before the slot was pointed at $rel (an Apache
       # graceful meanwhile: logrotate, certbot, a test) and was not among those signalled. Restart it too,
@@ -83,7 +115,7 @@ kick_slot() {
   # give them a few seconds to say ready or failed before concluding that none runs.
   deadline=$(($(date +%s) + 10))
   while :; do
-    KICKED=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot"))
+    KICKED=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot") $(slot_marked spare "$slot"))
     [ -n "$KICKED" ] || [ "$(date +%s)" -ge "$deadline" ] && break
     sleep 0.1
   done
@@ -91,10 +123,13 @@ kick_slot() {
   for p in $KICKED; do signal_daemon "$p" || { say "reload failed signal $p"; return 1; }; done
 }
 
-# The second half: wait until slot $1's new processes have loaded release $2.
+# The second half: wait until slot $1's new processes have loaded release $2 (after kick_slot, or after
+# a spare was let load: LOADING=spare).
 loaded_slot() {
   local slot=$1 rel=$2
-  if [ -z "$KICKED" ]; then
+  if [ "${LOADING:-}" = spare ]; then
+    await_slot "$slot" "$rel" || return 1
+  elif [ -z "$KICKED" ]; then
     # No process of the slot has loaded anything: Apache restarts them on its own (a slot whose release
     # was gone cannot start Python), and now that the link is good they load the release by themselves.
     ROLL_TIMEOUT=15 await_slot "$slot" "$rel" || {
@@ -107,67 +142,176 @@ loaded_slot() {
   say "step restart:$slot $(date +%s.%N) $KICK_T0"
 }
 
-# Apache re-reads its config (changed vhost, first release, --strategy graceful): every process of both
-# slots restarts; wait until each slot has loaded the release it points at.
+# The spare's DAEMON_PROCESSES processes wait, with Python started in venv $1; they get a moment when they
+# are still starting (a deploy right after the last one restarted the spare).
+spare_waits() {
+  local want=$1 p n bad deadline
+  SPARE_WHY="is not running"
+  [ "$SPARE" != - ] || return 1
+  deadline=$(($(date +%s) + 3))
+  while :; do
+    n=0 bad=0
+    for p in $(slot_marked spare "$SPARE"); do
+      if grep -qxF "venv $want" "$SH/run/spare.$p" 2> /dev/null; then n=$((n + 1)); else SPARE_WHY="waits in another venv" bad=1; fi
+    done
+    if [ "$bad" = 0 ]; then
+      # Loaded processes, unless the last flip signalled them (restarting: they will wait in a moment).
+      for p in $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE"); do
+        grep -qxF "$p" "$SLOTS_DIR/$SPARE.restarting" 2> /dev/null || { SPARE_WHY="has a release loaded" bad=1; }
+      done
+    fi
+    [ "$bad" = 1 ] && return 1
+    [ "$n" -ge "$DAEMON_PROCESSES" ] && return 0
+    [ "$(date +%s)" -ge "$deadline" ] && return 1
+    sleep 0.05
+  done
+}
+
+# Start loading release $1 in a slot that serves nobody and return (loaded_slot waits): TARGET is that
+# slot. The spare, when its processes wait in the release's venv: it loads with no restart. Else the
+# spare (the idle slot, with two) restarts.
+load_release() {
+  local rel=$1
+  TARGET=$SPARE
+  [ "$TARGET" = - ] && TARGET=$IDLE
+  point_slot "$TARGET" "$rel" || { SLOT_ERROR="could not point slot $TARGET at $rel"; return 1; }
+  if [ "$TARGET" = "$SPARE" ]; then
+    if spare_waits "$(readlink -f "$R/$rel/.venv")"; then
+      LOADING=spare KICK_T0=$(date +%s.%N)
+      LOAD=$TARGET
+      write_map || { SLOT_ERROR="could not write $MAP"; return 1; }
+      return 0
+    fi
+    say "slot $TARGET: the spare ${SPARE_WHY:-does not wait}: restarting it"
+  fi
+  # Signalled first, let load after: a waiting process must not load the release in the wrong venv.
+  LOADING=restart
+  kick_slot "$TARGET" || { SLOT_ERROR="could not be loaded in slot $TARGET: signalling its processes failed"; return 1; }
+  LOAD=$TARGET
+  write_map || { SLOT_ERROR="could not write $MAP"; return 1; }
+}
+
+# Slot $1 (holding release $2, checked) serves; the one that served keeps its release loaded, for a
+# rollback. With a spare, the slot left over restarts, to wait as the next spare in $2's venv.
+flip_to() {
+  [ "$1" = "$LIVE" ] && return 0
+  IDLE=$LIVE LIVE=$1 LOAD=- TOKEN=- PREVIEW=
+  write_map || return 1
+  respawn_spare "$2"
+}
+
+# The spare (pointed at release $1, for its venv) restarts if its processes loaded a release; not waited for.
+respawn_spare() {
+  local p pids deadline
+  [ "$SPARE" != - ] || return 0
+  # A process still loading (a failed load of its sibling called the deploy off) is let finish first, up
+  # to 10 s: it has no marker to be found by until then, and would stay loaded.
+  deadline=$(($(date +%s) + 10))
+  while [ "$(echo $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE") $(slot_marked spare "$SPARE") | wc -w)" -lt "$DAEMON_PROCESSES" ] \
+    && [ "$(date +%s)" -lt "$deadline" ]; do
+    sleep 0.05
+  done
+  point_slot "$SPARE" "$1" || return 1
+  pids=$(echo $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE"))
+  [ -n "$pids" ] || return 0
+  for p in $(slot_marked failed "$SPARE"); do rm -f "$SH/run/failed.$p"; done
+  printf '%s\n' $pids > "$SLOTS_DIR/$SPARE.restarting"
+  for p in $pids; do signal_daemon "$p" || true; done
+  say "slot $SPARE restarts, to wait as the spare"
+}
+
+# A staged release that is not flipped to: the map names the live slot again; a spare that loaded it
+# restarts, to wait again (pointed at live release $1).
+unstage() {
+  LOAD=- TOKEN=- PREVIEW=
+  write_map || return 1
+  [ -n "$1" ] && respawn_spare "$1"
+  return 0
+}
+
+# daemon.slots went from 3 to 2 while slot c serves: the vhost about to be installed has no slot c. First
+# the live release $1 moves to slot a or b, loaded, checked and flipped to under the vhost still installed.
+leave_slot_c() {
+  local names=$SLOT_NAMES
+  [ "$(map_get live)" = c ] && [ "$names" = "a b" ] || return 0
+  say "daemon.slots 2: slot c serves, and goes: $1 moves to another slot first"
+  SLOT_NAMES="a b c"
+  read_map
+  stage_release "$1" && flip_to "$TARGET" "$1"
+  local rc=$?
+  SLOT_NAMES=$names
+  [ "$rc" = 0 ] || { SLOT_ERROR=${STAGE_ERROR:-could not move off slot c}; return 1; }
+  read_map
+}
+
+# Apache re-reads its config (changed vhost, first release, --strategy graceful): every process of every
+# slot restarts; wait until each slot but a waiting spare has loaded the release it points at.
 graceful_slots() {
   local old s
   old=$(marked_pids ready)
   rm -f "$SH"/run/failed.* 2> /dev/null
   configtest || { say "reload failed graceful"; return 1; }
+  AFTER_TICKS=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", $1 * hz }' /proc/uptime)
   ctl graceful > /dev/null 2>&1 || { say "reload failed graceful"; return 1; }
-  for s in a b; do
+  for s in $SLOT_NAMES; do
+    [ "$s" = "$SPARE" ] && [ "$LOAD" != "$s" ] && continue
     # Seen in CI, rarely: after a first graceful no process of a slot ever says anything. One more graceful
     # (harmless: nothing of this app serves yet, or it restarts the same releases) has always started them.
     if ! ROLL_TIMEOUT=20 await_slot "$s" "$(slot_release "$s")" "$old"; then
       say "slot $s not loaded 20 s after the graceful: one more graceful"
       old=$(marked_pids ready)
-      ctl graceful > /dev/null 2>&1 || { say "reload failed graceful"; return 1; }
-      await_slot "$s" "$(slot_release "$s")" "$old" || return 1
+      ctl graceful > /dev/null 2>&1 || { AFTER_TICKS=0; say "reload failed graceful"; return 1; }
+      await_slot "$s" "$(slot_release "$s")" "$old" || { AFTER_TICKS=0; return 1; }
     fi
   done
-  say "reload graceful (both slots)"
+  AFTER_TICKS=0
+  say "reload graceful (every slot restarted)"
 }
 
 # The health check and warm-up through Apache on the preview route: they reach slot $1, which must
 # answer as release $2. The token is new for every check and leaves the map with the next write.
 preview_check() {
-  local token
-  token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  write_map "$(live_slot)" "$token" || { echo "could not write $MAP"; return 1; }
-  PREVIEW_TOKEN=$token http_check "$2"
+  PREVIEW=$1 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  write_map || { echo "could not write $MAP"; return 1; }
+  PREVIEW_TOKEN=$TOKEN http_check "$2"
 }
 
-# Load release $2 in idle slot $1 and check it there, on the preview route, before any flip (a deploy's
-# prepare or switch, a reload, a rollback). $3 says how far the load is: '' (restart the slot now), kicked
-# (kick_slot ran: wait for it), loaded (it is loaded). A failure leaves STAGE_ERROR, one line that says
-# why, and a map naming the live slot again.
+# Check release $2, loaded in slot $1 (after load_release or kick_slot: $3 = loading, wait for it first),
+# on the preview route, before any flip (a deploy's prepare or switch, a reload, a rollback). A failure
+# leaves STAGE_ERROR, one line that says why, and a map naming the live slot again.
 stage_slot() {
   local why t0
-  case "${3:-}" in
-    loaded) ;;
-    kicked) loaded_slot "$1" "$2" || { STAGE_ERROR="release $2 ${SLOT_ERROR:-did not load in slot $1}"; return 1; } ;;
-    *) restart_slot "$1" "$2" || { STAGE_ERROR="release $2 ${SLOT_ERROR:-did not load in slot $1}"; return 1; } ;;
-  esac
+  if [ "${3:-}" = loading ]; then
+    loaded_slot "$1" "$2" || { STAGE_ERROR="release $2 ${SLOT_ERROR:-did not load in slot $1}"; return 1; }
+  fi
   [ "$HEALTH" = 1 ] && say "begin health check (slot $1, preview)"
   t0=$(date +%s.%N)
-  why=$(preview_check "$1" "$2") || { write_map "$(live_slot)"; STAGE_ERROR="health check failed in slot $1: $why"; return 1; }
+  why=$(preview_check "$1" "$2") || { STAGE_ERROR="health check failed in slot $1: $why"; return 1; }
   [ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
   return 0
+}
+
+# Load release $1 in a slot that serves nobody and check it there (reload, rollback --to): TARGET.
+stage_release() {
+  load_release "$1" || { STAGE_ERROR="release $1 ${SLOT_ERROR:-did not load}"; return 1; }
+  stage_slot "$TARGET" "$1" loading
 }
 
 # The map must exist before Apache reads a vhost naming it (setup, and the candidate test of a prepare on
 # a host set up before slots); a new map serves slot a.
 ensure_map() {
-  [ "$SLOTS" = 2 ] || return 0
-  mkdir -p "$SLOTS_DIR" && { [ -f "$MAP" ] || write_map a; }
+  [ "$SLOTS" -ge 2 ] || return 0
+  mkdir -p "$SLOTS_DIR" || return 1
+  [ -f "$MAP" ] && [ -n "$(map_get preview)" ] && return 0
+  read_map && write_map
 }
 
-# Remove release $1; an idle slot pointing at it is pointed at the live release first (a slot whose
-# release is gone cannot even start Python: it would never load the next one).
+# Remove release $1; a slot that serves nobody pointing at it is pointed at the live release first (a slot
+# whose release is gone cannot even start Python: it would never load the next one).
 remove_release() {
   local s
   if [ -d "$SLOTS_DIR" ]; then
-    for s in a b; do
+    for s in a b c; do
       [ "$(slot_release "$s")" = "$1" ] && [ -n "$(current_id)" ] && [ "$(current_id)" != "$1" ] && point_slot "$s" "$(current_id)"
     done
   fi

@@ -8,12 +8,15 @@ say "mpm $(ctl -V 2>/dev/null | sed -n 's/^Server MPM: *//p')"
 HEALTH_HEADERS=$HEALTH_HEADERS probe status "$HTTP_BASE" "$SERVER_NAME" "$STATUS_PATH" "$HEALTH_PATH" "$HEALTH_STATUS" "$HEALTH_CONTAINS" 2>&1
 pids=$(daemon_pids | paste -sd, -)
 [ -n "$pids" ] && ps -o pid=,etimes=,lstart= -p "$pids" 2>/dev/null | sed 's/^ */@@proc /'
-if [ "$SLOTS" = 2 ] && [ -L "$SLOTS_DIR/a" ]; then
-  live=$(live_slot)
-  for s in a b; do
-    pids=$(slot_marked ready "$s" | paste -sd, -)
+if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
+  read_map
+  for s in $SLOT_NAMES; do
+    pids=$(echo $(slot_marked ready "$s") $(slot_marked spare "$s") | tr ' ' ,)
     rss=$(for p in ${pids//,/ }; do cat "/proc/$p/status" 2> /dev/null; done | awk '/^VmRSS:/ { s += $2 } END { print s + 0 }')
-    say "slot $s $(slot_release "$s") $([ "$s" = "$live" ] && echo live || echo idle) ${pids:--} $rss"
+    role=idle
+    [ "$s" = "$LIVE" ] && role=live
+    [ "$s" = "$SPARE" ] && role=spare
+    say "slot $s $(slot_release "$s") $role ${pids:--} $rss"
   done
 fi
 say "disk $(du -sk "$R" 2>/dev/null | cut -f1) $(du -sk "$SH/venvs" 2>/dev/null | cut -f1)"

@@ -11,62 +11,71 @@ trap lock_release EXIT
 pgrp > "$LOCK/remote_pgid"
 [ "$(state_of "$ID")" = prepared ] || die 9 "release $ID is not prepared (state: $(state_of "$ID"))"
 prev=$(current_id)
-if [ "$SLOTS" = 2 ]; then
-  # Blue/green: load the new release in the idle slot, check it there, then flip; what is live is
-  # touched only by the flip (and by a graceful, when the vhost changed: it restarts both slots).
+if [ "$SLOTS" -ge 2 ]; then
+  # Blue/green: load the new release in a slot that serves nobody, check it there, then flip; what is live
+  # is touched only by the flip (and by a graceful, when the vhost changed: it restarts every slot).
   install_slot_script "$REL/.release/slot.wsgi" || die 9 "could not install $SLOTS_DIR/app.wsgi"
-  live=$(live_slot)
-  idle=$(other_slot "$live")
-  # The live slot runs what is live; a graceful restarts it, so it must point there (after a deploy with
-  # one slot, or a first release, it may not).
-  if [ ! -L "$SLOTS_DIR/$live" ] || { [ -n "$prev" ] && [ "$(slot_release "$live")" != "$prev" ]; }; then
-    point_slot "$live" "${prev:-$ID}" || die 9 "could not point slot $live"
+  read_map
+  if [ -n "$prev" ] && ! leave_slot_c "$prev"; then
+    echo failed > "$REL/.release/state"
+    die 7 "release $prev $SLOT_ERROR; nothing was switched: $prev is live"
   fi
-  point_slot "$idle" "$ID" || die 9 "could not point slot $idle at $ID"
-  [ -f "$MAP" ] || write_map "$live" || die 9 "could not write $MAP"
+  # The live slot runs what is live; a graceful restarts it, so it must point there (after a deploy with
+  # one slot, or a first release, it may not). A slot with no link could not even start Python.
+  if [ ! -L "$SLOTS_DIR/$LIVE" ] || { [ -n "$prev" ] && [ "$(slot_release "$LIVE")" != "$prev" ]; }; then
+    point_slot "$LIVE" "${prev:-$ID}" || die 9 "could not point slot $LIVE"
+  fi
+  for s in $SLOT_NAMES; do [ -L "$SLOTS_DIR/$s" ] || point_slot "$s" "${prev:-$ID}" || die 9 "could not point slot $s"; done
+  [ -f "$MAP" ] || write_map || die 9 "could not write $MAP"
   vhost_install "$REL/.release/vhost.conf"
   [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
   t0=$(date +%s.%N)
-  staged=0
+  staged=$(cat "$REL/.release/staged" 2> /dev/null)
   how=slots
   if [ "$VHOST_CHANGED" = 1 ] || [ -z "$prev" ] || [ "$RELOAD" = graceful ]; then
-    how="graceful (both slots restarted)"
+    how="graceful (every slot restarted)"
+    staged=0 TARGET=${SPARE/-/$IDLE} LOAD=${SPARE/-/$IDLE}
+    { point_slot "$TARGET" "$ID" && write_map; } || die 9 "could not point slot $TARGET at $ID"
     graceful_slots; rc=$?
-  elif [ "$(cat "$REL/.release/staged" 2> /dev/null)" = "$idle" ] \
-    && [ "$(slot_marked ready "$idle" "$ID" | wc -l)" -ge "$DAEMON_PROCESSES" ] && [ -z "$(slot_marked failed "$idle")" ]; then
-    staged=1 rc=0  # loaded and checked by the prepare phase
+  elif is_slot "$staged" && [ "$staged" != "$LIVE" ] && [ "$(slot_release "$staged")" = "$ID" ] \
+    && [ "$(slot_marked ready "$staged" "$ID" | wc -l)" -ge "$DAEMON_PROCESSES" ] && [ -z "$(slot_marked failed "$staged")" ]; then
+    TARGET=$staged staged=1 rc=0  # loaded and checked by the prepare phase
   else
-    restart_slot "$idle" "$ID"; rc=$?
+    staged=0
+    load_release "$ID" && loaded_slot "$TARGET" "$ID"; rc=$?
   fi
   if [ "$rc" != 0 ]; then
     echo failed > "$REL/.release/state"
-    # The idle slot keeps the release that failed to load: it serves nobody; the next deploy replaces it.
+    # A spare that loaded the release restarts to wait again; with two slots the idle one keeps it (it
+    # serves nobody; the next deploy replaces it).
+    unstage "$prev"
     if [ "$VHOST_CHANGED" = 1 ]; then vhost_restore; [ -n "$prev" ] && { graceful_slots || true; }; fi
     log_revision deploy "$ID" "$REVISION" failed
-    die 7 "release $ID ${SLOT_ERROR:-did not load in slot $idle}; nothing was switched${prev:+: $prev is live}"
+    die 7 "release $ID ${SLOT_ERROR:-did not load in slot $TARGET}; nothing was switched${prev:+: $prev is live}"
   fi
-  [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "begin health check (slot $idle, preview)"
+  [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "begin health check (slot $TARGET, preview)"
   t0=$(date +%s.%N)
-  if [ "$staged" = 0 ] && ! why=$(preview_check "$idle" "$ID"); then
+  if [ "$staged" = 0 ] && ! why=$(preview_check "$TARGET" "$ID"); then
     if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
-      write_map "$idle"
+      flip_to "$TARGET" "$ID"
       switch_to "$ID"
       echo unhealthy > "$REL/.release/state"
       became_live "$ID"
       log_revision deploy "$ID" "$REVISION" unhealthy
       die 7 "health check failed: $why; release $ID is live (${prev:+--no-rollback}${prev:-nothing to roll back to})"
     fi
-    write_map "$live"
+    unstage "$prev"
     echo failed > "$REL/.release/state"
     if [ "$VHOST_CHANGED" = 1 ]; then vhost_restore; graceful_slots || true; fi
     log_revision deploy "$ID" "$REVISION" failed
-    die 7 "health check failed in slot $idle: $why; nothing was switched: $prev is live"
+    die 7 "health check failed in slot $TARGET: $why; nothing was switched: $prev is live"
   fi
   [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "step health $(date +%s.%N) $t0"
-  write_map "$idle" || die 9 "could not write $MAP"
+  old_live=$LIVE
+  flip_to "$TARGET" "$ID" || die 9 "could not write $MAP"
   switch_to "$ID"
   echo finished > "$REL/.release/state"
-  say "reload $how: $idle live, $live idle"
+  say "reload $how: $TARGET live, $old_live idle"
   became_live "$ID"
   say "switched $prev $ID"
   log_revision deploy "$ID" "$REVISION" ok

@@ -1,7 +1,8 @@
 """Blue/green daemon slots (the default in daemon mode) against real sshd + Apache/mod_wsgi.
 
-A deploy loads the new release in the idle slot, checks it through the preview route and only then
-flips live.map; a rollback is a flip back to the slot that still has the previous release loaded.
+A deploy loads the new release in the spare slot (its processes have Python started and wait), checks it
+through the preview route and only then flips live.map; a rollback is a flip back to the slot that still
+has the previous release loaded.
 Every failure case runs under a bounded load loop: no request may fail (issue "Blue/green daemon slots").
 """
 
@@ -19,7 +20,7 @@ import pytest
 
 from tests.integration.conftest import App, make_app
 from tests.integration.test_import_check import Load
-from tests.sandbox import REPO_ROOT, Sandbox, fab_argv
+from tests.sandbox import REPO_ROOT, Sandbox, app_config, fab_argv
 
 
 def configure(a: App, **over: object) -> None:
@@ -38,10 +39,10 @@ def app(daemon_host: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (daemon_host.sites_dir / "slotapp.conf").unlink(missing_ok=True)
 
 
-def slot_pids(a: App) -> dict[str, set[int]]:
-    """{'a': pids, 'b': pids} from the ready markers of live processes."""
-    out: dict[str, set[int]] = {"a": set(), "b": set()}
-    for f in (a.deploy_to / "shared" / "run").glob("ready.*"):
+def slot_pids(a: App, kind: str = "ready") -> dict[str, set[int]]:
+    """{'a': pids, 'b': pids, 'c': pids} from the ready (or spare) markers of live processes."""
+    out: dict[str, set[int]] = {"a": set(), "b": set(), "c": set()}
+    for f in (a.deploy_to / "shared" / "run").glob(f"{kind}.*"):
         pid = int(f.name.split(".")[1])
         text = f.read_text()
         for slot in out:
@@ -50,9 +51,26 @@ def slot_pids(a: App) -> dict[str, set[int]]:
     return out
 
 
-def live_slot(a: App) -> str:
+def roles(a: App) -> dict[str, str]:
+    """live.map: live, idle, spare, load, preview, token."""
     text = (a.deploy_to / "slots" / "live.map").read_text()
-    return next(line.split()[1] for line in text.splitlines() if line.startswith("live "))
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+
+
+def live_slot(a: App) -> str:
+    return roles(a)["live"]
+
+
+def spare_waits(a: App, timeout: float = 10) -> set[int]:
+    """The spare's processes, once both wait with Python started (the spare restarts after each flip)."""
+    spare, deadline = roles(a)["spare"], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = slot_pids(a, "spare")[spare]
+        if len(pids) == 2 and not slot_pids(a)[spare]:
+            return pids
+        time.sleep(0.1)
+    markers = {f.name: f.read_text() for f in (a.deploy_to / "shared" / "run").glob("*.*")}
+    raise AssertionError(f"slot {spare} has no 2 waiting processes: {slot_pids(a, 'spare')}, {slot_pids(a)}, {markers}, {roles(a)}")
 
 
 def bump(a: App, version: str) -> None:
@@ -67,28 +85,33 @@ def broken(a: App, file: str, old: str, new: str) -> str:
     return good
 
 
-def test_deploy_loads_the_idle_slot_and_flips(app: App) -> None:
-    live = live_slot(app)
+def test_deploy_loads_the_spare_and_flips(app: App) -> None:
+    was = roles(app)
+    spare = spare_waits(app)
     before = slot_pids(app)
-    assert len(before[live]) == 2
+    assert len(before[was["live"]]) == 2
     version = str(int(app.version()) + 1)
     bump(app, version)
     with Load(app) as load:
         p = app.ok("deploy")
     assert "reload" in p.stderr and "slots" in p.stderr, p.stderr
     assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
-    idle = "b" if live == "a" else "a"
-    assert live_slot(app) == idle
+    now = roles(app)
+    assert (now["live"], now["idle"], now["spare"]) == (was["spare"], was["live"], was["idle"]), (was, now)
     after = slot_pids(app)
-    # The slot that served was never restarted: it keeps the previous release loaded, for a rollback.
-    assert after[live] == before[live]
-    assert len(after[idle]) == 2 and not after[idle] & before[idle]
+    # The spare's own processes loaded the release: no restart. The slot that served was never restarted:
+    # it keeps the previous release loaded, for a rollback.
+    assert after[now["live"]] == spare
+    assert after[was["live"]] == before[was["live"]]
     assert app.wait_version(version)["release"] == app.current()
+    # The slot with the release before that restarts and waits as the next spare.
+    assert not spare_waits(app) & before[was["idle"]]
 
 
 def test_rollback_is_a_flip_in_one_command(app: App) -> None:
     bump(app, str(int(app.version()) + 1))
     app.ok("deploy")
+    spare_waits(app)
     before, live = slot_pids(app), live_slot(app)
     n0 = app.sb.exec_requests()
     with Load(app) as load:
@@ -139,7 +162,9 @@ def test_a_release_that_cannot_load_is_never_flipped_to(app: App) -> None:
     assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
     assert app.current() == live and live_slot(app) == slot
     assert [app.get("/movie")[0] for _ in range(40)] == [200] * 40
-    # The next good deploy replaces the broken processes of the idle slot.
+    # No process is left with the broken import: the spare restarted and waits again.
+    spare_waits(app)
+    # The next good deploy loads the spare.
     bump(app, str(int(app.version()) + 1))
     app.ok("deploy")
     app.wait_version(app.version())
@@ -220,27 +245,83 @@ def test_interrupted_between_loading_and_the_flip(app: App, how: str) -> None:
     app.wait_version(app.version())
 
 
-def test_reload_loads_the_live_release_in_the_idle_slot(app: App) -> None:
-    live, release = live_slot(app), app.current()
+def test_reload_loads_the_live_release_in_the_spare(app: App) -> None:
+    was, release = roles(app), app.current()
+    spare = spare_waits(app)
     with Load(app) as load:
         p = app.ok("reload")
     assert "slots" in p.stderr and load.failed == 0, (p.stderr, load.failed)
-    assert live_slot(app) != live and app.current() == release
+    assert live_slot(app) == was["spare"] and app.current() == release
+    assert slot_pids(app)[was["spare"]] == spare
 
 
-def test_status_names_both_slots(app: App) -> None:
+def test_status_names_every_slot(app: App) -> None:
+    spare_waits(app)
     doc = json.loads(app.ok("status", "--json").stdout)
     slots = doc["hosts"][0]["status"]["slots"]
-    assert [s["slot"] for s in slots] == ["a", "b"]
+    assert [s["slot"] for s in slots] == ["a", "b", "c"]
+    assert sorted(s["role"] for s in slots) == ["idle", "live", "spare"]
     live = [s for s in slots if s["live"]]
     assert len(live) == 1 and live[0]["release"] == app.current() and len(live[0]["pids"]) == 2
-    assert all(s["rss_kib"] > 0 for s in slots)
+    assert all(s["rss_kib"] > 0 and len(s["pids"]) == 2 for s in slots)
     text = app.ok("status").stdout + app.ok("status").stderr
-    assert "slot a" in text and "slot b" in text
+    assert "slot a" in text and "slot c" in text and "spare" in text
 
 
 def test_plan_names_the_slots(app: App) -> None:
-    live = live_slot(app)
-    idle = "b" if live == "a" else "a"
+    r = roles(app)
     p = app.ok("plan")
-    assert f"reload     slots: load slot {idle}, check it on the preview route, flip from slot {live}" in p.stdout + p.stderr
+    want = f"reload     slots: load slot {r['spare']} (the spare: no restart), check it on the preview route, flip from slot {r['live']}"
+    assert want in p.stdout + p.stderr
+
+
+def test_a_changed_venv_restarts_the_spare(app: App) -> None:
+    """The spare waits with the live release's venv started; a release with other requirements needs a
+    fresh Python: the spare restarts (and still serves nobody) instead of loading in place."""
+    was = roles(app)
+    spare = spare_waits(app)
+    req = app.path / "requirements.txt"
+    good = req.read_text()
+    req.write_text(good + "sqlparse>=0.4\n")  # Django's own dependency: another venv, nothing new to fetch
+    app.commit("sqlparse")
+    try:
+        with Load(app) as load:
+            p = app.ok("deploy")
+    finally:
+        req.write_text(good)
+        app.commit("no sqlparse")
+    assert "waits in another venv" in p.stderr, p.stderr
+    assert load.failed == 0, (load.ok, load.failed)
+    assert live_slot(app) == was["spare"] and not slot_pids(app)[was["spare"]] & spare
+    app.ok("deploy")
+
+
+def test_two_slots_restart_the_idle_one(app: App) -> None:
+    """daemon.slots 2: no spare; a deploy restarts the idle slot (the slot that served keeps its release)."""
+    daemon = app_config(app.sb)["daemon"]
+    assert isinstance(daemon, dict)
+    for _ in range(3):  # slot c serving: the vhost without it must not be installed before c is left
+        if live_slot(app) == "c":
+            break
+        spare_waits(app)
+        app.ok("reload")
+    assert live_slot(app) == "c"
+    configure(app, daemon={**daemon, "slots": 2})
+    try:
+        p = app.ok("deploy")  # the vhost changed: a graceful
+        assert "slot c serves, and goes" in p.stderr, p.stderr
+        assert live_slot(app) in "ab" and app.get("/movie")[0] == 200
+        assert "spare" not in roles(app) or roles(app)["spare"] == "-"
+        live = live_slot(app)
+        before = slot_pids(app)
+        bump(app, str(int(app.version()) + 1))
+        with Load(app) as load:
+            p = app.ok("deploy")
+        assert "restart:" in p.stderr and load.failed == 0, (p.stderr, load.failed)
+        now = roles(app)
+        assert now["idle"] == live and slot_pids(app)[live] == before[live]
+        assert app.ok("rollback") and live_slot(app) == live
+    finally:
+        configure(app)
+    app.ok("deploy")
+    spare_waits(app)
