@@ -72,7 +72,7 @@ def test_plan_shows_changes_and_changes_nothing(app: App) -> None:
     assert "+ " in out and "version-plan" in out  # the commits going out
     assert "requirements changed: build" in out
     assert "vhost.conf:" in out and "+    ServerAlias www.imdb.test" in out
-    assert "reload     graceful (Apache re-reads its config: new vhost, both slots restart)" in out
+    assert "reload     graceful (Apache re-reads its config: new vhost, every slot restarts)" in out
     assert "hook       migrate: skip" in out or "hook       migrate: run (requirements.txt changed)" in out
 
     dry = document(app.fab("deploy", "--dry-run", "--json"))

@@ -70,7 +70,8 @@ def spare_waits(a: App, timeout: float = 10) -> set[int]:
             return pids
         time.sleep(0.1)
     markers = {f.name: f.read_text() for f in (a.deploy_to / "shared" / "run").glob("*.*")}
-    raise AssertionError(f"slot {spare} has no 2 waiting processes: {slot_pids(a, 'spare')}, {slot_pids(a)}, {markers}, {roles(a)}")
+    waiting, loaded = slot_pids(a, "spare"), slot_pids(a)
+    raise AssertionError(f"slot {spare} has no 2 waiting processes: {waiting}, {loaded}, {markers}, {roles(a)}")
 
 
 def bump(a: App, version: str) -> None:
@@ -271,7 +272,8 @@ def test_status_names_every_slot(app: App) -> None:
 def test_plan_names_the_slots(app: App) -> None:
     r = roles(app)
     p = app.ok("plan")
-    want = f"reload     slots: load slot {r['spare']} (the spare: no restart), check it on the preview route, flip from slot {r['live']}"
+    want = (f"reload     slots: load slot {r['spare']} (the spare: no restart), check it on the preview route,"
+            f" flip from slot {r['live']}")
     assert want in p.stdout + p.stderr
 
 
