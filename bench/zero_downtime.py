@@ -13,7 +13,7 @@ alias, so that Apache's graceful restarts both slots). Profiles:
 Then deploys of broken releases under plain load, with slots (`broken`: its /movie raises; `import`: it
 cannot be imported, import check off so that it reaches the idle slot) and with `daemon.slots: 1`
 (`broken-rolling`): how many requests failed, during and in 40 requests after `fab` returned.
-Last, the daemon processes' resident memory with one slot and with two.
+Last, the daemon processes' resident memory with one slot, two, and three (two and the spare).
 Gap = longest time in which no request completed. "stale" = /movie requests started after the
 deploy command returned that were answered by another release than the new one (must be 0).
 """
@@ -82,9 +82,10 @@ class Host:
         self.commit(f"change-{self.n}")
 
     def memory_kib(self) -> int:
-        """Resident memory of the app's live daemon processes (their ready markers)."""
+        """Resident memory of the app's live daemon processes (their ready markers; a waiting spare's too)."""
         total = 0
-        for f in (self.sb.deploy_to / "imdb" / "shared" / "run").glob("ready.*"):
+        run = self.sb.deploy_to / "imdb" / "shared" / "run"
+        for f in [*run.glob("ready.*"), *run.glob("spare.*")]:
             try:
                 status = Path(f"/proc/{f.name.split('.')[1]}/status").read_text()
             except OSError:
@@ -237,7 +238,7 @@ def main() -> int:
                     if only and strategy not in only and not (mode == "embedded" and "embedded" in only):
                         continue
                     if strategy == "memory":
-                        for slots in (1, 2):
+                        for slots in (1, 2, 3):
                             h.configure(None, daemon={**app_config(sb)["daemon"], "slots": slots})  # type: ignore[dict-item]
                             h.fab("deploy")
                             time.sleep(3)
