@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from bench import compile_tool
@@ -34,6 +35,10 @@ def main() -> int:
         "--installers", default="uv,pip",
         help="the venv builds (first deploy, requirements changed) are measured per installer, on loopback;"
         " the first one is used for every other scenario",
+    )
+    ap.add_argument(
+        "--back-to-back", action="store_true",
+        help="no settling between runs: a deploy may come while the last flip's spare is still restarting",
     )
     args = ap.parse_args()
     rows: list[tuple[str, str, list[float], float, float]] = []
@@ -82,6 +87,25 @@ def main() -> int:
 
         deploy_to = sb.deploy_to / "imdb"
         floors: dict[str, float] = {}
+
+        def settle(timeout: float = 5.0) -> None:
+            """Untimed, before each run: the host as a deploy minutes after the last finds it, the spare
+            slot's processes waiting (the last flip restarted it: ~1 s, Apache's respawn tick)."""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    roles = dict(line.split(" ", 1) for line in (deploy_to / "slots" / "live.map").read_text().splitlines())
+                except (OSError, ValueError):
+                    return
+                spare = roles.get("spare", "-")
+                if spare == "-":
+                    return
+                run = deploy_to / "shared" / "run"
+                marked = [f for f in run.glob("*.*") if f"group imdb-{spare}\n" in f.read_text(errors="replace")]
+                waiting = [f for f in marked if f.name.startswith("spare.")]
+                if len(waiting) >= 2 and not any(f.name.startswith("ready.") for f in marked):
+                    return
+                time.sleep(0.1)
         for link in args.links.split(","):
             alias = h.alias(link)
 
@@ -96,6 +120,8 @@ def main() -> int:
                 for _ in range(args.runs):
                     if before:
                         before()
+                    if not args.back_to_back:
+                        settle()
                     argv = task()
                     n0 = sb.exec_requests()
                     times.append(fab(alias, *argv) if argv[0] != "@first" else fab(alias, "setup") + fab(alias, "deploy"))

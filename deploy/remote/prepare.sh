@@ -114,28 +114,32 @@ if [ "$SLOTS" -ge 2 ]; then
 fi
 # Blue/green with the vhost unchanged: the release is loaded in a slot that serves nobody and checked
 # there (below), so that the switch is the flip alone and a fleet flips only once every host's slot is
-# healthy. The loading starts now, while the import check runs: the spare loads it at once; without one
-# the idle slot restarts (Apache respawns its processes on its 1-second tick). An unchanged vhost needs no
-# config test.
+# healthy. The spare loads it at once; without one the idle slot restarts (Apache respawns its processes on
+# its 1-second tick). An unchanged vhost needs no config test.
 staging=0
 if [ "$STAGE" = 1 ] && [ -n "$cur" ] && [ -L "$SLOTS_DIR/a" ] && vhost_wrapped "$REL/.release/vhost.conf" | cmp -s - "$APACHE_SITES/$VHOST_NAME"; then
   staging=1
   require_lock
   read_map
-  load_release "$ID" || { echo failed > "$REL/.release/state"; unstage "$cur"; die 7 "release $ID $SLOT_ERROR; nothing was switched: $cur is live"; }
+  load_release "$ID" || { import_release; echo failed > "$REL/.release/state"; unstage "$cur"; die 7 "release $ID $SLOT_ERROR; nothing was switched: $cur is live"; }
 fi
 # The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
-if [ "$IMPORT_CHECK" = 1 ]; then
+# A release staged in a slot is loaded there anyway, by daemon processes that serve nobody: the import
+# check runs only when that failed, for its clearer message (a factory named without parentheses).
+import_release() {
+  local t0 why
+  [ "$IMPORT_CHECK" = 1 ] || return 0
   t0=$(date +%s.%N)
   say "begin importing the app ($WSGI_MODULE)"
   ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"} ) > "$REL/.release/import.log" 2>&1 \
     || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
          to_app_log "import check of release $ID" "$REL/.release/import.log"
-         [ "$staging" = 1 ] && unstage "$cur"
+         [ "$staging" = 1 ] && { echo failed > "$REL/.release/state"; unstage "$cur"; }
          why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
          die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
   say "step import $(date +%s.%N) $t0"
-fi
+}
+[ "$staging" = 1 ] || import_release
 
 if [ "$staging" = 0 ]; then
   # Test the candidate vhost in Apache's real config in place of the live one; nothing is installed here.
@@ -148,6 +152,7 @@ fi
 if [ "$staging" = 1 ]; then
   require_lock
   if ! stage_slot "$TARGET" "$ID" loading; then
+    import_release
     echo failed > "$REL/.release/state"
     unstage "$cur"
     die 7 "$STAGE_ERROR; nothing was switched: $cur is live"
