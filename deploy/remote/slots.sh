@@ -56,11 +56,14 @@ install_slot_script() {  # $1 = the rendered stub every slot runs (.release/slot
 
 # Live processes of slot $2 with a $1 marker (ready|failed), of release $3 when given.
 slot_marked() {
-  local p f
+  local p line g r
   for p in $(marked_pids "$1"); do
-    f="$SH/run/$1.$p"
-    grep -qxF "group $APP-$2" "$f" 2> /dev/null || continue
-    [ -z "${3:-}" ] || grep -qxF "release $3" "$f" 2> /dev/null || continue
+    g= r=
+    while IFS= read -r line; do
+      case $line in "group "*) g=${line#group } ;; "release "*) r=${line#release } ;; esac
+    done 2> /dev/null < "$SH/run/$1.$p"
+    [ "$g" = "$APP-$2" ] || continue
+    [ -z "${3:-}" ] || [ "$r" = "$3" ] || continue
     echo "$p"
   done
 }
