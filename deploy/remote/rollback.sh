@@ -19,7 +19,7 @@ if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   # Blue/green: the target is usually still loaded in the idle slot: check it there and flip, no restart.
   # Else it loads in the spare (no restart either, when the spare waits in its venv) or the idle slot.
   read_map
-  leave_slot_c "$cur" || die 7 "release $cur $SLOT_ERROR; nothing was switched: $cur is live"
+  leave_slot_c "$cur" || die 7 "$SLOT_ERROR; nothing was switched: $cur is live"
   old_live=$LIVE
   vhost_install "$R/$target/.release/vhost.conf"
   [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"

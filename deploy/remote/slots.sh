@@ -1,7 +1,8 @@
-# Blue/green daemon slots (daemon.slots 2): two WSGIDaemonProcess groups, APP-a and APP-b, each running
-# the release its link slots/<slot> points at. slots/live.map (a RewriteMap txt: file; Apache re-reads
-# it when its mtime changes) names the slot that serves, the idle one, and a preview token: requests
-# from the host itself carrying the token reach the idle slot (the check before a flip).
+# Blue/green daemon slots (daemon.slots 2 or 3): WSGIDaemonProcess groups APP-a, APP-b (and APP-c), each
+# running the release its link slots/<slot> points at. slots/live.map (a RewriteMap txt: file; Apache
+# re-reads it when its mtime changes) names the roles (live, idle, spare), the spare let load, and the
+# preview slot and token: requests from the host itself carrying the token reach that slot (the check
+# before a flip).
 SLOTS_DIR="$DEPLOY_TO/slots"
 MAP="$SLOTS_DIR/live.map"
 # daemon.slots 3 adds a spare: its processes start Python only and wait (slot.wsgi) until the map lets them
@@ -10,7 +11,11 @@ MAP="$SLOTS_DIR/live.map"
 SLOT_NAMES="a b"
 [ "${SLOTS:-1}" = 3 ] && SLOT_NAMES="a b c"
 
-map_get() { sed -n "s/^$1 //p" "$MAP" 2> /dev/null | head -n 1; }
+map_get() {  # bash builtins only, like the marker functions (lib.sh)
+  local k v
+  while read -r k v; do [ "$k" = "$1" ] && { echo "$v"; return 0; }; done 2> /dev/null < "$MAP"
+  return 0
+}
 is_slot() { [ -n "$1" ] && case " $SLOT_NAMES " in *" $1 "*) return 0 ;; esac; return 1; }
 live_slot() { local s; s=$(map_get live); is_slot "$s" || s=a; echo "$s"; }
 slot_release() { local t; t=$(readlink "$SLOTS_DIR/$1" 2> /dev/null) || return 0; echo "${t##*/}"; }
@@ -24,7 +29,6 @@ read_map() {
   if ! is_slot "$IDLE" || [ "$IDLE" = "$LIVE" ]; then
     for s in $SLOT_NAMES; do [ "$s" != "$LIVE" ] && IDLE=$s && break; done
   fi
-  true
   LOAD=$(map_get load)
   is_slot "$LOAD" || LOAD=-
   PREVIEW=$IDLE TOKEN=-
@@ -54,7 +58,7 @@ install_slot_script() {  # $1 = the rendered stub every slot runs (.release/slot
   cp "$1" "$SLOTS_DIR/app.wsgi.tmp" && mv -f "$SLOTS_DIR/app.wsgi.tmp" "$SLOTS_DIR/app.wsgi"
 }
 
-# Live processes of slot $2 with a $1 marker (ready|failed), of release $3 when given.
+# Live processes of slot $2 with a $1 marker (ready|failed|spare), of release $3 when given.
 slot_marked() {
   local p line g r
   for p in $(marked_pids "$1"); do
@@ -237,6 +241,8 @@ unstage() {
 leave_slot_c() {
   local names=$SLOT_NAMES
   [ "$(map_get live)" = c ] && [ "$names" = "a b" ] || return 0
+  # Only while the installed vhost runs slot c (after daemon.slots 1, no slot runs: the graceful starts them).
+  grep -q "WSGIDaemonProcess $APP-c " "$APACHE_SITES/$VHOST_NAME" 2> /dev/null || return 0
   say "daemon.slots 2: slot c serves, and goes: $1 moves to another slot first"
   SLOT_NAMES="a b c"
   read_map

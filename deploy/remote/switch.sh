@@ -18,7 +18,7 @@ if [ "$SLOTS" -ge 2 ]; then
   read_map
   if [ -n "$prev" ] && ! leave_slot_c "$prev"; then
     echo failed > "$REL/.release/state"
-    die 7 "release $prev $SLOT_ERROR; nothing was switched: $prev is live"
+    die 7 "$SLOT_ERROR; nothing was switched: $prev is live"
   fi
   # The live slot runs what is live; a graceful restarts it, so it must point there (after a deploy with
   # one slot, or a first release, it may not). A slot with no link could not even start Python.

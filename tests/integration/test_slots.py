@@ -327,3 +327,27 @@ def test_two_slots_restart_the_idle_one(app: App) -> None:
         configure(app)
     app.ok("deploy")
     spare_waits(app)
+
+
+def test_one_slot_then_two_while_the_map_names_slot_c(app: App) -> None:
+    """3 slots (slot c live) -> 1 -> 2: the map still names c, but no slot runs after daemon.slots 1; the
+    deploy to two slots starts them with its graceful instead of trying to move off c (seen in a benchmark:
+    'no process of slot a runs')."""
+    daemon = app_config(app.sb)["daemon"]
+    assert isinstance(daemon, dict)
+    for _ in range(3):
+        if live_slot(app) == "c":
+            break
+        spare_waits(app)
+        app.ok("reload")
+    assert live_slot(app) == "c"
+    try:
+        configure(app, daemon={**daemon, "slots": 1})
+        app.ok("deploy")
+        configure(app, daemon={**daemon, "slots": 2})
+        app.ok("deploy")
+        assert live_slot(app) in "ab" and app.get("/movie")[0] == 200
+    finally:
+        configure(app)
+    app.ok("deploy")
+    spare_waits(app)
