@@ -58,7 +58,7 @@ install_slot_script() {  # $1 = the rendered stub every slot runs (.release/slot
   cp "$1" "$SLOTS_DIR/app.wsgi.tmp" && mv -f "$SLOTS_DIR/app.wsgi.tmp" "$SLOTS_DIR/app.wsgi"
 }
 
-# Live processes of slot $2 with a $1 marker (ready|failed|spare), of release $3 when given.
+# Live processes of slot $2 with a $1 marker (ready|failed|spare|loading), of release $3 when given.
 slot_marked() {
   local p line g r
   for p in $(marked_pids "$1"); do
@@ -122,7 +122,7 @@ kick_slot() {
   # give them a few seconds to say ready or failed before concluding that none runs.
   deadline=$(($(date +%s) + 10))
   while :; do
-    KICKED=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot") $(slot_marked spare "$slot"))
+    KICKED=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot") $(slot_marked spare "$slot") $(slot_marked loading "$slot"))
     [ -n "$KICKED" ] || [ "$(date +%s)" -ge "$deadline" ] && break
     sleep 0.1
   done
@@ -135,7 +135,13 @@ kick_slot() {
 loaded_slot() {
   local slot=$1 rel=$2
   if [ "${LOADING:-}" = spare ]; then
-    await_slot "$slot" "$rel" || return 1
+    # A spare that has not loaded in SPARE_TIMEOUT seconds (a process stuck while importing) is not
+    # waited for any longer: its processes restart, and the new ones load the release at start.
+    if ! ROLL_TIMEOUT=${SPARE_TIMEOUT:-20} await_slot "$slot" "$rel" 2> /dev/null; then
+      [ -n "$(slot_marked failed "$slot" "$rel")" ] && { await_slot "$slot" "$rel"; return 1; }
+      say "slot $slot: the spare did not load $rel in ${SPARE_TIMEOUT:-20}s: restarting it"
+      kick_slot "$slot" && await_slot "$slot" "$rel" "$KICKED" || return 1
+    fi
   elif [ -z "$KICKED" ]; then
     # No process of the slot has loaded anything: Apache restarts them on its own (a slot whose release
     # was gone cannot start Python), and now that the link is good they load the release by themselves.
@@ -163,7 +169,7 @@ spare_waits() {
     done
     if [ "$bad" = 0 ]; then
       # Loaded processes, unless the last flip signalled them (restarting: they will wait in a moment).
-      for p in $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE"); do
+      for p in $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE") $(slot_marked loading "$SPARE"); do
         grep -qxF "$p" "$SLOTS_DIR/$SPARE.restarting" 2> /dev/null || { SPARE_WHY="has a release loaded" bad=1; }
       done
     fi
@@ -219,7 +225,8 @@ respawn_spare() {
     sleep 0.05
   done
   point_slot "$SPARE" "$1" || return 1
-  pids=$(echo $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE"))
+  # Loading ones too: still loading after the wait above, they are stuck.
+  pids=$(echo $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE") $(slot_marked loading "$SPARE"))
   [ -n "$pids" ] || return 0
   for p in $(slot_marked failed "$SPARE"); do rm -f "$SH/run/failed.$p"; done
   printf '%s\n' $pids > "$SLOTS_DIR/$SPARE.restarting"
