@@ -266,16 +266,25 @@ daemon_pids() { marked_pids ready; }
 # Daemon processes whose WSGI script raised while loading (shared/run/failed.<pid>).
 failed_pids() { marked_pids failed; }
 
+# The fields of marker file $1 into M_RELEASE, M_STARTED, M_GROUP, M_VENV (bash builtins only: the markers
+# are read in every wait loop; a fork is ~2 ms).
+read_marker() {
+  local k v
+  M_RELEASE= M_STARTED= M_GROUP= M_VENV=
+  while read -r k v; do
+    case $k in release) M_RELEASE=$v ;; started) M_STARTED=$v ;; group) M_GROUP=$v ;; venv) M_VENV=$v ;; esac
+  done 2> /dev/null < "$1"
+}
+
 marked_pids() {
-  local f p want line s a
+  local f p s a
   for f in "$SH"/run/"$1".*; do
     [ -e "$f" ] || continue
     p=${f##*.}
-    want=
-    while IFS= read -r line; do [[ $line == "started "* ]] && want=${line#started }; done 2> /dev/null < "$f"
+    read_marker "$f"
     s=
-    if [ -n "$want" ] && read -r s 2> /dev/null < "/proc/$p/stat"; then read -ra a <<< "${s##*) }"; s=${a[19]}; fi
-    if [ -n "$want" ] && [ "$s" = "$want" ]; then
+    if [ -n "$M_STARTED" ] && read -r s 2> /dev/null < "/proc/$p/stat"; then read -ra a <<< "${s##*) }"; s=${a[19]}; fi
+    if [ -n "$M_STARTED" ] && [ "$s" = "$M_STARTED" ]; then
       echo "$p"
     else
       rm -f "$f" 2>/dev/null

@@ -26,8 +26,7 @@ if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   how=slots
   rc=0
   holds=0
-  [ "$(slot_release "$IDLE")" = "$target" ] && [ "$(slot_marked ready "$IDLE" "$target" | wc -l)" -ge "$DAEMON_PROCESSES" ] \
-    && [ -z "$(slot_marked failed "$IDLE")" ] && holds=1
+  slot_holds "$IDLE" "$target" && holds=1
   if [ "$VHOST_CHANGED" = 1 ] || [ "$RELOAD" = graceful ]; then
     how="graceful (every slot restarted)"
     TARGET=$IDLE

@@ -60,16 +60,26 @@ install_slot_script() {  # $1 = the rendered stub every slot runs (.release/slot
 
 # Live processes of slot $2 with a $1 marker (ready|failed|spare|loading), of release $3 when given.
 slot_marked() {
-  local p line g r
+  local p
   for p in $(marked_pids "$1"); do
-    g= r=
-    while IFS= read -r line; do
-      case $line in "group "*) g=${line#group } ;; "release "*) r=${line#release } ;; esac
-    done 2> /dev/null < "$SH/run/$1.$p"
-    [ "$g" = "$APP-$2" ] || continue
-    [ -z "${3:-}" ] || [ "$r" = "$3" ] || continue
+    read_marker "$SH/run/$1.$p"
+    [ "$M_GROUP" = "$APP-$2" ] || continue
+    [ -z "${3:-}" ] || [ "$M_RELEASE" = "$3" ] || continue
     echo "$p"
   done
+}
+
+# Live processes of slot $1 with any of the markers named after it.
+slot_pids() {
+  local slot=$1 kind
+  shift
+  for kind; do slot_marked "$kind" "$slot"; done
+}
+
+# Slot $1 has release $2 loaded in DAEMON_PROCESSES processes, and none failed.
+slot_holds() {
+  [ "$(slot_release "$1")" = "$2" ] && [ "$(slot_marked ready "$1" "$2" | wc -l)" -ge "$DAEMON_PROCESSES" ] \
+    && [ -z "$(slot_marked failed "$1")" ]
 }
 
 # Wait until DAEMON_PROCESSES processes of slot $1, none of the pids in $3, have loaded release $2. One
@@ -88,13 +98,14 @@ await_slot() {
     n=0
     for p in $(slot_marked ready "$slot"); do
       [[ "$old" == *" $p "* ]] && continue
+      read_marker "$SH/run/ready.$p"
       # After a graceful only its new processes count (one of the old generation may load, then go).
-      [ "$(sed -n 's/^started //p' "$SH/run/ready.$p" 2> /dev/null)" -ge "$since" ] 2> /dev/null || continue
-      if grep -qxF "release $rel" "$SH/run/ready.$p" 2> /dev/null; then n=$((n + 1)); continue; fi
+      [ "$M_STARTED" -ge "$since" ] 2> /dev/null || continue
+      if [ "$M_RELEASE" = "$rel" ]; then n=$((n + 1)); continue; fi
       # A process that loaded another release: it started before the slot was pointed at $rel (an Apache
       # graceful meanwhile: logrotate, certbot, a test) and was not among those signalled. Restart it too,
       # else the wait runs into its timeout (seen in CI: "not loaded by slot b in 80s").
-      say "slot $slot: process $p runs $(sed -n 's/^release //p' "$SH/run/ready.$p" 2> /dev/null), not $rel: restarting it"
+      say "slot $slot: process $p runs $M_RELEASE, not $rel: restarting it"
       signal_daemon "$p" && old="$old$p "
     done
     [ "$n" -ge "$DAEMON_PROCESSES" ] && return 0
@@ -110,11 +121,8 @@ await_slot() {
   done
 }
 
-# Restart every process of slot $1 at once (it serves nobody) and wait for release $2 to be loaded.
-restart_slot() { kick_slot "$1" && loaded_slot "$1" "$2"; }
-
-# The first half of restart_slot: signal slot $1's processes (KICKED: their pids, '' when none ran) and
-# return at once; Apache respawns them on its next 1-second tick, meanwhile the caller may do other work.
+# Restart every process of slot $1 at once (it serves nobody): signal them (KICKED: their pids, '' when
+# none ran) and return at once (loaded_slot waits); Apache respawns them on its next 1-second tick, meanwhile the caller may do other work.
 kick_slot() {
   local slot=$1 p deadline
   KICK_T0=$(date +%s.%N)
@@ -122,7 +130,7 @@ kick_slot() {
   # give them a few seconds to say ready or failed before concluding that none runs.
   deadline=$(($(date +%s) + 10))
   while :; do
-    KICKED=$(echo $(slot_marked ready "$slot") $(slot_marked failed "$slot") $(slot_marked spare "$slot") $(slot_marked loading "$slot"))
+    KICKED=$(echo $(slot_pids "$slot" ready failed spare loading))
     [ -n "$KICKED" ] || [ "$(date +%s)" -ge "$deadline" ] && break
     sleep 0.1
   done
@@ -165,11 +173,12 @@ spare_waits() {
   while :; do
     n=0 bad=0
     for p in $(slot_marked spare "$SPARE"); do
-      if grep -qxF "venv $want" "$SH/run/spare.$p" 2> /dev/null; then n=$((n + 1)); else SPARE_WHY="waits in another venv" bad=1; fi
+      read_marker "$SH/run/spare.$p"
+      if [ "$M_VENV" = "$want" ]; then n=$((n + 1)); else SPARE_WHY="waits in another venv" bad=1; fi
     done
     if [ "$bad" = 0 ]; then
       # Loaded processes, unless the last flip signalled them (restarting: they will wait in a moment).
-      for p in $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE") $(slot_marked loading "$SPARE"); do
+      for p in $(slot_pids "$SPARE" ready failed loading); do
         grep -qxF "$p" "$SLOTS_DIR/$SPARE.restarting" 2> /dev/null || { SPARE_WHY="has a release loaded" bad=1; }
       done
     fi
@@ -215,18 +224,11 @@ flip_to() {
 
 # The spare (pointed at release $1, for its venv) restarts if its processes loaded a release; not waited for.
 respawn_spare() {
-  local p pids deadline
+  local p pids
   [ "$SPARE" != - ] || return 0
-  # A process still loading (a failed load of its sibling called the deploy off) is let finish first, up
-  # to 10 s: it has no marker to be found by until then, and would stay loaded.
-  deadline=$(($(date +%s) + 10))
-  while [ "$(echo $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE") $(slot_marked spare "$SPARE") | wc -w)" -lt "$DAEMON_PROCESSES" ] \
-    && [ "$(date +%s)" -lt "$deadline" ]; do
-    sleep 0.05
-  done
   point_slot "$SPARE" "$1" || return 1
-  # Loading ones too: still loading after the wait above, they are stuck.
-  pids=$(echo $(slot_marked ready "$SPARE") $(slot_marked failed "$SPARE") $(slot_marked loading "$SPARE"))
+  # Loading ones too (a failed load of a sibling called the deploy off): marked loading, they are found.
+  pids=$(echo $(slot_pids "$SPARE" ready failed loading))
   [ -n "$pids" ] || return 0
   for p in $(slot_marked failed "$SPARE"); do rm -f "$SH/run/failed.$p"; done
   printf '%s\n' $pids > "$SLOTS_DIR/$SPARE.restarting"
@@ -263,7 +265,8 @@ leave_slot_c() {
 # Apache re-reads its config (changed vhost, first release, --strategy graceful): every process of every
 # slot restarts; wait until each slot but a waiting spare has loaded the release it points at.
 graceful_slots() {
-  local old s
+  # AFTER_TICKS: seen by await_slot (bash's dynamic scope), gone when this returns.
+  local old s AFTER_TICKS=0
   old=$(marked_pids ready)
   rm -f "$SH"/run/failed.* 2> /dev/null
   configtest || { say "reload failed graceful"; return 1; }
@@ -276,11 +279,10 @@ graceful_slots() {
     if ! ROLL_TIMEOUT=20 await_slot "$s" "$(slot_release "$s")" "$old"; then
       say "slot $s not loaded 20 s after the graceful: one more graceful"
       old=$(marked_pids ready)
-      ctl graceful > /dev/null 2>&1 || { AFTER_TICKS=0; say "reload failed graceful"; return 1; }
-      await_slot "$s" "$(slot_release "$s")" "$old" || { AFTER_TICKS=0; return 1; }
+      ctl graceful > /dev/null 2>&1 || { say "reload failed graceful"; return 1; }
+      await_slot "$s" "$(slot_release "$s")" "$old" || return 1
     fi
   done
-  AFTER_TICKS=0
   say "reload graceful (every slot restarted)"
 }
 

@@ -11,7 +11,7 @@ pids=$(daemon_pids | paste -sd, -)
 if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   read_map
   for s in $SLOT_NAMES; do
-    pids=$(echo $(slot_marked ready "$s") $(slot_marked spare "$s") | tr ' ' ,)
+    pids=$(echo $(slot_pids "$s" ready spare) | tr ' ' ,)
     rss=$(for p in ${pids//,/ }; do cat "/proc/$p/status" 2> /dev/null; done | awk '/^VmRSS:/ { s += $2 } END { print s + 0 }')
     role=idle
     [ "$s" = "$LIVE" ] && role=live

@@ -37,8 +37,7 @@ if [ "$SLOTS" -ge 2 ]; then
     staged=0 TARGET=${SPARE/-/$IDLE} LOAD=${SPARE/-/$IDLE}
     { point_slot "$TARGET" "$ID" && write_map; } || die 9 "could not point slot $TARGET at $ID"
     graceful_slots; rc=$?
-  elif is_slot "$staged" && [ "$staged" != "$LIVE" ] && [ "$(slot_release "$staged")" = "$ID" ] \
-    && [ "$(slot_marked ready "$staged" "$ID" | wc -l)" -ge "$DAEMON_PROCESSES" ] && [ -z "$(slot_marked failed "$staged")" ]; then
+  elif is_slot "$staged" && [ "$staged" != "$LIVE" ] && slot_holds "$staged" "$ID"; then
     TARGET=$staged staged=1 rc=0  # loaded and checked by the prepare phase
   else
     staged=0
