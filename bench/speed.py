@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from bench import compile_tool
 from bench.harness import SlowLinkHost
-from tests.sandbox import example_repo
+from tests.sandbox import example_repo, slot_roles, waiting_spare
 
 
 def main() -> int:
@@ -93,19 +93,10 @@ def main() -> int:
             slot's processes waiting (the last flip restarted it: ~1 s, Apache's respawn tick)."""
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                try:
-                    roles = dict(line.split(" ", 1) for line in (deploy_to / "slots" / "live.map").read_text().splitlines())
-                except (OSError, ValueError):
-                    return
-                spare = roles.get("spare", "-")
-                if spare == "-":
-                    return
-                run = deploy_to / "shared" / "run"
-                marked = [f for f in run.glob("*.*") if f"group imdb-{spare}\n" in f.read_text(errors="replace")]
-                waiting = [f for f in marked if f.name.startswith("spare.")]
-                if len(waiting) >= 2 and not any(f.name.startswith("ready.") for f in marked):
+                if slot_roles(deploy_to).get("spare", "-") == "-" or waiting_spare(deploy_to, "imdb") is not None:
                     return
                 time.sleep(0.1)
+
         for link in args.links.split(","):
             alias = h.alias(link)
 

@@ -481,6 +481,40 @@ def example_repo(sb: Sandbox, dest: Path, mode: str = "daemon", app: str = "imdb
     return dest
 
 
+def slot_roles(deploy_to: Path) -> dict[str, str]:
+    """The daemon slots' live.map: live, idle, spare, load, preview, token ({} before there is one)."""
+    try:
+        text = (deploy_to / "slots" / "live.map").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+
+
+def slot_markers(deploy_to: Path, app: str, kind: str = "ready") -> dict[str, set[int]]:
+    """{'a': pids, 'b': pids, 'c': pids}: live processes of each slot with a `kind` marker (shared/run)."""
+    out: dict[str, set[int]] = {"a": set(), "b": set(), "c": set()}
+    for f in (deploy_to / "shared" / "run").glob(f"{kind}.*"):
+        pid = int(f.name.split(".")[1])
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        for slot in out:
+            if f"group {app}-{slot}\n" in text and os.path.exists(f"/proc/{pid}"):
+                out[slot].add(pid)
+    return out
+
+
+def waiting_spare(deploy_to: Path, app: str, processes: int = 2) -> set[int] | None:
+    """The spare slot's pids when all `processes` of it wait with Python started and none is loaded; None
+    until then (the spare restarts after each flip: ~1 s, Apache's respawn tick)."""
+    spare = slot_roles(deploy_to).get("spare", "-")
+    if spare == "-":
+        return None
+    pids = slot_markers(deploy_to, app, "spare")[spare]
+    return pids if len(pids) >= processes and not slot_markers(deploy_to, app)[spare] else None
+
+
 def set_version(repo: Path, version: str) -> None:
     """Save the example app's view with another VERSION (what GET /movie reports); nothing committed."""
     views = repo / "movies" / "views.py"

@@ -20,7 +20,7 @@ import pytest
 
 from tests.integration.conftest import App, make_app
 from tests.integration.test_import_check import Load, deploy_broken
-from tests.sandbox import REPO_ROOT, Sandbox, app_config, fab_argv
+from tests.sandbox import REPO_ROOT, Sandbox, app_config, fab_argv, slot_markers, slot_roles, waiting_spare
 
 
 def configure(a: App, **over: object) -> None:
@@ -41,20 +41,12 @@ def app(daemon_host: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def slot_pids(a: App, kind: str = "ready") -> dict[str, set[int]]:
     """{'a': pids, 'b': pids, 'c': pids} from the ready (or spare) markers of live processes."""
-    out: dict[str, set[int]] = {"a": set(), "b": set(), "c": set()}
-    for f in (a.deploy_to / "shared" / "run").glob(f"{kind}.*"):
-        pid = int(f.name.split(".")[1])
-        text = f.read_text()
-        for slot in out:
-            if f"group {a.name}-{slot}\n" in text and os.path.exists(f"/proc/{pid}"):
-                out[slot].add(pid)
-    return out
+    return slot_markers(a.deploy_to, a.name, kind)
 
 
 def roles(a: App) -> dict[str, str]:
     """live.map: live, idle, spare, load, preview, token."""
-    text = (a.deploy_to / "slots" / "live.map").read_text()
-    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    return slot_roles(a.deploy_to)
 
 
 def live_slot(a: App) -> str:
@@ -63,15 +55,32 @@ def live_slot(a: App) -> str:
 
 def spare_waits(a: App, timeout: float = 10) -> set[int]:
     """The spare's processes, once both wait with Python started (the spare restarts after each flip)."""
-    spare, deadline = roles(a)["spare"], time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = slot_pids(a, "spare")[spare]
-        if len(pids) == 2 and not slot_pids(a)[spare]:
+        pids = waiting_spare(a.deploy_to, a.name)
+        if pids is not None:
             return pids
         time.sleep(0.1)
     markers = {f.name: f.read_text() for f in (a.deploy_to / "shared" / "run").glob("*.*")}
     waiting, loaded = slot_pids(a, "spare"), slot_pids(a)
-    raise AssertionError(f"slot {spare} has no 2 waiting processes: {waiting}, {loaded}, {markers}, {roles(a)}")
+    raise AssertionError(f"slot {roles(a)['spare']} has no 2 waiting processes: {waiting}, {loaded}, {markers}, {roles(a)}")
+
+
+def serve_from_slot_c(a: App) -> None:
+    """Reload (each reload flips to the spare) until slot c serves: at most two reloads."""
+    for _ in range(3):
+        if live_slot(a) == "c":
+            break
+        spare_waits(a)
+        a.ok("reload")
+    assert live_slot(a) == "c"
+
+
+def with_slots(a: App, count: int) -> None:
+    """The app's config with daemon.slots `count` (the sandbox's own daemon user and group kept)."""
+    daemon = app_config(a.sb)["daemon"]
+    assert isinstance(daemon, dict)
+    configure(a, daemon={**daemon, "slots": count})
 
 
 def bump(a: App, version: str) -> None:
@@ -292,15 +301,8 @@ def test_a_changed_venv_restarts_the_spare(app: App) -> None:
 
 def test_two_slots_restart_the_idle_one(app: App) -> None:
     """daemon.slots 2: no spare; a deploy restarts the idle slot (the slot that served keeps its release)."""
-    daemon = app_config(app.sb)["daemon"]
-    assert isinstance(daemon, dict)
-    for _ in range(3):  # slot c serving: the vhost without it must not be installed before c is left
-        if live_slot(app) == "c":
-            break
-        spare_waits(app)
-        app.ok("reload")
-    assert live_slot(app) == "c"
-    configure(app, daemon={**daemon, "slots": 2})
+    serve_from_slot_c(app)  # slot c serving: the vhost without it must not be installed before c is left
+    with_slots(app, 2)
     try:
         p = app.ok("deploy")  # the vhost changed: a graceful
         assert "slot c serves, and goes" in p.stderr, p.stderr
@@ -325,18 +327,11 @@ def test_one_slot_then_two_while_the_map_names_slot_c(app: App) -> None:
     """3 slots (slot c live) -> 1 -> 2: the map still names c, but no slot runs after daemon.slots 1; the
     deploy to two slots starts them with its graceful instead of trying to move off c (seen in a benchmark:
     'no process of slot a runs')."""
-    daemon = app_config(app.sb)["daemon"]
-    assert isinstance(daemon, dict)
-    for _ in range(3):
-        if live_slot(app) == "c":
-            break
-        spare_waits(app)
-        app.ok("reload")
-    assert live_slot(app) == "c"
+    serve_from_slot_c(app)
     try:
-        configure(app, daemon={**daemon, "slots": 1})
+        with_slots(app, 1)
         app.ok("deploy")
-        configure(app, daemon={**daemon, "slots": 2})
+        with_slots(app, 2)
         app.ok("deploy")
         assert live_slot(app) in "ab" and app.get("/movie")[0] == 200
     finally:
