@@ -95,7 +95,7 @@ if [ "$SUDO_OK" = 1 ] && [ "$APACHE_SUDO" = 1 ]; then
   sudo_rule sudo:modules root "$CTL_PATH" -M
   SUDOERS_LINE="$CTL_PATH -t -D $CHECK_DEFINE -c Include $DEPLOY_TO/*"
   sudo_rule sudo:candidate root "$CTL_PATH" -t -D "$CHECK_DEFINE" -c "Include $DEPLOY_TO/releases/ID/.release/vhost.conf"
-  if [ "$MODE" = daemon ] && [ -z "$DAEMON_USER$DAEMON_GROUP" ]; then
+  if [ "$MODE" = daemon ] && { [ -z "$DAEMON_USER" ] || [ -z "$DAEMON_GROUP" ]; }; then
     sudo_rule sudo:run-config root "$CTL_PATH" -t -D DUMP_RUN_CFG
   fi
   if [ -n "$APACHE_ENABLE" ]; then
@@ -201,12 +201,9 @@ if [ -n "$DAEMON_GROUP" ]; then
   fi
 fi
 if [ "$MODE" = daemon ]; then
+  # daemon.group, else Apache's own Group (mod_wsgi's rule), which setup asks Apache for too.
   g=$DAEMON_GROUP
-  [ -z "$g" ] && [ -n "$DAEMON_USER" ] && g=$(id -gn "$DAEMON_USER" 2> /dev/null)
-  # Neither set: the daemon processes run as Apache's own Group, which setup asks Apache for too.
-  if [ -z "$g$DAEMON_USER" ] && ! refused sudo:run-config; then
-    g=$(ctl -t -D DUMP_RUN_CFG 2> /dev/null | sed -n 's/^Group: name="\([^"]*\)".*/\1/p')
-  fi
+  if [ -z "$g" ] && ! refused sudo:run-config && daemon_identity; then g=$DAEMON_AS_GROUP; fi
   if [ -n "$g" ] && getent group "$g" > /dev/null 2>&1; then
     if id -nG "$ME" | tr ' ' '\n' | grep -qxF "$g"; then
       check run-group ok "$ME is in group $g (shared/run, the daemon processes' markers)"
@@ -214,6 +211,11 @@ if [ "$MODE" = daemon ]; then
       check run-group fail "$ME is not in group $g, which fab setup gives shared/run to"
       fix run-group "sudo usermod -aG $g $ME   # then log in again"
     fi
+  fi
+  # After a change of daemon.user or daemon.group, before fab setup ran again.
+  if [ -d "$SH/run" ] && { [ -n "$DAEMON_USER" ] && [ -n "$DAEMON_GROUP" ] || ! refused sudo:run-config; }; then
+    if daemon_writes_run; then check run-dir ok "the daemon processes ($DAEMON_AS_USER:$DAEMON_AS_GROUP) can write shared/run"
+    else check run-dir warn "$RUN_DENIED"; fi  # a warning: fab setup itself mends it
   fi
 fi
 true

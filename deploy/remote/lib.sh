@@ -139,6 +139,39 @@ app_group() {
   ctl -t -D DUMP_RUN_CFG 2> /dev/null | sed -n 's/^Group: name="\([^"]*\)".*/\1/p'
 }
 
+# Who the daemon processes run as, by mod_wsgi's rules: WSGIDaemonProcess user= and group=, each else
+# Apache's own User and Group (so daemon.user alone runs in Apache's group, not the user's own); only then
+# asks Apache (one config test). Sets DAEMON_AS_USER and DAEMON_AS_GROUP.
+daemon_identity() {
+  local cfg=
+  DAEMON_AS_USER=$DAEMON_USER DAEMON_AS_GROUP=$DAEMON_GROUP
+  if [ -z "$DAEMON_AS_USER" ] || [ -z "$DAEMON_AS_GROUP" ]; then cfg=$(ctl -t -D DUMP_RUN_CFG 2> /dev/null); fi
+  [ -n "$DAEMON_AS_USER" ] || DAEMON_AS_USER=$(sed -n 's/^User: name="\([^"]*\)".*/\1/p' <<< "$cfg")
+  [ -n "$DAEMON_AS_GROUP" ] || DAEMON_AS_GROUP=$(sed -n 's/^Group: name="\([^"]*\)".*/\1/p' <<< "$cfg")
+  [ -n "$DAEMON_AS_USER" ] && [ -n "$DAEMON_AS_GROUP" ]
+}
+
+# Whether the daemon processes (daemon_identity) can write shared/run, where they leave the markers every
+# deploy waits for: as its owner, in its group (their group, or one the group database lists their user
+# in: mod_wsgi's initgroups), or as anyone. Else RUN_DENIED says why, in one line with the fix.
+daemon_writes_run() {
+  local owner group mode name members
+  RUN_DENIED=
+  daemon_identity || { RUN_DENIED="could not tell who the daemon processes run as: set daemon.user and daemon.group"; return 1; }
+  read -r owner group mode <<< "$(stat -c '%U %G %a' "$SH/run" 2> /dev/null)"
+  [ -n "$mode" ] || { RUN_DENIED="$SH/run is missing: run fab setup"; return 1; }
+  [ "$owner" = "$DAEMON_AS_USER" ] && (( (8#${mode: -3:1} & 3) == 3 )) && return 0
+  (( (8#${mode: -1} & 3) == 3 )) && return 0
+  if (( (8#${mode: -2:1} & 3) == 3 )); then
+    [ "$group" = "$DAEMON_AS_GROUP" ] && return 0
+    while IFS=: read -r name _ _ members; do
+      [ "$name" = "$group" ] && [[ ",$members," == *",$DAEMON_AS_USER,"* ]] && return 0
+    done < <(getent group "$group" 2> /dev/null)
+  fi
+  RUN_DENIED="the daemon processes (user $DAEMON_AS_USER, group $DAEMON_AS_GROUP) cannot write $SH/run (group $group, mode $mode), where they leave the markers a deploy waits for: run fab setup, which gives it to group $DAEMON_AS_GROUP"
+  return 1
+}
+
 # Give shared path $1 to the app's group $2, group-writable; new files inherit the group (setgid dirs).
 # $3 = -R: the whole tree (a shared dir, seeded from a release); else the path alone.
 give_group() {
@@ -462,6 +495,6 @@ cleanup() {
   for v in "$SH"/venvs/*/; do
     [ -d "$v" ] || continue
     v=${v%/}; v=${v##*/}
-    case "$used" in *" $v "*) ;; *) rm -rf "${SH:?}/venvs/$v" && say "removed venv $v" ;; esac
+    case "$used" in *" $v "*) ;; *) rm -rf "${SH:?}/venvs/$v" "$SH/run/imports.$v" && say "removed venv $v" ;; esac
   done
 }

@@ -147,6 +147,9 @@ if [ "$staging" = 0 ]; then
   say "begin apachectl configtest"
   candidate_test "$REL/.release/vhost.conf" || die 15 "apachectl configtest failed with the new vhost (nothing was installed)"
   say "step configtest $(date +%s.%N) $t0"
+  # A new vhost may run the daemon processes as someone else (daemon.user, daemon.group): ones that cannot
+  # write shared/run leave no marker, and the switch would wait its whole timeout for them.
+  [ "$MODE" = daemon ] && { daemon_writes_run || die 20 "$RUN_DENIED"; }
 fi
 # The slot has the release loaded, or says why not; then its check. A release that fails here was never live.
 if [ "$staging" = 1 ]; then

@@ -7,11 +7,8 @@ touch "$DEPLOY_TO/revisions.log"
 logs_dir
 # Daemon processes leave ready.<pid> markers here for rolling reloads: only their group may write.
 if [ "$MODE" = daemon ]; then
-  RUN_GROUP=$DAEMON_GROUP
-  [ -z "$RUN_GROUP" ] && [ -n "$DAEMON_USER" ] && RUN_GROUP=$(id -gn "$DAEMON_USER" 2> /dev/null)
-  # Neither set: mod_wsgi runs the daemon processes as Apache's own User/Group.
-  [ -z "$RUN_GROUP" ] && RUN_GROUP=$(ctl -t -D DUMP_RUN_CFG 2> /dev/null | sed -n 's/^Group: name="\([^"]*\)".*/\1/p')
-  [ -n "$RUN_GROUP" ] || die 12 "could not tell the daemon processes' group: set daemon.group"
+  daemon_identity || die 12 "could not tell the daemon processes' group: set daemon.group"
+  RUN_GROUP=$DAEMON_AS_GROUP
   chgrp "$RUN_GROUP" "$SH/run" 2> /dev/null \
     || die 12 "could not give $SH/run to group $RUN_GROUP (the daemon processes' group): add the deploy user to it: sudo usermod -aG $RUN_GROUP $(id -un)"
   chmod 2770 "$SH/run"

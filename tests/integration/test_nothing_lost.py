@@ -410,3 +410,47 @@ def test_a_vhost_installed_before_the_wrapper_is_wrapped(new_app: App) -> None:
     a.ok("deploy")
     assert vhost.read_text().splitlines(keepends=True) == lines
     a.wait_version("2")
+
+
+# 13. Daemon processes that cannot write shared/run leave no markers, and a deploy would wait them out
+# ("not loaded" after 80 s). A vhost naming such processes is refused at once, naming the fix.
+def test_daemon_processes_that_cannot_write_shared_run_are_refused(new_app: App) -> None:
+    a = new_app
+    health = {"path": "/movie", "contains": "Godfather", "timeout": 20}
+    a.ok("deploy")
+    live = served(a)
+    assert len(live) == 1 and None not in live
+    # Without daemon.user and daemon.group mod_wsgi runs them as Apache's User and Group (www-data), outside
+    # the group fab setup gave shared/run to (the deploy user's, from the config before).
+    a.write_config(health=health, daemon={"processes": 2, "threads": 5})
+    a.commit("apache's user")
+    t0 = time.monotonic()
+    p = a.fab("deploy")
+    took = time.monotonic() - t0
+    assert p.returncode == 5, f"{p.returncode}\n{p.stdout}\n{p.stderr}"
+    line = error_line(p)
+    assert "www-data" in line and "shared/run" in line and "fab setup" in line, line
+    assert took < 30, f"{took:.1f} s: it waited for markers instead of refusing"
+    assert served(a) == live
+    # Setup gives shared/run to the processes' group, and the deploy goes through.
+    a.ok("setup")
+    assert (a.deploy_to / "shared" / "run").group() == "www-data"
+    a.ok("deploy")
+    assert served(a) != live
+
+
+# 14. daemon.user alone: mod_wsgi runs the processes in Apache's group, not in the user's own, so that is
+# the group shared/run needs (setup gave it the user's own group: no marker could be written).
+def test_daemon_user_alone_runs_in_apaches_group(daemon_host: Sandbox, tmp_path: Path) -> None:
+    a = make_app(daemon_host, tmp_path, "daemon", name="nlnobody")
+    try:
+        a.write_config(daemon={"user": "nobody", "processes": 2, "threads": 5})
+        a.commit("nobody")
+        a.ok("setup")
+        assert (a.deploy_to / "shared" / "run").group() == "www-data"
+        a.ok("deploy")
+        assert served(a) != {None}
+    finally:
+        shutil.rmtree(a.deploy_to, ignore_errors=True)
+        (daemon_host.sites_dir / "nlnobody.conf").unlink(missing_ok=True)
+        subprocess.run([str(daemon_host.apachectl), "graceful"], capture_output=True)
