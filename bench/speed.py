@@ -90,10 +90,11 @@ def main() -> int:
 
         def settle(timeout: float = 5.0) -> None:
             """Untimed, before each run: the host as a deploy minutes after the last finds it, the spare
-            slot's processes waiting (the last flip restarted it: ~1 s, Apache's respawn tick)."""
+            slot's processes waiting, having imported ahead (the last flip restarted it: ~1 s, Apache's
+            respawn tick, then the imports)."""
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if slot_roles(deploy_to).get("spare", "-") == "-" or waiting_spare(deploy_to, "imdb") is not None:
+                if slot_roles(deploy_to).get("spare", "-") == "-" or waiting_spare(deploy_to, "imdb", ahead=True) is not None:
                     return
                 time.sleep(0.1)
 

@@ -143,6 +143,8 @@ class Daemon:
     # Python started, which loads the next release without a restart. 2: no spare, the idle one restarts.
     # 1: one group, reloaded in place (`reload`).
     slots: int = setting(3, number(1, 3, "1, 2 or 3"))
+    # The spare imports ahead what the live release imported from the stdlib and the venv (slot.wsgi.j2).
+    import_ahead: bool = setting(True, flag())
     user: str | None = setting(None, _USER)
     group: str | None = setting(None, _USER)
     graceful_timeout: int = setting(15, _COUNT)

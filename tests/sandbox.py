@@ -505,13 +505,30 @@ def slot_markers(deploy_to: Path, app: str, kind: str = "ready") -> dict[str, se
     return out
 
 
-def waiting_spare(deploy_to: Path, app: str, processes: int = 2) -> set[int] | None:
-    """The spare slot's pids when all `processes` of it wait with Python started and none is loaded; None
-    until then (the spare restarts after each flip: ~1 s, Apache's respawn tick)."""
+def imported_ahead(deploy_to: Path, pid: int) -> tuple[int, int, float, str] | None:
+    """A waiting spare process's 'ahead' line (slot.wsgi's _preimport): modules it imported, modules it holds,
+    seconds, and where it stopped ('-': the whole list); None before it has."""
+    try:
+        text = (deploy_to / "shared" / "run" / f"spare.{pid}").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("ahead "):
+            done, held, secs, stop = line.split(" ", 4)[1:]
+            return int(done), int(held), float(secs), stop
+    return None
+
+
+def waiting_spare(deploy_to: Path, app: str, processes: int = 2, ahead: bool = False) -> set[int] | None:
+    """The spare slot's pids when all `processes` of it wait with Python started and none is loaded (`ahead`:
+    and each has imported ahead); None until then (the spare restarts after each flip: ~1 s, Apache's
+    respawn tick, then imports ahead)."""
     spare = slot_roles(deploy_to).get("spare", "-")
     if spare == "-":
         return None
     pids = slot_markers(deploy_to, app, "spare")[spare]
+    if ahead and not all(imported_ahead(deploy_to, p) for p in pids):
+        return None
     return pids if len(pids) >= processes and not slot_markers(deploy_to, app)[spare] else None
 
 

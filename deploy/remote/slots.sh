@@ -163,10 +163,23 @@ loaded_slot() {
   say "step restart:$slot $(date +%s.%N) $KICK_T0"
 }
 
-# The spare's DAEMON_PROCESSES processes wait, with Python started in venv $1; they get a moment when they
-# are still starting (a deploy right after the last one restarted the spare).
+# The environment release $1's WSGI script sets, but its id and settings module (bash builtins only): what a
+# spare pointed at that release set before importing ahead (slot.wsgi's _preimport).
+env_lines() {
+  local l
+  while IFS= read -r l; do
+    case $l in
+      'os.environ["DEPLOY_RELEASE"]'* | 'os.environ["DJANGO_SETTINGS_MODULE"]'*) ;;
+      'os.environ['*) printf '%s\n' "$l" ;;
+    esac
+  done < "$R/$1/.release/app.wsgi"
+}
+
+# The spare's DAEMON_PROCESSES processes wait, with Python started in venv $1, having imported ahead under
+# the environment release $2 sets; they get a moment when they are still starting (a deploy right after
+# the last one restarted the spare).
 spare_waits() {
-  local want=$1 p n bad deadline
+  local want=$1 rel=$2 p n bad deadline envs=
   SPARE_WHY="is not running"
   [ "$SPARE" != - ] || return 1
   deadline=$(($(date +%s) + 3))
@@ -174,7 +187,11 @@ spare_waits() {
     n=0 bad=0
     for p in $(slot_marked spare "$SPARE"); do
       read_marker "$SH/run/spare.$p"
-      if [ "$M_VENV" = "$want" ]; then n=$((n + 1)); else SPARE_WHY="waits in another venv" bad=1; fi
+      if [ "$M_VENV" != "$want" ]; then SPARE_WHY="waits in another venv" bad=1
+      elif [ "$M_RELEASE" != "$rel" ] && [ "$envs" != "$M_RELEASE" ] \
+        && ! { [ -f "$R/$M_RELEASE/.release/app.wsgi" ] && [ "$(env_lines "$M_RELEASE")" = "$(env_lines "$rel")" ]; }; then
+        SPARE_WHY="imported ahead under another environment" bad=1
+      else envs=$M_RELEASE n=$((n + 1)); fi
     done
     if [ "$bad" = 0 ]; then
       # Loaded processes, unless the last flip signalled them (restarting: they will wait in a moment).
@@ -198,7 +215,7 @@ load_release() {
   [ "$TARGET" = - ] && TARGET=$IDLE
   point_slot "$TARGET" "$rel" || { SLOT_ERROR="could not point slot $TARGET at $rel"; return 1; }
   if [ "$TARGET" = "$SPARE" ]; then
-    if spare_waits "$(readlink -f "$R/$rel/.venv")"; then
+    if spare_waits "$(readlink -f "$R/$rel/.venv")" "$rel"; then
       LOADING=spare KICK_T0=$(date +%s.%N)
       LOAD=$TARGET
       write_map || { SLOT_ERROR="could not write $MAP"; return 1; }

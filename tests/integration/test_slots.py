@@ -20,7 +20,7 @@ import pytest
 
 from tests.integration.conftest import App, make_app
 from tests.integration.test_import_check import Load, deploy_broken
-from tests.sandbox import REPO_ROOT, Sandbox, app_config, fab_argv, slot_markers, slot_roles, waiting_spare
+from tests.sandbox import REPO_ROOT, Sandbox, app_config, fab_argv, imported_ahead, slot_markers, slot_roles, waiting_spare
 
 
 def configure(a: App, **over: object) -> None:
@@ -53,11 +53,12 @@ def live_slot(a: App) -> str:
     return roles(a)["live"]
 
 
-def spare_waits(a: App, timeout: float = 10) -> set[int]:
-    """The spare's processes, once both wait with Python started (the spare restarts after each flip)."""
+def spare_waits(a: App, timeout: float = 10, ahead: bool = False) -> set[int]:
+    """The spare's processes, once both wait with Python started (the spare restarts after each flip);
+    `ahead`: and have imported ahead."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = waiting_spare(a.deploy_to, a.name)
+        pids = waiting_spare(a.deploy_to, a.name, ahead=ahead)
         if pids is not None:
             return pids
         time.sleep(0.1)
@@ -338,3 +339,39 @@ def test_one_slot_then_two_while_the_map_names_slot_c(app: App) -> None:
         configure(app)
     app.ok("deploy")
     spare_waits(app)
+
+
+def test_the_spare_imports_ahead_what_the_live_release_imported(app: App) -> None:
+    """Before it knows the next release, the spare imports what the live release's processes imported from
+    the stdlib and the venv, never the app's own modules: a deploy's load is then the app's code alone."""
+    app.ok("deploy", "--force")  # the live release's processes list their imports in its venv
+    spare = spare_waits(app, ahead=True)
+    lists = list((app.deploy_to / "shared" / "run").glob("imports.*"))
+    assert len(lists) == 1, lists
+    names = lists[0].read_text().split()
+    assert "django.core.handlers.wsgi" in names, names[:20]
+    assert not [n for n in names if n.split(".")[0] in ("movies", "imdb")], names
+    for pid in spare:
+        ahead = imported_ahead(app.deploy_to, pid)
+        assert ahead and ahead[0] > 0 and ahead[1] > 300, ahead
+    bump(app, str(int(app.version()) + 1))
+    with Load(app) as load:
+        p = app.ok("deploy")
+    assert "restarting it" not in p.stderr, p.stderr
+    assert load.failed == 0, (load.ok, load.failed)
+    assert slot_pids(app)[live_slot(app)] == spare
+
+
+def test_a_changed_environment_restarts_the_spare(app: App) -> None:
+    """A module may read the environment when it is imported: a spare that imported ahead under another
+    environment than the new release's restarts instead of loading it."""
+    try:
+        for value, restarts in (("1", True), ("2", True), ("2", False)):
+            configure(app, environment={"FD_AHEAD": value})
+            spare_waits(app, ahead=True)
+            p = app.ok("deploy", "--force")
+            assert ("imported ahead under another environment: restarting it" in p.stderr) is restarts, (value, p.stderr)
+    finally:
+        configure(app)
+        spare_waits(app)
+        app.ok("deploy")
