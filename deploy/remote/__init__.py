@@ -115,7 +115,8 @@ def _header(phase: str, variables: Mapping[str, Value]) -> str:
 
 # Python run on the host, as shell functions: (function, file, interpreter).
 PYTHON_FUNCTIONS = (
-    ("probe", "health.py", '"$PYTHON"'),  # the health check and `fab status`'s look at the app
+    # The health check and `fab status`'s look at the app; -S: it needs the stdlib only (site costs start-up).
+    ("probe", "health.py", '"$PYTHON" -S'),
     ("import_check", "preflight.py", '"$REL/.venv/bin/python"'),  # the new release's app, imported before the switch
     ("logtail", "logs.py", '"$PYTHON"'),  # `fab logs`: the app's log lines, since a time, following
 )
