@@ -44,7 +44,12 @@ say_lock() {  # [$1 = lock_running's answer, when the caller acts on it]
 }
 
 # The lock is this command's own: the token in LOCK_INFO is in the lock's info.
-lock_mine() { [ -n "$LOCK_INFO" ] && [ -f "$LOCK/info" ] && grep -qxF -- "$LOCK_INFO" "$LOCK/info"; }
+lock_mine() {  # bash builtins only: asked several times a deploy
+  local l
+  [ -n "$LOCK_INFO" ] || return 1
+  while IFS= read -r l; do [ "$l" = "$LOCK_INFO" ] && return 0; done 2> /dev/null < "$LOCK/info"
+  return 1
+}
 
 require_lock() { lock_mine || die 21 "the deploy lock of this deploy was removed or taken over (fab unlock --force?); nothing was switched"; }
 
@@ -89,16 +94,23 @@ serve() {
 
 current_id() { local t; t=$(readlink "$CUR" 2>/dev/null) || return 0; echo "${t##*/}"; }
 
-state_of() { cat "$R/$1/.release/state" 2>/dev/null || echo failed; }
+# The state of release $1 into STATE (prepared, finished, failed, ...; failed when it has none). Bash
+# builtins only, as is_finished: the begin and the clean-up ask it of every release (a fork is ~2 ms).
+read_state() { STATE=failed; read -r STATE 2> /dev/null < "$R/$1/.release/state"; [ -n "$STATE" ] || STATE=failed; }
+state_of() { local STATE; read_state "$1"; echo "$STATE"; }
+is_finished() { local STATE; read_state "$1"; [ "$STATE" = finished ]; }
 
 list_releases() {
-  local d id cur
+  local d id cur rev
   cur=$(current_id)
   [ -n "$cur" ] && say "current $cur"
   for d in "$R"/*/; do
     [ -d "$d" ] || continue
     id=${d%/}; id=${id##*/}
-    say "release $id $(state_of "$id") $(cat "$R/$id/.release/revision" 2>/dev/null || echo -)"
+    read_state "$id"
+    rev=-
+    read -r rev 2> /dev/null < "$R/$id/.release/revision"
+    say "release $id $STATE ${rev:--}"
   done
 }
 
@@ -127,7 +139,7 @@ say_facts() {
   [ -n "$cur" ] && [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"
   # What the live release was made of (deploy/release.py's fingerprint): a deploy of the same is a no-op.
   # Only a healthy live release counts: one that failed its check is deployed over.
-  [ -n "$cur" ] && [ "$(state_of "$cur")" = finished ] && [ -s "$R/$cur/.release/fingerprint" ] \
+  [ -n "$cur" ] && is_finished "$cur" && [ -s "$R/$cur/.release/fingerprint" ] \
     && say "fingerprint $(head -c 200 "$R/$cur/.release/fingerprint")"
   return 0
 }
@@ -413,7 +425,7 @@ http_check() {  # $1 = release id that must answer
 }
 
 log_revision() {  # action release revision result
-  printf '%s %s %s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYER" "$1" "$2" "$3" "$4" >> "$DEPLOY_TO/revisions.log"
+  TZ=UTC printf '%(%Y-%m-%dT%H:%M:%SZ)T %s %s %s %s %s\n' -1 "$DEPLOYER" "$1" "$2" "$3" "$4" >> "$DEPLOY_TO/revisions.log"
 }
 
 # What was live before what: one release id a line, appended whenever a release becomes live. `fab
@@ -440,13 +452,15 @@ record_rollback() {
 # The release `fab rollback` goes back to: the latest earlier live one that is finished and was not
 # rolled back from. Hosts deployed before the history existed: the newest finished release before it.
 rollback_target() {
-  local cur id d
+  local cur id d i lines
   cur=$(current_id)
   if [ -f "$HIST" ]; then
-    while IFS= read -r id; do
-      [ -n "$id" ] && [ "$id" != "$cur" ] && [ ! -e "$R/$id/.release/rolled_back" ] \
-        && [ "$(state_of "$id")" = finished ] && { echo "$id"; return 0; }
-    done < <(tac "$HIST")
+    mapfile -t lines < "$HIST"
+    for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
+      id=${lines[$i]}
+      [ -n "$id" ] && [ "$id" != "$cur" ] && [ ! -e "$R/$id/.release/rolled_back" ] && is_finished "$id" \
+        && { echo "$id"; return 0; }
+    done
     return 0
   fi
   id=""
@@ -454,7 +468,7 @@ rollback_target() {
     [ -d "$d" ] || continue
     d=${d%/}; d=${d##*/}
     [ -n "$cur" ] && ! [[ "$d" < "$cur" ]] && continue
-    [ "$(state_of "$d")" = finished ] && [ ! -e "$R/$d/.release/rolled_back" ] && id=$d
+    is_finished "$d" && [ ! -e "$R/$d/.release/rolled_back" ] && id=$d
   done
   echo "$id"
 }
@@ -462,19 +476,19 @@ rollback_target() {
 # Keep $KEEP finished releases, counting the live one and always keeping the one `fab rollback` would
 # pick (a fleet's compensating rollback needs it too); drop unfinished ones and unused venvs.
 cleanup() {
-  local keep_id="${1:-}" cur tgt ids=() d id i n room sa sb sc
-  cur=$(current_id)
+  local keep_id="${1:-}" tgt ids=() d id i n room live lines
   tgt=$(rollback_target)
-  sa=$(slot_release a)
-  sb=$(slot_release b)
-  sc=$(slot_release c)
   for d in "$R"/*/; do
     [ -d "$d" ] || continue
     id=${d%/}; id=${id##*/}
-    if [ "$(state_of "$id")" = finished ]; then
+    # -ef (same directory) instead of readlink: no fork per release.
+    live=0
+    [ "$CUR" -ef "$R/$id" ] && live=1
+    if is_finished "$id"; then
       # What a daemon slot runs stays too (the idle slot holds the rollback target, loaded).
-      [ "$id" = "$cur" ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || [ "$id" = "$sa" ] || [ "$id" = "$sb" ] || [ "$id" = "$sc" ] || ids+=("$id")
-    elif [ "$id" != "$cur" ] && [ "$id" != "$keep_id" ]; then
+      [ "$live" = 1 ] || [ "$id" = "$tgt" ] || [ "$id" = "$keep_id" ] || [ "$SLOTS_DIR/a" -ef "$R/$id" ] \
+        || [ "$SLOTS_DIR/b" -ef "$R/$id" ] || [ "$SLOTS_DIR/c" -ef "$R/$id" ] || ids+=("$id")
+    elif [ "$live" = 0 ] && [ "$id" != "$keep_id" ]; then
       remove_release "$id"
       say "removed $id unfinished"
     fi
@@ -487,14 +501,16 @@ cleanup() {
     id=${ids[$i]}
     remove_release "$id" && say "removed $id old"
   done
-  if [ -f "$HIST" ] && [ "$(wc -l < "$HIST")" -gt 200 ]; then
-    tail -n 100 "$HIST" > "$HIST.tmp" && mv -f "$HIST.tmp" "$HIST"
+  if [ -f "$HIST" ]; then
+    mapfile -t lines < "$HIST"
+    [ "${#lines[@]}" -gt 200 ] && printf '%s\n' "${lines[@]: -100}" > "$HIST.tmp" && mv -f "$HIST.tmp" "$HIST"
   fi
-  local used v
-  used=" $(for d in "$R"/*/.venv; do readlink "$d" 2>/dev/null; done | sed 's#.*/##' | tr '\n' ' ') "
+  local v used
   for v in "$SH"/venvs/*/; do
     [ -d "$v" ] || continue
-    v=${v%/}; v=${v##*/}
-    case "$used" in *" $v "*) ;; *) rm -rf "${SH:?}/venvs/$v" "$SH/run/imports.$v" && say "removed venv $v" ;; esac
+    v=${v%/}
+    used=0
+    for d in "$R"/*/.venv; do [ "$d" -ef "$v" ] && { used=1; break; }; done
+    [ "$used" = 1 ] || { rm -rf "$v" "$SH/run/imports.${v##*/}" && say "removed venv ${v##*/}"; }
   done
 }

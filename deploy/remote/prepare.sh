@@ -11,7 +11,7 @@ for d in "$R"/*/; do
   [ -d "$d" ] || continue
   id=${d%/}; id=${id##*/}
   [ "$id" = "$cur" ] && continue
-  [ "$(state_of "$id")" = finished ] || { remove_release "$id"; say "removed $id unfinished"; }
+  is_finished "$id" || { remove_release "$id"; say "removed $id unfinished"; }
 done
 mkdir "$REL" 2>/dev/null || die 1 "release directory $REL already exists"
 mkdir "$REL/.release"

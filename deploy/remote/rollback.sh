@@ -8,7 +8,7 @@ lock_acquire
 trap lock_release EXIT
 cur=$(current_id)
 if [ -n "$TO" ]; then
-  [ -d "$R/$TO" ] && [ "$(state_of "$TO")" = finished ] || die 4 "release $TO is not a finished release on this host; see: fab releases"
+  [ -d "$R/$TO" ] && is_finished "$TO" || die 4 "release $TO is not a finished release on this host; see: fab releases"
   [ "$TO" = "$cur" ] && die 4 "release $TO is already live"
   target=$TO
 else

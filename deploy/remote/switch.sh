@@ -9,7 +9,8 @@ mkdir "$LOCK/switching" 2> /dev/null || die 21 "this deploy was called off befor
 # Whatever happens here, this deploy's lock ends with this command.
 trap lock_release EXIT
 pgrp > "$LOCK/remote_pgid"
-[ "$(state_of "$ID")" = prepared ] || die 9 "release $ID is not prepared (state: $(state_of "$ID"))"
+read_state "$ID"
+[ "$STATE" = prepared ] || die 9 "release $ID is not prepared (state: $STATE)"
 prev=$(current_id)
 if [ "$SLOTS" -ge 2 ]; then
   # Blue/green: load the new release in a slot that serves nobody, check it there, then flip; what is live
