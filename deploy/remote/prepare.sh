@@ -16,7 +16,7 @@ done
 mkdir "$REL" 2>/dev/null || die 1 "release directory $REL already exists"
 mkdir "$REL/.release"
 echo preparing > "$REL/.release/state"
-t0=$(date +%s.%N)
+t0=${EPOCHREALTIME/,/.}
 # In a deploy's one command (serve) the archive is ARCHIVE_BYTES long and the next script follows it.
 if [ -n "$ARCHIVE_BYTES" ]; then head -c "$ARCHIVE_BYTES"; else cat; fi | tar -xzf - -C "$REL" --no-same-owner 2> "$REL/.release/unpack.log" || { tail_of "$REL/.release/unpack.log"; die 10 "unpacking the release into $REL failed"; }
 echo preparing > "$REL/.release/state"
@@ -26,7 +26,7 @@ if [ -n "$BASE" ] && [ -s "$REL/.release/linked" ]; then
   (cd "$R/$BASE" && xargs -0 cp -lP --parents -t "$REL" --) < "$REL/.release/linked" 2> "$REL/.release/link.log" \
     || { tail_of "$REL/.release/link.log"; die 17 "linking unchanged files from release $BASE failed"; }
 fi
-say "step unpack $(date +%s.%N) $t0 $UNPACK_NOTE"
+say "step unpack ${EPOCHREALTIME/,/.} $t0 $UNPACK_NOTE"
 
 # Shared paths outlive releases. The first time, shared/ is seeded from what the release ships there (a
 # SQLite db, default media), never an empty file over shipped data; after that shared/ wins and the
@@ -85,7 +85,7 @@ find "$REL" -xdev -type f -links +1 -perm /222 -exec chmod a-w {} + 2> /dev/null
   || die 17 "could not make the files shared with release $BASE read-only"
 
 for i in ${!HOOK_NAMES[@]}; do
-  t0=$(date +%s.%N)
+  t0=${EPOCHREALTIME/,/.}
   say "begin hook ${HOOK_NAMES[$i]}: ${HOOK_CMDS[$i]}"
   (
     cd "$REL/$HOME_DIR" || exit 1
@@ -96,7 +96,7 @@ for i in ${!HOOK_NAMES[@]}; do
     || { tail_of "$REL/.release/hook-${HOOK_NAMES[$i]}.log"
          to_app_log "hook ${HOOK_NAMES[$i]} of release $ID" "$REL/.release/hook-${HOOK_NAMES[$i]}.log"
          die 14 "hook ${HOOK_NAMES[$i]} failed: ${HOOK_CMDS[$i]}"; }
-  say "step hook:${HOOK_NAMES[$i]} $(date +%s.%N) $t0"
+  say "step hook:${HOOK_NAMES[$i]} ${EPOCHREALTIME/,/.} $t0"
 done
 
 require_lock  # a hook may run long: `fab unlock --force` and another deploy may have come meanwhile
@@ -129,7 +129,7 @@ fi
 import_release() {
   local t0 why
   [ "$IMPORT_CHECK" = 1 ] || return 0
-  t0=$(date +%s.%N)
+  t0=${EPOCHREALTIME/,/.}
   say "begin importing the app ($WSGI_MODULE)"
   ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"} ) > "$REL/.release/import.log" 2>&1 \
     || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
@@ -137,16 +137,16 @@ import_release() {
          [ "$staging" = 1 ] && { echo failed > "$REL/.release/state"; unstage "$cur"; }
          why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
          die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
-  say "step import $(date +%s.%N) $t0"
+  say "step import ${EPOCHREALTIME/,/.} $t0"
 }
 [ "$staging" = 1 ] || import_release
 
 if [ "$staging" = 0 ]; then
   # Test the candidate vhost in Apache's real config in place of the live one; nothing is installed here.
-  t0=$(date +%s.%N)
+  t0=${EPOCHREALTIME/,/.}
   say "begin apachectl configtest"
   candidate_test "$REL/.release/vhost.conf" || die 15 "apachectl configtest failed with the new vhost (nothing was installed)"
-  say "step configtest $(date +%s.%N) $t0"
+  say "step configtest ${EPOCHREALTIME/,/.} $t0"
   # A new vhost may run the daemon processes as someone else (daemon.user, daemon.group): ones that cannot
   # write shared/run leave no marker, and the switch would wait its whole timeout for them.
   [ "$MODE" = daemon ] && { daemon_writes_run || die 20 "$RUN_DENIED"; }

@@ -36,7 +36,7 @@ if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
       || { rc=1; STAGE_ERROR=${STAGE_ERROR:-release $target ${SLOT_ERROR:-did not load in slot $TARGET}}; }
   elif [ "$holds" = 1 ]; then
     TARGET=$IDLE
-    say "step restart:none $(date +%s.%N) $(date +%s.%N)"
+    say "step restart:none ${EPOCHREALTIME/,/.} ${EPOCHREALTIME/,/.}"
     stage_slot "$TARGET" "$target" || rc=1
   else
     stage_release "$target" || rc=1

@@ -28,7 +28,7 @@ fi
 [ -f "$tmp/ctl/manifest" ] && mv -f "$tmp/ctl/manifest" "$REL/.release/manifest"
 date -u +%Y-%m-%dT%H:%M:%SZ > "$REL/.release/watched"
 say "shipped $n $m $cur"
-t0=$(date +%s.%N)
+t0=${EPOCHREALTIME/,/.}
 # With the code-change monitor (dev: true) every process restarts by itself on the new manifest:
 # wait for that (bounded), so that the next request gets the new code; otherwise reload as configured.
 if [ "$MONITOR" = 1 ] && [ -n "$old" ] && await_replaced "$(printf '%s\n' $old | wc -l)" "$old" > /dev/null; then
@@ -36,4 +36,4 @@ if [ "$MONITOR" = 1 ] && [ -n "$old" ] && await_replaced "$(printf '%s\n' $old |
 else
   reload_app 0 || die 16 "reloading after the shipped files failed"
 fi
-say "step reload $(date +%s.%N) $t0"
+say "step reload ${EPOCHREALTIME/,/.} $t0"

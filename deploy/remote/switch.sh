@@ -30,7 +30,7 @@ if [ "$SLOTS" -ge 2 ]; then
   [ -f "$MAP" ] || write_map || die 9 "could not write $MAP"
   vhost_install "$REL/.release/vhost.conf"
   [ "$VHOST_CHANGED" = 1 ] && say "vhost installed"
-  t0=$(date +%s.%N)
+  t0=${EPOCHREALTIME/,/.}
   staged=$(cat "$REL/.release/staged" 2> /dev/null)
   how=slots
   if [ "$VHOST_CHANGED" = 1 ] || [ -z "$prev" ] || [ "$RELOAD" = graceful ]; then
@@ -54,7 +54,7 @@ if [ "$SLOTS" -ge 2 ]; then
     die 7 "release $ID ${SLOT_ERROR:-did not load in slot $TARGET}; nothing was switched${prev:+: $prev is live}"
   fi
   [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "begin health check (slot $TARGET, preview)"
-  t0=$(date +%s.%N)
+  t0=${EPOCHREALTIME/,/.}
   if [ "$staged" = 0 ] && ! why=$(preview_check "$TARGET" "$ID"); then
     if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
       flip_to "$TARGET" "$ID"
@@ -70,7 +70,7 @@ if [ "$SLOTS" -ge 2 ]; then
     log_revision deploy "$ID" "$REVISION" failed
     die 7 "health check failed in slot $TARGET: $why; nothing was switched: $prev is live"
   fi
-  [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "step health $(date +%s.%N) $t0"
+  [ "$HEALTH" = 1 ] && [ "$staged" = 0 ] && say "step health ${EPOCHREALTIME/,/.} $t0"
   old_live=$LIVE
   flip_to "$TARGET" "$ID" || die 9 "could not write $MAP"
   switch_to "$ID"
@@ -96,7 +96,7 @@ if ! reload_app "$need_restart"; then
   log_revision deploy "$ID" "$REVISION" failed
   die 16 "reloading Apache failed; ${prev:-nothing} is live again"
 fi
-t0=$(date +%s.%N)
+t0=${EPOCHREALTIME/,/.}
 [ "$HEALTH" = 1 ] && say "begin health check"
 if ! why=$(http_check "$ID"); then
   if [ "$NO_ROLLBACK" = 1 ] || [ -z "$prev" ]; then
@@ -113,7 +113,7 @@ if ! why=$(http_check "$ID"); then
   log_revision deploy "$ID" "$REVISION" rolled-back
   die 7 "health check failed: $why; rolled back: $prev is live again"
 fi
-[ "$HEALTH" = 1 ] && say "step health $(date +%s.%N) $t0"
+[ "$HEALTH" = 1 ] && say "step health ${EPOCHREALTIME/,/.} $t0"
 became_live "$ID"
 say "switched $prev $ID"
 log_revision deploy "$ID" "$REVISION" ok

@@ -6,12 +6,12 @@
 # install. INSTALLER is uv (binary $UV) or pip.
 build_venv() {
   local t0 req key venv index
-  t0=$(date +%s.%N)
+  t0=${EPOCHREALTIME/,/.}
   req="$REL/$REQUIREMENTS"
   key=$VENV_KEY
   venv="$SH/venvs/$key"
   if [ -f "$venv/.complete" ]; then
-    say "step venv $(date +%s.%N) $t0 reused $key"
+    say "step venv ${EPOCHREALTIME/,/.} $t0 reused $key"
   else
     # A venv without .complete was interrupted half-way: never trust it.
     rm -rf "$venv"
@@ -47,7 +47,7 @@ build_venv() {
         || { tail_of "$REL/.release/pip.log"; rm -rf "$venv"; die 13 "$INSTALLER install -r $REQUIREMENTS failed"; }
     fi
     touch "$venv/.complete"
-    say "step venv $(date +%s.%N) $t0 built $key"
+    say "step venv ${EPOCHREALTIME/,/.} $t0 built $key"
   fi
   rm -rf "$REL/.release/wheels"
   ln -sfn "../../shared/venvs/$key" "$REL/.venv"
