@@ -262,13 +262,28 @@ to_app_log() {
 
 # Install $1 (a rendered vhost) if it differs; VHOST_CHANGED=1 when it did. Only the switch, rollback and
 # setup phases call this, under the lock.
+# Whether the installed vhost is the rendered $1, as vhost_wrapped writes it (bash builtins only: every
+# deploy and rollback asks; mapfile keeps each line's newline, and IFS= joins them as they were).
+vhost_is() {
+  local a b IFS=
+  mapfile a 2> /dev/null < "$1" || return 1
+  mapfile b 2> /dev/null < "$APACHE_SITES/$VHOST_NAME" || return 1
+  [ "<IfDefine !$CHECK_DEFINE>"$'\n'"${a[*]}</IfDefine>"$'\n' = "${b[*]}" ]
+}
+
+# Whether files $1 and $2 hold the same text (bash builtins only, as vhost_is).
+same_text() {
+  local a b IFS=
+  mapfile a 2> /dev/null < "$1" && mapfile b 2> /dev/null < "$2" && [ "${a[*]}" = "${b[*]}" ]
+}
+
 vhost_install() {
   local tmp
   VHOST_CHANGED=0
   logs_dir
+  vhost_is "$1" && return 0
   tmp=$(mktemp) || die 12 "could not create a temporary file"
   vhost_wrapped "$1" > "$tmp"
-  if cmp -s "$tmp" "$APACHE_SITES/$VHOST_NAME"; then rm -f "$tmp"; return 0; fi
   if [ -f "$APACHE_SITES/$VHOST_NAME" ]; then cp "$APACHE_SITES/$VHOST_NAME" "$SH/.vhost.prev"; else rm -f "$SH/.vhost.prev"; fi
   vhost_write < "$tmp" || { rm -f "$tmp"; die 12 "could not write $APACHE_SITES/$VHOST_NAME: $(tee_refused "$APACHE_SITES/$VHOST_NAME")"; }
   rm -f "$tmp"
@@ -435,7 +450,7 @@ log_revision() {  # action release revision result
 # rollback` walks it backwards; a release rolled back from (.release/rolled_back) is no target then.
 HIST="$DEPLOY_TO/history"
 became_live() {
-  rm -f "$R/$1/.release/rolled_back"
+  [ ! -e "$R/$1/.release/rolled_back" ] || rm -f "$R/$1/.release/rolled_back"
   printf '%s\n' "$1" >> "$HIST"
 }
 

@@ -117,7 +117,7 @@ fi
 # healthy. The spare loads it at once; without one the idle slot restarts (Apache respawns its processes on
 # its 1-second tick). An unchanged vhost needs no config test.
 staging=0
-if [ "$STAGE" = 1 ] && [ -n "$cur" ] && [ -L "$SLOTS_DIR/a" ] && vhost_wrapped "$REL/.release/vhost.conf" | cmp -s - "$APACHE_SITES/$VHOST_NAME"; then
+if [ "$STAGE" = 1 ] && [ -n "$cur" ] && [ -L "$SLOTS_DIR/a" ] && vhost_is "$REL/.release/vhost.conf"; then
   staging=1
   require_lock
   read_map

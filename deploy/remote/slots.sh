@@ -42,7 +42,7 @@ spare_of() {
 }
 
 point_slot() {  # slot release
-  mkdir -p "$SLOTS_DIR" && ln -sfn "../releases/$2" "$SLOTS_DIR/$1.tmp" && mv -T "$SLOTS_DIR/$1.tmp" "$SLOTS_DIR/$1"
+  { [ -d "$SLOTS_DIR" ] || mkdir -p "$SLOTS_DIR"; } && ln -sfn "../releases/$2" "$SLOTS_DIR/$1.tmp" && mv -T "$SLOTS_DIR/$1.tmp" "$SLOTS_DIR/$1"
 }
 
 # A temp file renamed over the map, so that Apache (and a waiting spare) reads the old map or the new one.
@@ -53,8 +53,8 @@ write_map() {
 }
 
 install_slot_script() {  # $1 = the rendered stub every slot runs (.release/slot.wsgi)
+  same_text "$1" "$SLOTS_DIR/app.wsgi" && return 0
   mkdir -p "$SLOTS_DIR" || return 1
-  cmp -s "$1" "$SLOTS_DIR/app.wsgi" && return 0
   cp "$1" "$SLOTS_DIR/app.wsgi.tmp" && mv -f "$SLOTS_DIR/app.wsgi.tmp" "$SLOTS_DIR/app.wsgi"
 }
 
@@ -336,7 +336,7 @@ stage_release() {
 # a host set up before slots); a new map serves slot a.
 ensure_map() {
   [ "$SLOTS" -ge 2 ] || return 0
-  mkdir -p "$SLOTS_DIR" || return 1
+  [ -d "$SLOTS_DIR" ] || mkdir -p "$SLOTS_DIR" || return 1
   [ -f "$MAP" ] && [ -n "$(map_get preview)" ] && return 0
   read_map && write_map
 }
