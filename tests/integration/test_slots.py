@@ -345,7 +345,7 @@ def test_the_spare_imports_ahead_what_the_live_release_imported(app: App) -> Non
     """Before it knows the next release, the spare imports what the live release's processes imported from
     the stdlib and the venv, never the app's own modules: a deploy's load is then the app's code alone."""
     app.ok("deploy", "--force")  # the live release's processes list their imports in its venv
-    spare = spare_waits(app, ahead=True)
+    spare = spare_waits(app, timeout=30, ahead=True)
     lists = list((app.deploy_to / "shared" / "run").glob("imports.*"))
     assert len(lists) == 1, lists
     names = lists[0].read_text().split()
@@ -368,7 +368,7 @@ def test_a_changed_environment_restarts_the_spare(app: App) -> None:
     try:
         for value, restarts in (("1", True), ("2", True), ("2", False)):
             configure(app, environment={"FD_AHEAD": value})
-            spare_waits(app, ahead=True)
+            spare_waits(app, timeout=30, ahead=True)
             p = app.ok("deploy", "--force")
             assert ("imported ahead under another environment: restarting it" in p.stderr) is restarts, (value, p.stderr)
     finally:
