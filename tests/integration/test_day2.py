@@ -119,8 +119,15 @@ def failed(p: subprocess.CompletedProcess[str]) -> list[str]:
     return [n for n, x in checks_of(p).items() if x["status"] == "fail"]
 
 
+def layout(a: App) -> list[str]:
+    """What is under deploy_to, but the daemon processes' own markers (shared/run: a spare still starting
+    after the fixture's first deploy writes its own) and uv's cache bookkeeping (tools/uv-cache)."""
+    skip = (a.deploy_to / "shared" / "run", a.deploy_to / "tools" / "uv-cache")
+    return sorted(str(p) for p in a.deploy_to.rglob("*") if not any(p == d or d in p.parents for d in skip))
+
+
 def test_check_passes_on_a_ready_host_and_changes_nothing(app: App) -> None:
-    before = sorted(str(p) for p in app.deploy_to.rglob("*"))
+    before = layout(app)
     execs = app.sb.exec_requests()
     p = app.ok("check")
     assert "all" in p.stdout and "checks passed" in p.stdout, p.stdout
@@ -130,7 +137,7 @@ def test_check_passes_on_a_ready_host_and_changes_nothing(app: App) -> None:
                  "mod_wsgi", "mod_rewrite", "mod_wsgi-python", "user", "group", "run-group"):
         assert got[name]["status"] == "ok", (name, got[name])
     assert "Python 3.11" in str(got["mod_wsgi-python"]["detail"])
-    assert sorted(str(p) for p in app.deploy_to.rglob("*")) == before
+    assert layout(app) == before
 
 
 def test_check_names_a_deploy_to_it_cannot_write(app: App) -> None:
