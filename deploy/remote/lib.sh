@@ -147,22 +147,35 @@ say_facts() {
   return 0
 }
 
-# The group the app runs as: daemon mode, the group fab setup gave shared/run (daemon.group, else
-# daemon.user's, else Apache's); embedded mode, Apache's own Group.
+# Apache's own User and Group, from one config test: APACHE_AS_USER and APACHE_AS_GROUP.
+apache_identity() {
+  local l
+  APACHE_AS_USER= APACHE_AS_GROUP=
+  while IFS= read -r l; do
+    case $l in
+      'User: name="'*) l=${l#*\"}; APACHE_AS_USER=${l%%\"*} ;;
+      'Group: name="'*) l=${l#*\"}; APACHE_AS_GROUP=${l%%\"*} ;;
+    esac
+  done < <(ctl -t -D DUMP_RUN_CFG 2> /dev/null)
+}
+
+# The group the app runs as: daemon mode, the group fab setup gave shared/run (daemon_identity's); embedded
+# mode, Apache's own Group.
 app_group() {
   if [ "$MODE" = daemon ] && [ -d "$SH/run" ]; then stat -c %G "$SH/run"; return; fi
-  ctl -t -D DUMP_RUN_CFG 2> /dev/null | sed -n 's/^Group: name="\([^"]*\)".*/\1/p'
+  apache_identity
+  echo "$APACHE_AS_GROUP"
 }
 
 # Who the daemon processes run as, by mod_wsgi's rules: WSGIDaemonProcess user= and group=, each else
 # Apache's own User and Group (so daemon.user alone runs in Apache's group, not the user's own); only then
-# asks Apache (one config test). Sets DAEMON_AS_USER and DAEMON_AS_GROUP.
+# asks Apache. Sets DAEMON_AS_USER and DAEMON_AS_GROUP.
 daemon_identity() {
-  local cfg=
   DAEMON_AS_USER=$DAEMON_USER DAEMON_AS_GROUP=$DAEMON_GROUP
-  if [ -z "$DAEMON_AS_USER" ] || [ -z "$DAEMON_AS_GROUP" ]; then cfg=$(ctl -t -D DUMP_RUN_CFG 2> /dev/null); fi
-  [ -n "$DAEMON_AS_USER" ] || DAEMON_AS_USER=$(sed -n 's/^User: name="\([^"]*\)".*/\1/p' <<< "$cfg")
-  [ -n "$DAEMON_AS_GROUP" ] || DAEMON_AS_GROUP=$(sed -n 's/^Group: name="\([^"]*\)".*/\1/p' <<< "$cfg")
+  if [ -z "$DAEMON_AS_USER" ] || [ -z "$DAEMON_AS_GROUP" ]; then
+    apache_identity
+    DAEMON_AS_USER=${DAEMON_AS_USER:-$APACHE_AS_USER} DAEMON_AS_GROUP=${DAEMON_AS_GROUP:-$APACHE_AS_GROUP}
+  fi
   [ -n "$DAEMON_AS_USER" ] && [ -n "$DAEMON_AS_GROUP" ]
 }
 
@@ -260,8 +273,6 @@ to_app_log() {
   sed "s|^|[$stamp] [fabdeploy:error] [$1] |" "$2" >> "$LOGS/error.log" 2> /dev/null || true
 }
 
-# Install $1 (a rendered vhost) if it differs; VHOST_CHANGED=1 when it did. Only the switch, rollback and
-# setup phases call this, under the lock.
 # Whether the installed vhost is the rendered $1, as vhost_wrapped writes it (bash builtins only: every
 # deploy and rollback asks; mapfile keeps each line's newline, and IFS= joins them as they were).
 vhost_is() {
@@ -277,6 +288,8 @@ same_text() {
   mapfile a 2> /dev/null < "$1" && mapfile b 2> /dev/null < "$2" && [ "${a[*]}" = "${b[*]}" ]
 }
 
+# Install $1 (a rendered vhost) if it differs; VHOST_CHANGED=1 when it did. Only the switch, rollback and
+# setup phases call this, under the lock.
 vhost_install() {
   local tmp
   VHOST_CHANGED=0
