@@ -181,6 +181,30 @@ def test_a_release_that_cannot_load_is_never_flipped_to(app: App) -> None:
     app.wait_version(app.version())
 
 
+def test_a_restarted_spare_that_cannot_load_is_left_waiting(app: App) -> None:
+    """A spare that restarts for the deploy (another environment) loads the release as its processes
+    start. The first to fail calls the deploy off while the other still imports: that one is found too and
+    restarts, to wait (seen in CI: it stayed, loaded with the failed release, and the spare never waited)."""
+    first = f"/tmp/fabdeploy-first-{os.getpid()}-{time.monotonic_ns()}"
+    spare_waits(app)
+    configure(app, import_check=False, environment={"FD_RESTART": first})
+    head = "from django.db import models"
+    # The first process to import fails at once; the other fails 3 s later, after the deploy gave up.
+    slow = (f"import os, time\ntry:\n    os.close(os.open({first!r}, os.O_CREAT | os.O_EXCL))\n"
+            "except FileExistsError:\n    time.sleep(3)\nimport nosuchmodule_fabdeploy  # noqa\n")
+    good = broken(app, "movies/models.py", head, slow + head)
+    try:
+        p = app.fab("deploy")
+    finally:
+        (app.path / "movies" / "models.py").write_text(good)
+        configure(app)
+    assert p.returncode == 7 and "restarting it" in p.stderr, p.stderr
+    assert "could not be loaded in slot" in p.stderr, p.stderr
+    time.sleep(3)  # the slow one has failed (or restarted) by now
+    spare_waits(app)
+    app.ok("deploy")
+
+
 def test_a_failed_warm_up_is_never_flipped_to(app: App) -> None:
     live = app.current()
     head = "def version(request: HttpRequest) -> JsonResponse:\n"
