@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -201,6 +202,49 @@ def test_a_restarted_spare_that_cannot_load_is_left_waiting(app: App) -> None:
     assert p.returncode == 7 and "restarting it" in p.stderr, p.stderr
     assert "could not be loaded in slot" in p.stderr, p.stderr
     time.sleep(3)  # the slow one has failed (or restarted) by now
+    spare_waits(app)
+    app.ok("deploy")
+
+
+def test_a_spare_still_importing_ahead_when_the_load_is_called_off_waits_again(app: App) -> None:
+    """The map lets the spare load; one process fails at once and the deploy calls the load off, while the
+    other is still finishing a module it imported ahead. That one must not go on to load what its link
+    names by then (the live release), nor be missed by the restart (seen in CI: a spare process left with
+    the live release loaded, so that every later deploy restarted the spare)."""
+    flag = f"/tmp/fabdeploy-ahead-{os.getpid()}-{time.monotonic_ns()}"
+    spare = spare_waits(app, timeout=30, ahead=True)
+    run = app.deploy_to / "shared" / "run"
+    marker = (run / f"spare.{min(spare)}").read_text().splitlines()
+    venv = Path(next(line.split(" ", 1)[1] for line in marker if line.startswith("venv ")))
+    module = next(venv.glob("lib/python3*/site-packages")) / "fd_slow_ahead.py"
+    imports = run / f"imports.{venv.name}"
+    listed = imports.read_text()
+    # Imported ahead first: by the first process at once, by the other in 4 s (its thread busy meanwhile).
+    module.write_text(f"import os, time\ntry:\n    os.close(os.open({flag!r}, os.O_CREAT | os.O_EXCL))\n"
+                      "except FileExistsError:\n    time.sleep(4)\n")
+    imports.write_text("fd_slow_ahead\n" + listed)
+    configure(app, import_check=False)
+    head = "from django.db import models"
+    good = broken(app, "movies/models.py", head, "import nosuchmodule_fabdeploy  # noqa\n" + head)
+    try:
+        for pid in spare:
+            os.kill(pid, signal.SIGUSR1)  # the spare restarts and imports the list again
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = slot_pids(app, "spare")[roles(app)["spare"]]
+            if len(now) == 2 and not now & spare and sum(bool(imported_ahead(app.deploy_to, p)) for p in now) == 1:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the restarted spare did not import ahead: {now}")
+        p = app.fab("deploy")
+    finally:
+        (app.path / "movies" / "models.py").write_text(good)
+        module.unlink()
+        imports.write_text(listed)
+        configure(app)
+    assert p.returncode == 7 and "could not be loaded in slot" in p.stderr, p.stderr
+    time.sleep(4)  # the slow import has ended by now
     spare_waits(app)
     app.ok("deploy")
 
