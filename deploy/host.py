@@ -114,7 +114,8 @@ def _raise_for(host: str, phase: str, out: Outcome) -> None:
     if out.code == remote.EXIT_IN_MAINTENANCE:
         raise InMaintenance(f"{host}: {out.error_line()}", host)
     if out.code == remote.EXIT_UNHEALTHY:
-        raise HealthCheckFailed(f"{host}: {out.error_line()}{LOGS_HINT}", host)
+        # With the lines the host quoted (a slot's traceback, or what ran when a slot never loaded).
+        raise HealthCheckFailed(f"{host}: {out.error_line()}{LOGS_HINT}{_indent(out.tail(40))}", host)
     if out.code != 0:
         step = remote.STEP_OF_CODE.get(out.code, phase)
         hint = LOGS_HINT if out.code in APP_STEPS else ""

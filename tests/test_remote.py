@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +98,22 @@ def test_events_are_read_by_kind_not_by_offset() -> None:
     assert remote.text(events, "wsgi") == "import os\n\n" and remote.text(events, "vhost") is None
     assert remote.whole(events, "lock") == "lock owner=x now=2"
     assert remote.value(("reload graceful", "reload rolling 2"), "reload", last=True) == "rolling 2"
+
+
+def test_marked_pids_never_drops_the_marker_of_a_live_process_while_it_is_written(tmp_path: Path) -> None:
+    """A marker read while its process writes it (empty, or without its start time) stays, unlisted; one of
+    a process that is gone, or of an earlier process with the same pid, goes."""
+    run = tmp_path / "shared" / "run"
+    run.mkdir(parents=True)
+    with open("/proc/self/stat") as f:
+        started = f.read().rsplit(")", 1)[1].split()[19]
+    me = os.getpid()
+    (run / f"ready.{me}").write_text("")  # being written
+    (run / f"failed.{me}").write_text(f"release r\nstarted {started}\ngroup g\n")
+    (run / f"spare.{me}").write_text(f"release r\nstarted {int(started) - 1}\ngroup g\n")  # the pid's earlier owner
+    (run / "loading.4194303").write_text("release r\nstarted 1\ngroup g\n")  # gone
+    script = remote._LIBRARY + "for k in ready failed spare loading; do echo $k: $(marked_pids $k); done"
+    out = subprocess.run(["bash", "-c", script], env={"DEPLOY_TO": str(tmp_path), "PATH": os.environ["PATH"]},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["ready:", f"failed: {me}", "spare:", "loading:"]
+    assert sorted(p.name for p in run.iterdir()) == [f"failed.{me}", f"ready.{me}"]

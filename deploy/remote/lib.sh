@@ -358,9 +358,15 @@ marked_pids() {
     [ -e "$f" ] || continue
     p=${f##*.}
     read_marker "$f"
+    if [ -z "$M_STARTED" ]; then
+      # Read while its process writes it: neither counted nor dropped (dropping it hid a live process from
+      # every later scan, so that a slot never restarted it: seen in CI). Dropped once the process is gone.
+      [ -d "/proc/$p" ] || rm -f "$f" 2> /dev/null
+      continue
+    fi
     s=
-    if [ -n "$M_STARTED" ] && read -r s 2> /dev/null < "/proc/$p/stat"; then read -ra a <<< "${s##*) }"; s=${a[19]}; fi
-    if [ -n "$M_STARTED" ] && [ "$s" = "$M_STARTED" ]; then
+    if read -r s 2> /dev/null < "/proc/$p/stat"; then read -ra a <<< "${s##*) }"; s=${a[19]}; fi
+    if [ "$s" = "$M_STARTED" ]; then
       echo "$p"
     else
       rm -f "$f" 2>/dev/null

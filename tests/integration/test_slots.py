@@ -63,9 +63,13 @@ def spare_waits(a: App, timeout: float = 10, ahead: bool = False) -> set[int]:
         if pids is not None:
             return pids
         time.sleep(0.1)
-    markers = {f.name: f.read_text() for f in (a.deploy_to / "shared" / "run").glob("*.*")}
+    markers = {f.name: f.read_text() for f in (a.deploy_to / "shared" / "run").glob("*.*") if not f.name.startswith("imports.")}
     waiting, loaded = slot_pids(a, "spare"), slot_pids(a)
-    raise AssertionError(f"slot {roles(a)['spare']} has no 2 waiting processes: {waiting}, {loaded}, {markers}, {roles(a)}")
+    ps = subprocess.run(["ps", "-eo", "pid,ppid,etimes,stat,wchan:24,args"], capture_output=True, text=True).stdout
+    procs = "\n".join(line for line in ps.splitlines() if f"wsgi:{a.name}" in line)
+    raise AssertionError(
+        f"slot {roles(a)['spare']} has no 2 waiting processes: {waiting}, {loaded}, {markers}, {roles(a)}\n{procs}"
+    )
 
 
 def serve_from_slot_c(a: App) -> None:
