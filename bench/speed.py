@@ -135,7 +135,20 @@ def main() -> int:
                 shutil.rmtree(deploy_to, ignore_errors=True)
                 (sb.sites_dir / "imdb.conf").unlink(missing_ok=True)
 
+            def wipe_but_tools() -> None:
+                """A fresh app directory but for tools/ (uv and its cache): a first deploy with a warm cache."""
+                tools, kept = deploy_to / "tools", sb.root / "kept-tools"
+                if tools.exists():
+                    shutil.rmtree(kept, ignore_errors=True)
+                    shutil.move(tools, kept)
+                wipe()
+                if kept.exists():
+                    deploy_to.mkdir(parents=True)
+                    shutil.move(kept, tools)
+                    subprocess.run(["chown", "-R", f"{sb.user.name}:", str(deploy_to)], check=True)
+
             measure("first deploy (setup+deploy)", wipe, lambda: ["@first"])
+            measure("first deploy, uv cache warm", wipe_but_tools, lambda: ["@first"])
             measure("redeploy, nothing changed", None, lambda: ["deploy", "--force"])
             measure("deploy of what is live", None, lambda: ["deploy"])  # says 'unchanged', no release
             measure("redeploy, one .py changed", lambda: commit(bump_view, "view"), lambda: ["deploy"])
