@@ -145,13 +145,17 @@ def test_failed_reload_during_rollback_leaves_no_mixed_versions(new_app: App) ->
     counter = a.deploy_to / "loads"  # where the daemon processes (the deploy user) can read and write
     counter.write_text("0")
     counter.chmod(0o666)
-    script = release_dir(a, first) / ".release" / "app.wsgi"
+    # In the app's own module, as a real failure would be (the WSGI script marks it failed at once); a new
+    # file, not a write through the hard link the releases share.
+    module = release_dir(a, first) / "imdb" / "wsgi.py"
     bomb = (
         f"_n = int(open({str(counter)!r}).read())\n"
         f"open({str(counter)!r}, 'w').write(str(_n + 1))\n"
         "if _n >= 1:\n    raise ImportError('second load refused by the test')\n"
     )
-    script.write_text(bomb + script.read_text())
+    text = module.read_text()
+    module.unlink()
+    module.write_text(bomb + text)
     p = a.fab("rollback")
     assert int(counter.read_text()) >= 2, "the first release was not loaded twice"
     assert p.returncode == 5, p.stderr
