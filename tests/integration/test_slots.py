@@ -203,6 +203,7 @@ def test_a_restarted_spare_that_cannot_load_is_left_waiting(app: App) -> None:
     finally:
         (app.path / "movies" / "models.py").write_text(good)
         configure(app)
+        Path(first).unlink(missing_ok=True)
     assert p.returncode == 7 and "restarting it" in p.stderr, p.stderr
     assert "could not be loaded in slot" in p.stderr, p.stderr
     time.sleep(3)  # the slow one has failed (or restarted) by now
@@ -249,6 +250,7 @@ def test_a_spare_still_importing_ahead_when_the_load_is_called_off_waits_again(a
         configure(app)
     assert p.returncode == 7 and "could not be loaded in slot" in p.stderr, p.stderr
     time.sleep(4)  # the slow import has ended by now
+    Path(flag).unlink(missing_ok=True)
     spare_waits(app)
     app.ok("deploy")
 
