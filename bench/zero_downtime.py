@@ -179,8 +179,10 @@ def analyse(results: list[dict[str, Any]], start: float, duration: float, ev: di
     gaps = list(zip(ends, ends[1:], strict=False))
     gap = max(b - a for a, b in gaps) * 1000
     windows = ev.get("windows", [])
-    inside = [b - a for a, b in gaps if any(a < w1 and b > w0 for w0, w1 in windows)]
-    outside = [b - a for a, b in gaps if not any(a < w1 and b > w0 for w0, w1 in windows)]
+    inside: list[float] = []
+    outside: list[float] = []
+    for a, b in gaps:
+        (inside if any(a < w1 and b > w0 for w0, w1 in windows) else outside).append(b - a)
     out: dict[str, Any] = {
         "requests": len(results),
         "failed": sum(kinds.values()),

@@ -186,6 +186,12 @@ def test_a_release_that_cannot_load_is_never_flipped_to(app: App) -> None:
     app.wait_version(app.version())
 
 
+def first_goes_on(flag: str, others_wait: float) -> str:
+    """Python source: the first process to run it goes on at once, every later one sleeps `others_wait` s."""
+    return (f"import os, time\ntry:\n    os.close(os.open({flag!r}, os.O_CREAT | os.O_EXCL))\n"
+            f"except FileExistsError:\n    time.sleep({others_wait})\n")
+
+
 def test_a_restarted_spare_that_cannot_load_is_left_waiting(app: App) -> None:
     """A spare that restarts for the deploy (another environment) loads the release as its processes
     start. The first to fail calls the deploy off while the other still imports: that one is found too and
@@ -195,8 +201,7 @@ def test_a_restarted_spare_that_cannot_load_is_left_waiting(app: App) -> None:
     configure(app, import_check=False, environment={"FD_RESTART": first})
     head = "from django.db import models"
     # The first process to import fails at once; the other fails 3 s later, after the deploy gave up.
-    slow = (f"import os, time\ntry:\n    os.close(os.open({first!r}, os.O_CREAT | os.O_EXCL))\n"
-            "except FileExistsError:\n    time.sleep(3)\nimport nosuchmodule_fabdeploy  # noqa\n")
+    slow = first_goes_on(first, 3) + "import nosuchmodule_fabdeploy  # noqa\n"
     good = broken(app, "movies/models.py", head, slow + head)
     try:
         p = app.fab("deploy")
@@ -225,8 +230,7 @@ def test_a_spare_still_importing_ahead_when_the_load_is_called_off_waits_again(a
     imports = run / f"imports.{venv.name}"
     listed = imports.read_text()
     # Imported ahead first: by the first process at once, by the other in 4 s (its thread busy meanwhile).
-    module.write_text(f"import os, time\ntry:\n    os.close(os.open({flag!r}, os.O_CREAT | os.O_EXCL))\n"
-                      "except FileExistsError:\n    time.sleep(4)\n")
+    module.write_text(first_goes_on(flag, 4))
     imports.write_text("fd_slow_ahead\n" + listed)
     configure(app, import_check=False)
     head = "from django.db import models"
@@ -248,9 +252,9 @@ def test_a_spare_still_importing_ahead_when_the_load_is_called_off_waits_again(a
         module.unlink()
         imports.write_text(listed)
         configure(app)
+        Path(flag).unlink(missing_ok=True)  # no process can import the module again
     assert p.returncode == 7 and "could not be loaded in slot" in p.stderr, p.stderr
     time.sleep(4)  # the slow import has ended by now
-    Path(flag).unlink(missing_ok=True)
     spare_waits(app)
     app.ok("deploy")
 
