@@ -174,6 +174,8 @@ def test_a_release_that_cannot_load_is_never_flipped_to(app: App) -> None:
         configure(app)
     assert p.returncode == 7, p.stderr
     assert "could not be loaded in slot" in p.stderr and "nosuchmodule_fabdeploy" in p.stderr, p.stderr
+    # The app's own traceback, as the host quoted it under the error line, down to the app's own frame.
+    assert any(line.startswith("  | File ") and "movies/models.py" in line for line in p.stderr.splitlines()), p.stderr
     assert seconds < 30, seconds  # found at once (the failed marker), not after a timeout
     assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
     assert app.current() == live and live_slot(app) == slot
