@@ -151,7 +151,13 @@ def begin(
 
     `serve`: the command stays open (Facts.session) for the prepare and switch that follow, or for `leave`.
     """
-    extra: dict[str, Value] = {"KEEP_MAINTENANCE": keep_maintenance, "SERVE": serve}
+    extra: dict[str, Value] = {
+        "KEEP_MAINTENANCE": keep_maintenance,
+        "SERVE": serve,
+        # The import check of the prepare, started now in the live venv (lib.sh import_ahead). With slots
+        # the idle slot's own load is the check.
+        "IMPORT_AHEAD": serve and s.import_check and s.reload_strategy != "slots",
+    }
     if not serve:
         return _facts(_run(c, s, "begin", extra, reporter, lock_info).events)
     # The session sends begin's script with its first step: _run only waits for it.

@@ -117,3 +117,79 @@ def test_marked_pids_never_drops_the_marker_of_a_live_process_while_it_is_writte
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["ready:", f"failed: {me}", "spare:", "loading:"]
     assert sorted(p.name for p in run.iterdir()) == [f"failed.{me}", f"ready.{me}"]
+
+
+def _ahead_layout(tmp_path: Path, env_sh: str = "") -> dict[str, str]:
+    """A live release 'old' and a new one 'new' sharing a venv (its python: this one), an imports list."""
+    import sys
+
+    deploy_to = tmp_path / "app"
+    venv = deploy_to / "shared" / "venvs" / "k"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (deploy_to / "shared" / "run").mkdir()
+    (deploy_to / "shared" / "run" / "imports.k").write_text("json\ncsv\nno_such_module_fd\ndecimal\n")
+    for rel in ("old", "new"):
+        (deploy_to / "releases" / rel / ".release").mkdir(parents=True)
+        (deploy_to / "releases" / rel / ".venv").symlink_to(venv)
+        (deploy_to / "releases" / rel / ".release" / "env.sh").write_text("FD_GREETING=hi\n")
+    (deploy_to / "current").symlink_to(deploy_to / "releases" / "old")
+    if env_sh:
+        (deploy_to / "releases" / "new" / ".release" / "env.sh").write_text(env_sh)
+    return {"DEPLOY_TO": str(deploy_to), "PATH": os.environ["PATH"]}
+
+
+AHEAD_RUN = (
+    "ID=new REL=$R/new HOME_DIR=. PY_PATH=(.) DJANGO_SETTINGS=\n"
+    "import_ahead; sleep 1\n"
+    "if ahead_fits; then ahead_check app application 0; echo rc=$?; else echo unfit; ahead_end; fi\n"
+    "cat $REL/.release/import.log 2> /dev/null\n"
+)
+
+
+def test_the_import_check_started_ahead_checks_the_release_as_a_fresh_process_would(tmp_path: Path) -> None:
+    """Started at the begin in the live venv, it imports the listed modules up to the first that fails, then
+    imports the new release with that release's path and environment (the release's app reads both)."""
+    env = _ahead_layout(tmp_path)
+    new = Path(env["DEPLOY_TO"]) / "releases" / "new"
+    (new / "helper.py").write_text("WHO = 'helper'\n")
+    (new / "app.py").write_text(
+        f"import os, sys, helper\nassert os.environ['FD_GREETING'] == 'hi' and os.getcwd() == {str(new)!r}\n"
+        "assert 'no_such_module_fd' not in sys.modules and 'json' in sys.modules\n"
+        "def application(environ, start_response):\n    return []\n"
+    )
+    out = subprocess.run(["bash", "-c", remote._LIBRARY + AHEAD_RUN], env=env, capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "rc=0", (out.stdout, out.stderr)
+    assert lines[1].startswith("ahead: 2 modules imported ahead (") and lines[1].endswith(
+        "; stopped at no_such_module_fd (ModuleNotFoundError)"
+    ), lines
+    assert not (new / ".release" / "import.req").exists()
+
+
+def test_a_release_that_fails_the_check_started_ahead_fails_with_its_traceback(tmp_path: Path) -> None:
+    env = _ahead_layout(tmp_path)
+    new = Path(env["DEPLOY_TO"]) / "releases" / "new"
+    (new / "app.py").write_text("import no_such_module_of_the_app\n")
+    out = subprocess.run(["bash", "-c", remote._LIBRARY + AHEAD_RUN], env=env, capture_output=True, text=True)
+    assert out.stdout.splitlines()[0] == "rc=1", out.stdout
+    assert "No module named 'no_such_module_of_the_app'" in out.stdout
+    assert "error: importing the app failed: app:application" in out.stdout
+
+
+def test_the_check_started_ahead_takes_no_release_with_another_environment(tmp_path: Path) -> None:
+    env = _ahead_layout(tmp_path, env_sh="FD_GREETING=bye\n")
+    out = subprocess.run(["bash", "-c", remote._LIBRARY + AHEAD_RUN], env=env, capture_output=True, text=True)
+    assert out.stdout.splitlines() == ["unfit"], out.stdout
+
+
+def test_the_check_started_ahead_ends_with_its_input_though_children_of_the_script_live_on(tmp_path: Path) -> None:
+    """No child of the script holds the check's input open (a hook's daemon, a sleep): closing it ends the check."""
+    env = _ahead_layout(tmp_path)
+    script = remote._LIBRARY + (
+        "import_ahead\nsleep 5 & s=$!\n/bin/sleep 5 & t=$!\n( sleep 5 ) & u=$!\n"
+        "ahead_end; t0=$EPOCHSECONDS; wait $AHEAD_CHILD; echo rc=$? waited=$((EPOCHSECONDS - t0))\n"
+        "kill $s $t $u\n"
+    )
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=20)
+    assert out.stdout.split() == ["rc=0", "waited=0"], (out.stdout, out.stderr)

@@ -117,7 +117,8 @@ def _header(phase: str, variables: Mapping[str, Value]) -> str:
 PYTHON_FUNCTIONS = (
     # The health check and `fab status`'s look at the app; -S: it needs the stdlib only (site costs start-up).
     ("probe", "health.py", '"$PYTHON" -S'),
-    ("import_check", "preflight.py", '"$REL/.venv/bin/python"'),  # the new release's app, imported before the switch
+    # The new release's app, imported before the switch (CHECK_PYTHON: lib.sh import_ahead's, another venv's).
+    ("import_check", "preflight.py", '"${CHECK_PYTHON:-$REL/.venv/bin/python}"'),
     ("logtail", "logs.py", '"$PYTHON"'),  # `fab logs`: the app's log lines, since a time, following
 )
 

@@ -223,6 +223,56 @@ app_env() {
   return 0
 }
 
+# The import check, started at the begin of a deploy with the live release's venv and environment
+# (IMPORT_AHEAD): it imports the installed modules that the live release's processes imported
+# (shared/run/imports.<venv>, written by its WSGI script) while the client sends the release, and waits for
+# import_release to hand it one (ahead_check), or for its input to close (ahead_end; so does the command's
+# exit). Its output goes nowhere until then: the channel's stdout and stderr are not its.
+import_ahead() {
+  local cur venv
+  cur=$(current_id)
+  [ -n "$cur" ] && venv=$(readlink -f "$R/$cur/.venv") && [ -x "$venv/bin/python" ] || return 0
+  AHEAD_VENV=$venv AHEAD_ENVFILE=$R/$cur/.release/env.sh
+  coproc AHEAD {
+    REL=$R/$cur ID=$cur DJANGO_SETTINGS= PY_PATH=()
+    app_env
+    # As the slots' import ahead: nothing of a release on sys.path, and no settings module yet.
+    unset PYTHONPATH DJANGO_SETTINGS_MODULE DEPLOY_RELEASE
+    cd / && CHECK_PYTHON=$venv/bin/python import_check --ahead "$SH/run/imports.${venv##*/}" 3<&0 > /dev/null 2>&1
+  }
+  AHEAD_IN=${AHEAD[1]} AHEAD_CHILD=$AHEAD_PID  # bash drops AHEAD and AHEAD_PID once it has reaped the child
+}
+
+# Whether the check started ahead can check release $REL: it still waits, the release has its venv and the
+# same environment file (a module may read the environment when it is imported).
+ahead_fits() {
+  [ -n "${AHEAD_IN:-}" ] && kill -0 "$AHEAD_CHILD" 2> /dev/null || return 1
+  [ "$(readlink -f "$REL/.venv")" = "$AHEAD_VENV" ] || return 1
+  if [ -e "$AHEAD_ENVFILE" ] || [ -e "$REL/.release/env.sh" ]; then
+    cmp -s "$AHEAD_ENVFILE" "$REL/.release/env.sh" || return 1
+  fi
+}
+
+# The check started ahead, run on release $REL with import_check's arguments "$@": its output in
+# $REL/.release/import.log, its exit code as import_check's. The request holds the release's environment
+# (its secrets too): a file of mode 0600 that lives until the check has read it.
+ahead_check() {
+  local req=$REL/.release/import.req rc
+  ( umask 077; cd "$REL/$HOME_DIR" && app_env && { printf '%s\0' "$REL/.release/import.log" "$PWD" "$#" "$@"; env -0; } > "$req" ) \
+    && cat "$req" >&"$AHEAD_IN" 2> /dev/null
+  rc=$?
+  rm -f "$req"
+  ahead_end
+  [ "$rc" = 0 ] || return 125
+  wait "$AHEAD_CHILD"
+}
+
+ahead_end() {
+  [ -n "${AHEAD_IN:-}" ] || return 0
+  eval "exec $AHEAD_IN>&-"
+  AHEAD_IN=
+}
+
 ctl() {
   if [ "$APACHE_SUDO" = 1 ]; then sudo -n "$APACHE_CTL" "$@"; else "$APACHE_CTL" "$@"; fi
 }

@@ -7,6 +7,13 @@ A release that cannot be imported (a module its code needs is missing, settings 
 with the app's own traceback, and never reaches a daemon process; so does a factory named without its ().
 With PATH (embedded mode, which has no idle slot to try a release in before Apache's graceful): the app is
 called once with a GET of PATH (Host: HOST) and must answer STATUS; a raise or another status fails too.
+
+    import_check --ahead IMPORTS 3<&0
+is the same check, started early (at the deploy's begin, in the live release's venv: lib.sh import_ahead):
+it imports ahead the installed modules listed in IMPORTS, then reads from fd 3 the request for the release
+(NUL-separated: log file, working dir, the number of arguments, the arguments above, then the environment as
+`env -0` prints it) and checks that release as a fresh process would, writing to the log file. An empty
+request (fd 3 closed at once) ends it.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import os
 import sys
+import threading
+import time
 import traceback
 
 
@@ -77,8 +87,92 @@ def main_with_call(module: str, name: str, factory: str, path: str, host: str, w
     return main(module, name, factory, loaded) or call_once(loaded[0], path, host, want)
 
 
-if __name__ == "__main__":
-    args = sys.argv[1:]
+def check(args: list[str]) -> int:
     if len(args) >= 6 and args[3]:
-        sys.exit(main_with_call(args[0], args[1], args[2], args[3], args[4], args[5]))
-    sys.exit(main(args[0], args[1], args[2]))
+        return main_with_call(args[0], args[1], args[2], args[3], args[4], args[5])
+    return main(args[0], args[1], args[2])
+
+
+def preimport(names: list[str], stop: threading.Event) -> tuple[int, str]:
+    """Import `names` in order with only the stdlib and the venv on sys.path (nothing of a release), until
+    `stop`; the first that fails ends it, dropping every module that attempt added (nothing half-imported
+    stays). How many were imported, and why it stopped ('' when it got through)."""
+    roots = (os.path.realpath(os.path.dirname(os.__file__)) + "/", os.path.realpath(sys.prefix) + "/")
+    saved, done = sys.path[:], 0
+    sys.path[:] = [p for p in saved if p and (os.path.realpath(p) + "/").startswith(roots)]
+    try:
+        for name in names:
+            if stop.is_set():
+                return done, "the release came first"
+            if name in sys.modules:
+                continue
+            before = set(sys.modules)
+            try:
+                importlib.import_module(name)
+            except BaseException as exc:  # a module that needs the app's settings: the check imports it later
+                for added in set(sys.modules) - before:
+                    module = sys.modules.pop(added, None)
+                    parent, _, child = added.rpartition(".")
+                    if parent in before and getattr(sys.modules.get(parent), child, None) is module:
+                        delattr(sys.modules[parent], child)
+                return done, f"stopped at {name} ({type(exc).__name__})"
+            done += 1
+    finally:
+        sys.path[:] = saved
+    return done, ""
+
+
+def ahead(imports: str) -> int:
+    """The check, its installed modules imported while the release is on its way (at the lowest CPU priority:
+    the live processes keep the CPU); then the release's request from fd 3, checked as a fresh process would."""
+    try:
+        with open(imports) as f:
+            names = f.read().split()
+    except OSError:
+        names = []
+    stop, got = threading.Event(), [(0, "no list of the live release's imports")]
+    t0 = time.monotonic()
+
+    def work() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
+        except OSError:
+            pass
+        if names:
+            got[0] = preimport(names, stop)
+
+    worker = threading.Thread(target=work, name="fabdeploy-ahead", daemon=True)
+    worker.start()
+    with os.fdopen(3, "rb") as f:
+        request = f.read()
+    waited = time.monotonic() - t0
+    stop.set()
+    worker.join()
+    if not request:
+        return 0
+    fields = [v.decode("utf-8", "surrogateescape") for v in request.split(b"\0")]
+    log, cwd, n = fields[0], fields[1], int(fields[2])
+    args, env = fields[3 : 3 + n], [e for e in fields[3 + n :] if "=" in e]
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    done, why = got[0]
+    print(f"ahead: {done} modules imported ahead ({waited:.2f}s){'; ' + why if why else ''}", flush=True)
+    # Now as `python - ARGS` started in `cwd` with `env` would be: sys.path[0] is '' (the working dir), then
+    # PYTHONPATH's entries, then the stdlib and the venv.
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(e.split("=", 1) for e in env)  # type: ignore[arg-type]
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[1:1] = extra
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    sys.argv = ["-", *args]
+    return check(args)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--ahead"]:
+        sys.exit(ahead(sys.argv[2]))
+    sys.exit(check(sys.argv[1:]))

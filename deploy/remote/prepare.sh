@@ -112,6 +112,33 @@ fi
 if [ "$SLOTS" -ge 2 ]; then
   { ensure_map && install_slot_script "$REL/.release/slot.wsgi"; } || die 10 "could not set up $DEPLOY_TO/slots"
 fi
+# The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
+# A release staged in a slot is loaded there anyway, by daemon processes that serve nobody: the import
+# check runs only when that failed, for its clearer message (a factory named without parentheses). The
+# check started ahead at the begin takes the release when it can (ahead_fits); a failure there is checked
+# again by a fresh process, whose words are the ones shown: the ahead one may only ever save time.
+import_release() {
+  local t0 why rc=125 note=
+  [ "$IMPORT_CHECK" = 1 ] || { ahead_end; return 0; }
+  t0=${EPOCHREALTIME/,/.}
+  say "begin importing the app ($WSGI_MODULE)"
+  set -- "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"}
+  if ahead_fits; then
+    ahead_check "$@" && { read -r note < "$REL/.release/import.log"; rc=0; }
+  fi
+  ahead_end
+  if [ "$rc" != 0 ]; then
+    ( cd "$REL/$HOME_DIR" && app_env && import_check "$@" ) > "$REL/.release/import.log" 2>&1 \
+      || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
+           to_app_log "import check of release $ID" "$REL/.release/import.log"
+           [ "$staging" = 1 ] && { echo failed > "$REL/.release/state"; unstage "$cur"; }
+           why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
+           die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
+  fi
+  case $note in "ahead: "*) note=${note#ahead: } ;; *) note= ;; esac
+  say "step import ${EPOCHREALTIME/,/.} $t0${note:+ $note}"
+}
+
 # Blue/green with the vhost unchanged: the release is loaded in a slot that serves nobody and checked
 # there (below), so that the switch is the flip alone and a fleet flips only once every host's slot is
 # healthy. The spare loads it at once; without one the idle slot restarts (Apache respawns its processes on
@@ -123,22 +150,6 @@ if [ "$STAGE" = 1 ] && [ -n "$cur" ] && [ -L "$SLOTS_DIR/a" ] && vhost_is "$REL/
   read_map
   load_release "$ID" || { import_release; echo failed > "$REL/.release/state"; unstage "$cur"; die 7 "release $ID $SLOT_ERROR; nothing was switched: $cur is live"; }
 fi
-# The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
-# A release staged in a slot is loaded there anyway, by daemon processes that serve nobody: the import
-# check runs only when that failed, for its clearer message (a factory named without parentheses).
-import_release() {
-  local t0 why
-  [ "$IMPORT_CHECK" = 1 ] || return 0
-  t0=${EPOCHREALTIME/,/.}
-  say "begin importing the app ($WSGI_MODULE)"
-  ( cd "$REL/$HOME_DIR" && app_env && import_check "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"} ) > "$REL/.release/import.log" 2>&1 \
-    || { grep -v '^error: ' "$REL/.release/import.log" | tail -n 12 | sed 's/^/  | /' >&2
-         to_app_log "import check of release $ID" "$REL/.release/import.log"
-         [ "$staging" = 1 ] && { echo failed > "$REL/.release/state"; unstage "$cur"; }
-         why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
-         die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
-  say "step import ${EPOCHREALTIME/,/.} $t0"
-}
 [ "$staging" = 1 ] || import_release
 
 # The vhost Apache runs, unchanged, and a switch that does not reload Apache (touch, rolling, slots): a

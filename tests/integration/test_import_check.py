@@ -3,6 +3,8 @@ release's venv first (issue "Blue/green daemon slots": 1334-1448 failed requests
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import threading
@@ -117,3 +119,48 @@ def test_embedded_mode_calls_the_new_release_once_before_graceful(embedded_app: 
     assert "import check failed" in p.stderr and "GET /movie" in p.stderr, p.stderr
     assert app.current() == live
     assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
+
+
+@pytest.fixture
+def touch_app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
+    a = make_app(daemon_host, tmp_path, "daemon", name="impahead")
+    a.write_config(mode="daemon", reload="touch", health={"enabled": False})
+    a.commit("config")
+    a.ok("setup")
+    a.ok("deploy")
+    assert [a.get("/movie")[0] for _ in range(3)] == [200] * 3  # the live processes list their imports
+    yield a
+    shutil.rmtree(a.deploy_to, ignore_errors=True)
+    (daemon_host.sites_dir / "impahead.conf").unlink(missing_ok=True)
+
+
+def import_note(p: subprocess.CompletedProcess[str]) -> str:
+    (host,) = json.loads(p.stdout)["hosts"]
+    return next(s["note"] for s in host["steps"] if s["step"] == "import")
+
+
+def ahead_processes(app: App) -> list[str]:
+    out = subprocess.run(["pgrep", "-a", "-u", app.sb.user.name, "-f", "- --ahead "], capture_output=True, text=True)
+    return out.stdout.splitlines()
+
+
+def test_the_import_check_starts_at_the_begin_and_still_refuses_a_release_that_cannot_be_imported(touch_app: App) -> None:
+    """Without slots the import check is a child Python (~0.25 s of Django here): it starts when the deploy's
+    command does, in the live venv, importing what the live processes imported while the release is sent;
+    it leaves no process behind, takes no release with another environment, and refuses a broken one."""
+    app = touch_app
+    (app.path / "movies" / "views.py").write_text((app.path / "movies" / "views.py").read_text() + "\n# one\n")
+    app.commit("one .py")
+    note = import_note(app.ok("deploy", "--json"))
+    assert re.fullmatch(r"[1-9]\d* modules imported ahead \(\d\.\d\ds\)(; .*)?", note), note
+    assert ahead_processes(app) == []
+    live = app.current()
+    p, load = deploy_broken(app, "movies/models.py", lambda good: "import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
+    assert p.returncode == 5, p.stderr
+    assert "import check failed" in p.stderr and "No module named 'nosuchmodule_fabdeploy'" in p.stderr, p.stderr
+    assert "  | " in p.stderr and "movies/models.py" in p.stderr, p.stderr
+    assert app.current() == live and load.failed == 0, (load.ok, load.failed)
+    assert ahead_processes(app) == []
+    app.write_config(mode="daemon", reload="touch", health={"enabled": False}, environment={"FD_AHEAD": "other"})
+    app.commit("another environment")
+    assert import_note(app.ok("deploy", "--json")) == ""
