@@ -143,8 +143,8 @@ def ahead(imports: str) -> int:
 
     worker = threading.Thread(target=work, name="fabdeploy-ahead", daemon=True)
     worker.start()
-    with os.fdopen(3, "rb") as f:
-        request = f.read()
+    with os.fdopen(3, "rb") as fd3:
+        request = fd3.read()
     waited = time.monotonic() - t0
     stop.set()
     worker.join()
@@ -163,7 +163,7 @@ def ahead(imports: str) -> int:
     # PYTHONPATH's entries, then the stdlib and the venv.
     os.chdir(cwd)
     os.environ.clear()
-    os.environ.update(e.split("=", 1) for e in env)  # type: ignore[arg-type]
+    os.environ.update(e.partition("=")[::2] for e in env)
     extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[1:1] = extra
     sys.path_importer_cache.clear()
