@@ -141,6 +141,7 @@ def ahead(imports: str) -> int:
         if names:
             got[0] = preimport(names, stop)
 
+    held = len(sys.modules)
     worker = threading.Thread(target=work, name="fabdeploy-ahead", daemon=True)
     worker.start()
     with os.fdopen(3, "rb") as fd3:
@@ -157,8 +158,10 @@ def ahead(imports: str) -> int:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    done, why = got[0]
-    print(f"ahead: {done} modules imported ahead ({waited:.2f}s){'; ' + why if why else ''}", flush=True)
+    # The list's names are where imports started: one name imports many; say how many modules came.
+    why = got[0][1] if got[0][1] != "the release came first" else ""
+    print(f"ahead: {len(sys.modules) - held} modules imported ahead ({waited:.2f}s before the release)"
+          f"{'; ' + why if why else ''}", flush=True)
     # Now as `python - ARGS` started in `cwd` with `env` would be: sys.path[0] is '' (the working dir), then
     # PYTHONPATH's entries, then the stdlib and the venv.
     os.chdir(cwd)
