@@ -162,7 +162,7 @@ def test_the_import_check_started_ahead_checks_the_release_as_a_fresh_process_wo
     out = subprocess.run(["bash", "-c", remote._LIBRARY + AHEAD_RUN], env=env, capture_output=True, text=True)
     lines = out.stdout.splitlines()
     assert lines[0] == "rc=0", (out.stdout, out.stderr)
-    assert re.fullmatch(r"ahead: [1-9]\d* modules imported ahead \(1\.\d\ds before the release\); .*", lines[1])
+    assert re.fullmatch(r"ahead: [1-9]\d* modules imported ahead \(\d\.\d\ds before the release\); .*", lines[1])
     assert lines[1].endswith(
         "; stopped at no_such_module_fd (ModuleNotFoundError)"
     ), lines
