@@ -1,6 +1,7 @@
 """Speed benchmark: deploy scenarios on loopback and over a 50 ms RTT link, as ratios to the floor.
 
-    python3 -m bench.speed [--runs 5] [--installers uv,pip]   (root; a sandbox host: real sshd + Apache/mod_wsgi)
+    python3 -m bench.speed [--runs 5] [--installers uv,pip] [--scenarios py,rollback]   (root; a sandbox host:
+    real sshd + Apache/mod_wsgi)
 
 Each figure is the wall time of a fresh `fab` process, as a user would see it. The slow link is a
 user-space relay holding each chunk 25 ms each way (this kernel has no netem); its RTT is measured
@@ -37,10 +38,16 @@ def main() -> int:
         " the first one is used for every other scenario",
     )
     ap.add_argument(
+        "--scenarios", default="first,warm,nochange,live,py,req,rollback,installers",
+        help="which to run: first (deploy), warm (first deploy, uv cache warm), nochange (--force), live (a deploy"
+        " of what is live), py (one .py changed), req (requirements changed), rollback, installers",
+    )
+    ap.add_argument(
         "--back-to-back", action="store_true",
         help="no settling between runs: a deploy may come while the last flip's spare is still restarting",
     )
     args = ap.parse_args()
+    scenarios = set(args.scenarios.split(","))
     rows: list[tuple[str, str, list[float], float, float]] = []
     with SlowLinkHost() as h:
         sb = h.sb
@@ -147,17 +154,28 @@ def main() -> int:
                     shutil.move(kept, tools)
                     subprocess.run(["chown", "-R", f"{sb.user.name}:", str(deploy_to)], check=True)
 
-            measure("first deploy (setup+deploy)", wipe, lambda: ["@first"])
-            measure("first deploy, uv cache warm", wipe_but_tools, lambda: ["@first"])
-            measure("redeploy, nothing changed", None, lambda: ["deploy", "--force"])
-            measure("deploy of what is live", None, lambda: ["deploy"])  # says 'unchanged', no release
-            measure("redeploy, one .py changed", lambda: commit(bump_view, "view"), lambda: ["deploy"])
-            measure("redeploy, requirements chg", lambda: commit(bump_requirements, "req"), lambda: ["deploy"])
-            ids = sorted(d.name for d in (deploy_to / "releases").iterdir())
-            targets = [ids[-1], ids[-2]]
-            # Flip before each run: every rollback goes to the release that is not live.
-            measure("rollback", targets.reverse, lambda t=targets: ["rollback", f"--to={t[0]}"])
-            if link != "loopback":
+            if not (deploy_to / "current").is_symlink():  # what every other scenario starts from
+                fab(alias, "setup")
+                fab(alias, "deploy")
+            if "first" in scenarios:
+                measure("first deploy (setup+deploy)", wipe, lambda: ["@first"])
+            if "warm" in scenarios:
+                measure("first deploy, uv cache warm", wipe_but_tools, lambda: ["@first"])
+            if "nochange" in scenarios:
+                measure("redeploy, nothing changed", None, lambda: ["deploy", "--force"])
+            if "live" in scenarios:
+                measure("deploy of what is live", None, lambda: ["deploy"])  # says 'unchanged', no release
+            if "py" in scenarios:
+                measure("redeploy, one .py changed", lambda: commit(bump_view, "view"), lambda: ["deploy"])
+            if "req" in scenarios:
+                measure("redeploy, requirements chg", lambda: commit(bump_requirements, "req"), lambda: ["deploy"])
+            if "rollback" in scenarios:
+                fab(alias, "deploy", "--force")  # two releases at least
+                ids = sorted(d.name for d in (deploy_to / "releases").iterdir())
+                targets = [ids[-1], ids[-2]]
+                # Flip before each run: every rollback goes to the release that is not live.
+                measure("rollback", targets.reverse, lambda t=targets: ["rollback", f"--to={t[0]}"])
+            if link != "loopback" or "installers" not in scenarios:
                 continue
             # The venv builds per installer (the package cache is warm after the first run of each).
             for name in installers:
