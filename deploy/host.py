@@ -154,9 +154,9 @@ def begin(
     extra: dict[str, Value] = {
         "KEEP_MAINTENANCE": keep_maintenance,
         "SERVE": serve,
-        # The import check of the prepare, started now in the live venv (lib.sh import_ahead). With slots
-        # the idle slot's own load is the check.
-        "IMPORT_AHEAD": serve and s.import_check and s.reload_strategy != "slots",
+        # The import check of the prepare, started now in the live venv (lib.sh import_ahead; only in a
+        # serving command, which the prepare follows). With slots the idle slot's own load is the check.
+        "IMPORT_AHEAD": s.import_check and s.reload_strategy != "slots",
     }
     if not serve:
         return _facts(_run(c, s, "begin", extra, reporter, lock_info).events)

@@ -93,17 +93,17 @@ def check(args: list[str]) -> int:
     return main(args[0], args[1], args[2])
 
 
-def preimport(names: list[str], stop: threading.Event) -> tuple[int, str]:
+def preimport(names: list[str], stop: threading.Event) -> str:
     """Import `names` in order with only the stdlib and the venv on sys.path (nothing of a release), until
     `stop`; the first that fails ends it, dropping every module that attempt added (nothing half-imported
-    stays). How many were imported, and why it stopped ('' when it got through)."""
+    stays). The module it stopped at, and why; '' when it got through or `stop` came first."""
     roots = (os.path.realpath(os.path.dirname(os.__file__)) + "/", os.path.realpath(sys.prefix) + "/")
-    saved, done = sys.path[:], 0
+    saved = sys.path[:]
     sys.path[:] = [p for p in saved if p and (os.path.realpath(p) + "/").startswith(roots)]
     try:
         for name in names:
             if stop.is_set():
-                return done, "the release came first"
+                return ""
             if name in sys.modules:
                 continue
             before = set(sys.modules)
@@ -115,11 +115,10 @@ def preimport(names: list[str], stop: threading.Event) -> tuple[int, str]:
                     parent, _, child = added.rpartition(".")
                     if parent in before and getattr(sys.modules.get(parent), child, None) is module:
                         delattr(sys.modules[parent], child)
-                return done, f"stopped at {name} ({type(exc).__name__})"
-            done += 1
+                return f"stopped at {name} ({type(exc).__name__})"
     finally:
         sys.path[:] = saved
-    return done, ""
+    return ""
 
 
 def ahead(imports: str) -> int:
@@ -130,7 +129,7 @@ def ahead(imports: str) -> int:
             names = f.read().split()
     except OSError:
         names = []
-    stop, got = threading.Event(), [(0, "no list of the live release's imports")]
+    stop, why = threading.Event(), ["no list of the live release's imports"]
     t0 = time.monotonic()
 
     def work() -> None:
@@ -139,7 +138,7 @@ def ahead(imports: str) -> int:
         except OSError:
             pass
         if names:
-            got[0] = preimport(names, stop)
+            why[0] = preimport(names, stop)
 
     held = len(sys.modules)
     worker = threading.Thread(target=work, name="fabdeploy-ahead", daemon=True)
@@ -159,9 +158,8 @@ def ahead(imports: str) -> int:
     os.dup2(fd, 2)
     os.close(fd)
     # The list's names are where imports started: one name imports many; say how many modules came.
-    why = got[0][1] if got[0][1] != "the release came first" else ""
     print(f"ahead: {len(sys.modules) - held} modules imported ahead ({waited:.2f}s before the release)"
-          f"{'; ' + why if why else ''}", flush=True)
+          f"{'; ' + why[0] if why[0] else ''}", flush=True)
     # Now as `python - ARGS` started in `cwd` with `env` would be: sys.path[0] is '' (the working dir), then
     # PYTHONPATH's entries, then the stdlib and the venv.
     os.chdir(cwd)
