@@ -21,13 +21,14 @@ import sys
 import threading
 import time
 
-from bench import compile_tool
+from bench import compile_tool, exit_on_sigterm
 from bench.harness import SlowLinkHost
 from tests.sandbox import example_repo, set_version
 
 
 def main() -> int:
     compile_tool()
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="fab plan runs per link")
     ap.add_argument("--saves", type=int, default=5, help="saves per link under fab watch")

@@ -17,13 +17,14 @@ import subprocess
 import sys
 import time
 
-from bench import compile_tool
+from bench import compile_tool, exit_on_sigterm
 from bench.relay import DelayRelay, measure_rtt
 from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, random_user
 
 
 def main() -> int:
     compile_tool()
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--counts", default="1,2,5,10")

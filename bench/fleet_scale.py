@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import compile_tool
+from bench import compile_tool, exit_on_sigterm
 
 MAX_HOSTS = 50
 FAB_TIMEOUT = 180.0  # seconds, one fab process (50 hosts take a few)
@@ -224,6 +224,7 @@ def offline(counts: list[int], timeout: float, layout: str = "per-host") -> None
 
 def main() -> int:
     compile_tool()
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="1,10,25,50", help=f"host counts (at most {MAX_HOSTS}); 1 is always added")
     ap.add_argument("--runs", type=int, default=3)

@@ -19,13 +19,14 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import compile_tool
+from bench import compile_tool, exit_on_sigterm
 from bench.harness import SlowLinkHost
 from tests.sandbox import example_repo, slot_roles, waiting_spare
 
 
 def main() -> int:
     compile_tool()
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--links", default="loopback,50ms")

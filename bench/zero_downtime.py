@@ -1,6 +1,6 @@
 """Zero-downtime benchmark: real `fab reload`s and `fab deploy`s under HTTP load, per strategy and profile.
 
-    python3 -m bench.zero_downtime [--duration 20] [--only slots,rolling]     (root; ~12 min with defaults)
+    python3 -m bench.zero_downtime [--duration 20] [--only slots,rolling] [--runs 1]   (root; ~12 min with defaults)
 
 A sandbox host (real sshd + Apache 2.4/mod_wsgi, event MPM for daemon mode, prefork for embedded)
 runs the example app (daemon: processes=2 threads=15). A second process (bench/load.py) sends load;
@@ -19,6 +19,9 @@ Gap = longest time in which no request completed; "in fab" is the longest gap ov
 control inside the run). `--nice-client N` runs `fab` under `nice -n N`: here the deploying machine shares
 the host's 2 cores, where in production it is another machine. "stale" = /movie requests started after the
 deploy command returned that were answered by another release than the new one (must be 0).
+`--runs N` repeats each strategy's profiles N times; with `control` and `slots` both chosen, each slots run
+follows a control run of the same profile (the same config, no fab), so that the VM's drift hits both alike;
+the last table gives each one's median longest gap ("in fab" for a strategy) and its ratio to the control's.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import compile_tool
+from bench import compile_tool, exit_on_sigterm
 from tests.sandbox import REPO_ROOT, DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -232,7 +235,9 @@ def main() -> int:
     ap.add_argument(
         "--only", help="comma-separated: control,slots,vhost,touch,graceful,rolling,embedded,broken,import,memory"
     )
+    ap.add_argument("--runs", type=int, default=1, help="runs of each strategy's profiles (the gaps' medians at the end)")
     args = ap.parse_args()
+    exit_on_sigterm()
     only = set(args.only.split(",")) if args.only else None
     user = DeployUser.ensure(random_user())
     lines = [
@@ -240,6 +245,12 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     broken_reports: dict[str, dict[str, Any]] = {}
+    gaps: dict[tuple[str, str, str], list[float]] = {}  # (mode, strategy, profile) -> longest gap of each run
+
+    def record(mode: str, strategy: str, profile: str, m: dict[str, Any]) -> None:
+        lines.append(row(mode, strategy, profile, m))
+        print(lines[-1], flush=True)
+        gaps.setdefault((mode, strategy, profile), []).append(m["gap"] if strategy == "control" else m["gap_in"])
     memory: dict[int, int] = {}
     try:
         plans = [
@@ -250,7 +261,8 @@ def main() -> int:
             ("embedded", "prefork", ["control", "graceful"]),
         ]
         for mode, mpm, strategies in plans:
-            if only and not (only & set(strategies)) and not (mode == "embedded" and "embedded" in only):
+            wanted = (only or set()) & (set(strategies) if mode == "daemon" else {"embedded"})
+            if only and not wanted:
                 continue
             with Sandbox(user, mpm=mpm) as sb:
                 h = Host(sb, mode, args.nice_client)
@@ -275,6 +287,9 @@ def main() -> int:
                             lines.append(row(mode, "slots, vhost changed", profile, m))
                             print(lines[-1], flush=True)
                         continue
+                    paired = strategy == "slots" and (not only or "control" in only)
+                    if strategy == "control" and mode == "daemon" and (not only or "slots" in only):
+                        continue  # run beside each slots run instead
                     if strategy in ("broken", "import", "broken-rolling"):
                         h.configure(
                             "rolling" if strategy == "broken-rolling" else None, import_check=strategy != "import"
@@ -289,10 +304,12 @@ def main() -> int:
                     h.configure(None if strategy == "control" else strategy)
                     h.fab("deploy")  # the config change goes live before the load starts
                     time.sleep(2)
-                    for profile in PROFILES:
-                        m = run_load(h, profile, args.duration, strategy != "control", strategy=strategy)
-                        lines.append(row(mode, strategy, profile, m))
-                        print(lines[-1], flush=True)
+                    for _ in range(args.runs):
+                        for profile in PROFILES:
+                            if paired:
+                                record(mode, "control", profile, run_load(h, profile, args.duration, False))
+                            m = run_load(h, profile, args.duration, strategy != "control", strategy=strategy)
+                            record(mode, strategy, profile, m)
     finally:
         user.remove()
     print("\n" + "\n".join(lines))
@@ -302,6 +319,15 @@ def main() -> int:
             f" {b['failed_after']} after it returned; the broken release answered {b['answers_from_broken']}"
             f" (live {b['broken_live_s']:.2f}s)\n  {b['message']}"
         )
+    if args.runs > 1 or any(len(v) > 1 for v in gaps.values()):
+        print("\n| mode | strategy | profile | longest gap per run, ms | median | x control's median |")
+        print("|---|---|---|---|---|---|")
+        for (mode, strategy, profile), vals in gaps.items():
+            med = statistics.median(vals)
+            ctl = gaps.get((mode, "control", profile))
+            ratio = f"{med / statistics.median(ctl):.2f}" if ctl and strategy != "control" else "-"
+            runs = ", ".join(f"{v:.0f}" for v in vals)
+            print(f"| {mode} | {strategy} | {profile} | {runs} | {med:.0f} | {ratio} |")
     for slots, kib in memory.items():
         print(f"daemon memory with {slots} slot(s): {kib / 1024:.0f} MiB resident (processes=2 per slot)")
     return 0
