@@ -227,13 +227,15 @@ app_env() {
 # (IMPORT_AHEAD): it imports the installed modules that the live release's processes imported
 # (shared/run/imports.<venv>, written by its WSGI script) while the client sends the release, and waits for
 # import_release to hand it one (ahead_check), or for its input to close (ahead_end; so does the command's
-# exit). Its output goes nowhere until then: the channel's stdout and stderr are not its.
+# exit). Its output goes nowhere until then: the channel's stdout and stderr are not its (sshd ends the
+# command only once every holder of them has closed them: the exit would wait for the module it imports).
 import_ahead() {
   local cur venv
   cur=$(current_id)
   [ -n "$cur" ] && venv=$(readlink -f "$R/$cur/.venv") && [ -x "$venv/bin/python" ] || return 0
   AHEAD_VENV=$venv AHEAD_ENVFILE=$R/$cur/.release/env.sh
   coproc AHEAD {
+    exec 2> /dev/null  # not `coproc { ... } 2> /dev/null`: that leaves the coproc's own stderr as it was
     REL=$R/$cur ID=$cur DJANGO_SETTINGS= PY_PATH=()
     app_env
     # As the slots' import ahead: nothing of a release on sys.path, and no settings module yet.

@@ -140,7 +140,8 @@ def import_note(p: subprocess.CompletedProcess[str]) -> str:
 
 
 def ahead_processes(app: App) -> list[str]:
-    out = subprocess.run(["pgrep", "-a", "-u", app.sb.user.name, "-f", "- --ahead "], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-a", "-u", app.sb.user.name, "-f", "--", "- --ahead "], capture_output=True, text=True)
+    assert out.returncode in (0, 1), out.stderr  # 1: none; 2 was a pattern read as options, and no process ever seen
     return out.stdout.splitlines()
 
 
@@ -164,3 +165,32 @@ def test_the_import_check_starts_at_the_begin_and_still_refuses_a_release_that_c
     app.write_config(mode="daemon", reload="touch", health={"enabled": False}, environment={"FD_AHEAD": "other"})
     app.commit("another environment")
     assert import_note(app.ok("deploy", "--json")) == ""
+
+
+def test_a_deploy_of_what_is_live_does_not_wait_for_the_import_started_ahead(touch_app: App) -> None:
+    """The check started ahead dies with the command, but while it finishes the module it is importing it
+    held the channel's stderr, and sshd ended the command only then: ~0.2 s of every deploy of what is
+    live (the deploy itself took 0.01 s). A module of the live venv that takes 8 s to import makes it plain."""
+    app = touch_app
+    venv = (app.deploy_to / "current" / ".venv").resolve()
+    (site,) = venv.glob("lib/python3*/site-packages")
+    done = app.deploy_to / "fd_slow_import.done"  # where the deploy user may write
+    done.unlink(missing_ok=True)
+    (site / "fd_slow_import.py").write_text(f"import time\ntime.sleep(8)\nopen({str(done)!r}, 'w').close()\n")
+    run = app.deploy_to / "shared" / "run"
+    # Each live process writes the list when it has loaded the app: both must have, or one overwrites ours.
+    deadline = time.monotonic() + 20
+    while len(list(run.glob("ready.*"))) < 2 and time.monotonic() < deadline:
+        app.get("/movie")
+        time.sleep(0.1)
+    imports = run / f"imports.{venv.name}"
+    imports.write_text("fd_slow_import\n" + imports.read_text())
+    try:
+        p = app.ok("deploy", "--json")
+        assert [h["result"] for h in json.loads(p.stdout)["hosts"]] == ["unchanged"]
+        assert not done.exists(), "fab deploy waited for the import started ahead to end"
+    finally:
+        subprocess.run(["pkill", "-u", app.sb.user.name, "-f", "--", "- --ahead "], check=False)
+        (site / "fd_slow_import.py").unlink()
+        imports.write_text(imports.read_text().replace("fd_slow_import\n", "", 1))
+        done.unlink(missing_ok=True)
