@@ -111,11 +111,13 @@ def deploy(
     check after the switch rolls back in the same SSH command, unless `rollback_on_failure` is false
     (`fab deploy --no-rollback`). See deploy.fleet for the failure rules.
     """
+    conns = _list(hosts)
+    connecting = fleet.Connecting(conns, parallel)  # the handshakes go on while the source is read
     src = release.load_source(s, project_dir, ref)
-    s = secrets.resolve(s)  # once for every host, before any is contacted
+    s = secrets.resolve(s)  # once for every host, before any command runs on one
     runs = fleet.deploy(
-        _list(hosts), s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src,
-        keep_maintenance=keep_maintenance, force=force,
+        conns, s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src,
+        keep_maintenance=keep_maintenance, force=force, connecting=connecting,
     )
     return [_result("deploy", r, src.revision) for r in runs]
 

@@ -119,6 +119,39 @@ def each(conns: Sequence[Any], fn: Callable[[Any], Any], parallel: int) -> Group
     return results
 
 
+class Connecting:
+    """The first hosts' connections (as many as `parallel`, the ones a deploy's begin takes first), opened in
+    threads while the client reads the source, resolves secrets and renders the templates: the SSH handshake
+    is the longest wait before a deploy's command (several round trips on a slow link). Opening changes
+    nothing on a host (the begin takes the lock); when the client stops at a bad input, the threads are
+    left to the process's exit. `connect(c)` is the connect the begin would do, its error included."""
+
+    def __init__(self, conns: Sequence[Connection], parallel: int = 10, ops: Ops = OPS) -> None:
+        self.ops = ops
+        self.errors: dict[int, BaseException] = {}
+        self.threads: dict[int, threading.Thread] = {}
+        for c in list(conns)[: max(1, parallel)]:
+            t = threading.Thread(target=self._open, args=(c,), name=f"connect-{c.original_host}", daemon=True)
+            self.threads[id(c)] = t
+            t.start()
+
+    def _open(self, c: Connection) -> None:
+        try:
+            self.ops.connect(c)
+        except BaseException as exc:  # noqa: BLE001 - the begin raises it, on its host
+            self.errors[id(c)] = exc
+
+    def connect(self, c: Connection) -> None:
+        t = self.threads.pop(id(c), None)
+        if t is None:
+            self.ops.connect(c)
+            return
+        t.join()
+        exc = self.errors.pop(id(c), None)
+        if exc is not None:
+            raise exc
+
+
 def _fail(message: str, errors: dict[str, BaseException], runs: Sequence[HostRun]) -> FleetError | BaseException:
     """The error a task ends with: one host's own error, or a FleetError naming every host's."""
     if len(runs) == 1 and len(errors) == 1:
@@ -151,9 +184,11 @@ def deploy(
     ops: Ops = OPS,
     keep_maintenance: bool = False,
     force: bool = False,
+    connecting: Connecting | None = None,
 ) -> list[HostRun]:
     """Deploy one release to every host; see the module's docstring for what happens on failure. A host in
     maintenance refuses in `begin` (InMaintenance), before anything changes, unless `keep_maintenance`.
+    `connecting`: the connections already being opened (Connecting, started before the source was read).
 
     When every host's live release is the one this deploy would make (same fingerprint: revision, files,
     dependencies, settings), nothing is deployed and every host's result is 'unchanged'; `force` deploys anyway.
@@ -169,7 +204,7 @@ def deploy(
     try:
         failure = _deploy(
             conns, s, project_dir, rep, parallel, plan_batches, batch, rollback_all_on_failure, rollback_on_failure, src, runs,
-            rendered, ops, keep_maintenance, force,
+            rendered, ops, keep_maintenance, force, connecting,
         )
     except BaseException as exc:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
@@ -214,6 +249,7 @@ def _deploy(
     ops: Ops,
     keep_maintenance: bool = False,
     force: bool = False,
+    connecting: Connecting | None = None,
 ) -> BaseException | None:
     """The deploy itself; the error it ends with is returned (every host already dealt with), not raised."""
     first = conns[0]
@@ -223,7 +259,10 @@ def _deploy(
 
     def begin(c: Connection) -> None:
         run = runs[c]
-        ops.connect(c)
+        if connecting is not None:
+            connecting.connect(c)
+        else:
+            ops.connect(c)
         # Locked from the start: Ctrl-C while begin runs may leave the lock taken. Freeing it is safe
         # either way, as abort removes only a lock holding this run's token.
         run.locked = True

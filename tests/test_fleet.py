@@ -193,3 +193,19 @@ def test_reload_stops_after_a_failed_batch(s: Settings) -> None:
         fleet.reload(HOSTS, s, batch=2, ops=ops)  # type: ignore[arg-type]
     assert sorted(c[1] for c in ops.ops("reload")) == ["web1", "web2"]
     assert {h["host"]: h["result"] for h in err.value.hosts}["web3"] == "not reloaded"
+
+
+def test_connections_opened_ahead_are_the_begins_own_and_a_failed_one_fails_its_host(s: Settings, src: source.Source) -> None:
+    """fleet.Connecting opens the first hosts' connections while the client still reads the source: each
+    host connects once, and a connect that failed there is that host's error in the begin (no host switched)."""
+    ops = FakeOps()
+    connecting = fleet.Connecting(HOSTS[:2], 10, ops)  # type: ignore[arg-type]
+    runs = deploy(s, src, ops, connecting=connecting)
+    assert [r.result for r in runs] == ["live"] * 3
+    assert sorted(c[1] for c in ops.ops("connect")) == ["web1", "web2", "web3"]
+    ops = FakeOps(fail={("connect", "web2"): RemoteError("web2", "connect", "connection refused")})
+    connecting = fleet.Connecting(HOSTS, 1, ops)  # type: ignore[arg-type]
+    with pytest.raises(FleetError) as err:
+        deploy(s, src, ops, connecting=connecting)
+    assert "connection refused" in str(err.value) and ops.ops("switch") == []
+    assert sorted(c[1] for c in ops.ops("connect")) == ["web1", "web2", "web3"]
