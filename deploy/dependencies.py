@@ -2,7 +2,7 @@
 
 Like Heroku's buildpack, `dependencies: auto` takes exactly one of `requirements.txt` (setting
 `requirements`), `uv.lock`, `poetry.lock`; with none of them a `pyproject.toml` with a static
-`[project] dependencies` list; anything else is a ConfigError naming the fix, before any connection.
+`[project] dependencies` list; anything else is a ConfigError naming the fix, before any command runs on a host.
 
 Every kind comes down to one requirements file the host installs: the app's own (its `-r`/`-c`
 includes resolved in the release), or one the tool writes into `.release/requirements.txt` (the locked

@@ -1,7 +1,7 @@
 """The errors a deploy can end with, each with the exit code `fab` returns for it.
 
     DeployError (1)                  base: the message names what to fix; `host` is set on host errors
-    ├── ConfigError (2)              a setting, template or input is wrong; found before any connection
+    ├── ConfigError (2)              a setting, template or input is wrong; found before any command runs
     ├── ConnectError (3)             a host could not be reached or refused us (DNS, refused, auth, host key)
     ├── LockHeld (4)                 another deploy holds the host's lock, or this deploy lost it
     ├── RemoteError (5)              a step on (or for) the host failed; the live release is untouched or back
@@ -31,7 +31,7 @@ class DeployError(Exception):
 
 
 class ConfigError(DeployError):
-    """A setting is missing, misspelt or of the wrong type; found before any connection."""
+    """A setting is missing, misspelt or of the wrong type; found before any command runs on a host."""
 
     exit_code = 2
 

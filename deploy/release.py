@@ -35,7 +35,7 @@ def load_source(s: Settings, project_dir: Path, ref: str | None = None) -> sourc
         raise ConfigError("--ref needs deploy.source: git")
     else:
         src = source.from_tree(path, s.exclude)
-    dependencies_of(s, src)  # a missing or escaping requirements file, a stale lock: before any connection
+    dependencies_of(s, src)  # a missing or escaping requirements file, a stale lock: before any command runs on a host
     return src
 
 
