@@ -190,7 +190,8 @@ def test_the_check_started_ahead_ends_with_its_input_though_children_of_the_scri
     env = _ahead_layout(tmp_path)
     script = remote._LIBRARY + (
         "import_ahead\nsleep 5 & s=$!\n/bin/sleep 5 & t=$!\n( sleep 5 ) & u=$!\n"
-        "ahead_end; t0=${EPOCHREALTIME/[.,]/}; wait $AHEAD_CHILD; echo rc=$? waited=$(( (${EPOCHREALTIME/[.,]/} - t0) / 500000 ))\n"
+        "ahead_end; t0=${EPOCHREALTIME/[.,]/}; wait $AHEAD_CHILD\n"
+        "echo rc=$? waited=$(( (${EPOCHREALTIME/[.,]/} - t0) / 500000 ))\n"
         "kill $s $t $u\n"
     )
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=20)
