@@ -128,26 +128,26 @@ class Connecting:
 
     def __init__(self, conns: Sequence[Connection], parallel: int = 10, ops: Ops = OPS) -> None:
         self.ops = ops
-        self.errors: dict[int, BaseException] = {}
-        self.threads: dict[int, threading.Thread] = {}
+        self.errors: dict[Connection, BaseException] = {}
+        self.threads: dict[Connection, threading.Thread] = {}
         for c in list(conns)[: max(1, parallel)]:
             t = threading.Thread(target=self._open, args=(c,), name=f"connect-{c.original_host}", daemon=True)
-            self.threads[id(c)] = t
+            self.threads[c] = t
             t.start()
 
     def _open(self, c: Connection) -> None:
         try:
             self.ops.connect(c)
         except BaseException as exc:  # noqa: BLE001 - the begin raises it, on its host
-            self.errors[id(c)] = exc
+            self.errors[c] = exc
 
     def connect(self, c: Connection) -> None:
-        t = self.threads.pop(id(c), None)
+        t = self.threads.pop(c, None)
         if t is None:
             self.ops.connect(c)
             return
         t.join()
-        exc = self.errors.pop(id(c), None)
+        exc = self.errors.pop(c, None)
         if exc is not None:
             raise exc
 
@@ -204,7 +204,7 @@ def deploy(
     try:
         failure = _deploy(
             conns, s, project_dir, rep, parallel, plan_batches, batch, rollback_all_on_failure, rollback_on_failure, src, runs,
-            rendered, ops, keep_maintenance, force, connecting,
+            rendered, ops, keep_maintenance, force, connecting or Connecting((), parallel, ops),
         )
     except BaseException as exc:
         # Ctrl-C (or a bug) half-way: free every lock we hold; the half-made releases are marked failed.
@@ -247,9 +247,9 @@ def _deploy(
     runs: dict[Connection, HostRun],
     rendered: dict[str, str],
     ops: Ops,
-    keep_maintenance: bool = False,
-    force: bool = False,
-    connecting: Connecting | None = None,
+    keep_maintenance: bool,
+    force: bool,
+    connecting: Connecting,
 ) -> BaseException | None:
     """The deploy itself; the error it ends with is returned (every host already dealt with), not raised."""
     first = conns[0]
@@ -259,10 +259,7 @@ def _deploy(
 
     def begin(c: Connection) -> None:
         run = runs[c]
-        if connecting is not None:
-            connecting.connect(c)
-        else:
-            ops.connect(c)
+        connecting.connect(c)  # the connection opened ahead, or one opened now
         # Locked from the start: Ctrl-C while begin runs may leave the lock taken. Freeing it is safe
         # either way, as abort removes only a lock holding this run's token.
         run.locked = True
