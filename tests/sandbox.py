@@ -386,6 +386,23 @@ esac
             argv = self._in_ns(argv)
         subprocess.run(argv, check=True, capture_output=True)
 
+    def graceful(self, timeout: float = 20.0) -> None:
+        """apachectl graceful, returning once the new generation is up: the signal alone returns before
+        the config is read again, and a request sent at once may still see the old one."""
+        def generations() -> int:
+            try:
+                return self.error_log.read_text(errors="replace").count("resuming normal operations")
+            except FileNotFoundError:
+                return 0
+
+        before = generations()
+        self.ctl("graceful")
+        deadline = time.monotonic() + timeout
+        while generations() <= before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"apache graceful not done within {timeout}s")
+            time.sleep(0.05)
+
     def apache_pid(self) -> int | None:
         try:
             return int((self.apache_root / "run" / "httpd.pid").read_text().strip())

@@ -164,13 +164,13 @@ def test_an_unhealthy_idle_slot_on_one_host_flips_no_host(fleet: Fleet) -> None:
     web3 = fleet.hosts[2]
     breaker = web3.sites_dir / "zz-break.conf"
     breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
-    web3.ctl("graceful")
+    web3.graceful()
     fleet.commit("unhealthy-web3")
     try:
         p = fleet.fab("deploy", "--batch=2", "--json")
     finally:
         breaker.unlink()
-        web3.ctl("graceful")
+        web3.graceful()
     assert p.returncode == 7, p.stderr
     assert "no host was switched" in p.stderr and "web3: health check failed in slot" in p.stderr, p.stderr
     assert fleet.currents() == before and fleet.served() == before
@@ -182,14 +182,14 @@ def test_failed_health_in_batch_two_rolls_back_that_batch(fleet: Fleet) -> None:
     web3 = fleet.hosts[2]
     breaker = web3.sites_dir / "zz-break.conf"
     breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
-    web3.ctl("graceful")
+    web3.graceful()
     fleet.commit("batch")
     try:
         with fleet.config(daemon=fleet.one_slot()):  # one slot: the check runs after each batch's switch
             p = fleet.fab("deploy", "--batch=2", "--json")
     finally:
         breaker.unlink()
-        web3.ctl("graceful")
+        web3.graceful()
     assert p.returncode == 7, p.stderr
     assert "batch 2 of 2 failed" in p.stderr and "stay on" in p.stderr
     doc = json.loads(p.stdout)
@@ -233,12 +233,12 @@ def test_compensating_rollback_with_keep_releases_1(fleet: Fleet) -> None:
     web3 = fleet.hosts[2]
     breaker = web3.sites_dir / "zz-break.conf"
     breaker.write_text("<Location /movie>\n    Require all denied\n</Location>\n")
-    web3.ctl("graceful")
+    web3.graceful()
     try:
         p = fleet.fab("deploy", "--json")
     finally:
         breaker.unlink()
-        web3.ctl("graceful")
+        web3.graceful()
         cfg_file.write_text(cfg)
         fleet.commit("keep-default")
     assert p.returncode == 7, p.stderr
