@@ -389,6 +389,7 @@ esac
     def graceful(self, timeout: float = 20.0) -> None:
         """apachectl graceful, returning once the new generation is up: the signal alone returns before
         the config is read again, and a request sent at once may still see the old one."""
+
         def generations() -> int:
             try:
                 return self.error_log.read_text(errors="replace").count("resuming normal operations")
