@@ -219,6 +219,9 @@ class Settings:
     home: str = setting(".", text(REL_PATH_RE, "a path relative to the release"))
     # Import the new release's WSGI app in its venv before the switch (deploy/remote/preflight.py).
     import_check: bool = setting(True, flag())
+    # Without slots: a process left on the host after each switch, with the live venv's modules imported,
+    # that the next deploy's import check forks from (deploy/remote/lib.sh warm_start).
+    import_warm: bool = setting(True, flag())
     python: str = setting("/usr/bin/python3", text(PATH_RE, "an absolute path to the host's python"))
     pip_args: tuple[str, ...] = setting((), strings())
     wheels: bool = setting(False, flag())

@@ -58,6 +58,8 @@ def variables(s: Settings, lock_info: str = "") -> dict[str, Value]:
         "KEEP": s.keep_releases,
         "INSTALLER": s.installer,
         "UV_VERSION": venv.uv_version() or "",
+        # The next deploy's import check kept warm after a switch (lib.sh warm_start); slots have their spare.
+        "IMPORT_WARM": s.import_check and s.import_warm and s.reload_strategy != "slots",
         **apache.variables(s),
         **reloading.variables(s),
     }

@@ -230,8 +230,10 @@ class Sandbox:
             self._sshd = None
         if self._sudoers is not None:
             self._sudoers.unlink(missing_ok=True)
-        # The deploy user's leftovers (e.g. a sleeping hook) must not outlive the sandbox.
-        subprocess.run(["pkill", "-KILL", "-u", self.user.name, "-f", str(self.root)], capture_output=True)
+        # The deploy user's leftovers (e.g. a sleeping hook, a check kept warm) must not outlive the sandbox,
+        # whichever path they were started with.
+        for root in {str(self.root), self.common_root or str(self.root)}:
+            subprocess.run(["pkill", "-KILL", "-u", self.user.name, "-f", "--", root], capture_output=True)
         if self._ns:
             # Deleting the namespace deletes its end of the veth pair, and so the pair.
             subprocess.run(["ip", "netns", "del", self._ns], capture_output=True)

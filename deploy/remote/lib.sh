@@ -233,6 +233,7 @@ import_ahead() {
   local cur venv
   cur=$(current_id)
   [ -n "$cur" ] && venv=$(readlink -f "$R/$cur/.venv") && [ -x "$venv/bin/python" ] || return 0
+  (REL=$R/$cur; warm_fits) && return 0  # the warm check has them imported already
   AHEAD_VENV=$venv AHEAD_ENVFILE=$R/$cur/.release/env.sh
   coproc AHEAD {
     exec 2> /dev/null  # not `coproc { ... } 2> /dev/null`: that leaves the coproc's own stderr as it was
@@ -273,6 +274,67 @@ ahead_end() {
   [ -n "${AHEAD_IN:-}" ] || return 0
   eval "exec $AHEAD_IN>&-"
   AHEAD_IN=
+}
+
+# The import check kept warm for the next deploy (IMPORT_WARM; no slots): started after a switch, a
+# process of the live venv and environment that has imported what import_ahead would, once, and forks a
+# check per request (warm_check), so that the next deploy's check starts with them imported. One per app in
+# $WARM (mode 0700: its requests hold the release's environment); each switch replaces it, and it ends by
+# itself once its venv is gone.
+WARM=$SH/run/warm
+
+warm_start() {
+  local venv
+  warm_stop
+  [ "${IMPORT_WARM:-0}" = 1 ] || return 0
+  venv=$(readlink -f "$REL/.venv") && [ -x "$venv/bin/python" ] || return 0
+  { mkdir -m 700 "$WARM" && mkfifo -m 600 "$WARM/ctl" \
+      && printf '%s %s\n' "$venv" "$(env_hash "$REL")" > "$WARM/info"; } 2> /dev/null || return 0
+  (
+    # Nothing of the command's: not its stdio (sshd would wait for them), not the check started ahead's input.
+    exec < /dev/null > /dev/null 2>&1
+    [ -n "${AHEAD_IN:-}" ] && eval "exec $AHEAD_IN>&-"
+    DJANGO_SETTINGS= PY_PATH=()
+    app_env
+    unset PYTHONPATH DJANGO_SETTINGS_MODULE DEPLOY_RELEASE
+    cd / && CHECK_PYTHON=$venv/bin/python import_check --warm "$SH/run/imports.${venv##*/}" "$WARM"
+  ) &
+}
+
+warm_stop() {
+  local pid
+  [ -d "$WARM" ] || return 0
+  if read -r pid 2> /dev/null < "$WARM/pid" && [ -n "$pid" ]; then
+    # Only our own: a pid read from a file may belong to another process by now.
+    grep -qaF -- "--warm" "/proc/$pid/cmdline" 2> /dev/null && kill "$pid" 2> /dev/null
+  fi
+  rm -rf "$WARM"
+}
+
+env_hash() { if [ -f "$1/.release/env.sh" ]; then sha256sum < "$1/.release/env.sh"; else echo none; fi | cut -c1-64; }
+
+# Whether the warm check can check release $REL: it is ready, and it holds the release's venv and environment.
+warm_fits() {
+  local pid venv hash
+  [ "${IMPORT_WARM:-0}" = 1 ] && read -r pid 2> /dev/null < "$WARM/ready" && kill -0 "$pid" 2> /dev/null || return 1
+  read -r venv hash 2> /dev/null < "$WARM/info" || return 1
+  [ "$(readlink -f "$REL/.venv")" = "$venv" ] && [ "$(env_hash "$REL")" = "$hash" ]
+}
+
+# The warm check, run on release $REL as ahead_check is. 125: it could not (no fork came, or it died):
+# the fresh check follows, as after any failure here.
+warm_check() {
+  local d res pid= rc=
+  d=$(mktemp -d "$WARM/req.XXXXXX") && mkfifo -m 600 "$d/res" || return 125
+  exec {res}<> "$d/res"  # read and write: opening never waits for the fork
+  ( umask 077; cd "$REL/$HOME_DIR" && app_env && { printf '%s\0' "$REL/.release/import.log" "$PWD" "$#" "$@"; env -0; } > "$d/req" ) \
+    && printf '%s\n' "$d" 1<> "$WARM/ctl" && read -r -t 2 -u "$res" pid
+  if [ -n "$pid" ]; then
+    while ! read -r -t 1 -u "$res" rc; do kill -0 "$pid" 2> /dev/null || break; done
+  fi
+  exec {res}>&-
+  rm -rf "$d"
+  case $rc in '' | *[!0-9]*) return 125 ;; *) return "$rc" ;; esac
 }
 
 ctl() {

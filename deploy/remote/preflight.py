@@ -14,6 +14,12 @@ it imports ahead the installed modules listed in IMPORTS, then reads from fd 3 t
 (NUL-separated: log file, working dir, the number of arguments, the arguments above, then the environment as
 `env -0` prints it) and checks that release as a fresh process would, writing to the log file. An empty
 request (fd 3 closed at once) ends it.
+
+    import_check --warm IMPORTS WARM
+is the check kept warm between deploys (lib.sh warm_start, after a switch): the same imports, done once, then
+for each directory D named by a line of the fifo WARM/ctl a fork checks the release of D/req (the request
+above) and tells the fifo D/res its pid, then its exit code. It writes WARM/pid at its start and WARM/ready
+once it has imported; it ends when WARM/pid is no longer its own (replaced) or its venv is gone.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import importlib
 import inspect
 import io
 import os
+import select
+import signal
 import sys
 import threading
 import time
@@ -121,16 +129,17 @@ def preimport(names: list[str], stop: threading.Event) -> str:
     return ""
 
 
-def ahead(imports: str) -> int:
-    """The check, its installed modules imported while the release is on its way (at the lowest CPU priority:
-    the live processes keep the CPU); then the release's request from fd 3, checked as a fresh process would."""
+def read_names(imports: str) -> list[str]:
     try:
         with open(imports) as f:
-            names = f.read().split()
+            return f.read().split()
     except OSError:
-        names = []
-    stop, why = threading.Event(), ["no list of the live release's imports"]
-    t0 = time.monotonic()
+        return []
+
+
+def preimport_niced(names: list[str], stop: threading.Event, why: list[str]) -> threading.Thread:
+    """preimport(names) in a thread at the lowest CPU priority (the live processes keep the CPU); its reason
+    for stopping into why[0]."""
 
     def work() -> None:
         try:
@@ -140,9 +149,19 @@ def ahead(imports: str) -> int:
         if names:
             why[0] = preimport(names, stop)
 
-    held = len(sys.modules)
     worker = threading.Thread(target=work, name="fabdeploy-ahead", daemon=True)
     worker.start()
+    return worker
+
+
+def ahead(imports: str) -> int:
+    """The check, its installed modules imported while the release is on its way; then the release's request
+    from fd 3, checked as a fresh process would."""
+    names = read_names(imports)
+    stop, why = threading.Event(), ["no list of the live release's imports"]
+    t0 = time.monotonic()
+    held = len(sys.modules)
+    worker = preimport_niced(names, stop, why)
     with os.fdopen(3, "rb") as fd3:
         request = fd3.read()
     waited = time.monotonic() - t0
@@ -150,6 +169,14 @@ def ahead(imports: str) -> int:
     worker.join()
     if not request:
         return 0
+    # The list's names are where imports started: one name imports many; say how many modules came.
+    note = f"ahead: {len(sys.modules) - held} modules imported ahead ({waited:.2f}s before the release)"
+    return check_request(request, note + (f"; {why[0]}" if why[0] else ""))
+
+
+def check_request(request: bytes, note: str) -> int:
+    """Check the release of `request` (see the docstring above) as `python - ARGS` started in its working dir
+    with its environment would, writing `note` first and then the check's words to its log file."""
     fields = [v.decode("utf-8", "surrogateescape") for v in request.split(b"\0")]
     log, cwd, n = fields[0], fields[1], int(fields[2])
     args, env = fields[3 : 3 + n], [e for e in fields[3 + n :] if "=" in e]
@@ -157,11 +184,8 @@ def ahead(imports: str) -> int:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    # The list's names are where imports started: one name imports many; say how many modules came.
-    print(f"ahead: {len(sys.modules) - held} modules imported ahead ({waited:.2f}s before the release)"
-          f"{'; ' + why[0] if why[0] else ''}", flush=True)
-    # Now as `python - ARGS` started in `cwd` with `env` would be: sys.path[0] is '' (the working dir), then
-    # PYTHONPATH's entries, then the stdlib and the venv.
+    print(note, flush=True)
+    # sys.path[0] is '' (the working dir), then PYTHONPATH's entries, then the stdlib and the venv.
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(e.partition("=")[::2] for e in env)
@@ -173,7 +197,82 @@ def ahead(imports: str) -> int:
     return check(args)
 
 
+def warm(imports: str, home: str) -> int:
+    """The check kept warm (see the docstring above): it outlives the command that started it, in a session
+    of its own, and forks one child per request."""
+    os.setsid()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the children are reaped by the kernel
+    me = str(os.getpid())
+    with open(os.path.join(home, "pid"), "w") as f:
+        f.write(me + "\n")
+    t0 = time.time()
+    names = read_names(imports)
+    deadline = time.monotonic() + 60
+    while not names and time.monotonic() < deadline and still_mine(home, me):
+        time.sleep(0.5)  # a new venv: its list comes once a live process has loaded the app
+        names = read_names(imports)
+    held = len(sys.modules)
+    why = [""]
+    preimport_niced(names, threading.Event(), why).join()
+    count = len(sys.modules) - held
+    since = time.strftime("%H:%M:%S", time.gmtime(t0))
+    note = f"warm: {count} modules imported warm (since {since}Z)" + (f"; {why[0]}" if why[0] else "")
+    ctl = os.open(os.path.join(home, "ctl"), os.O_RDWR)  # read and write: never an end of file
+    with open(os.path.join(home, "ready"), "w") as f:
+        f.write(me + "\n")
+    buf = b""
+    while still_mine(home, me) and os.path.exists(sys.executable):
+        if not select.select([ctl], [], [], 60)[0]:
+            continue
+        buf += os.read(ctl, 4096)
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if os.fork() == 0:
+                rc = 125
+                try:
+                    rc = warm_child(line.decode("utf-8", "surrogateescape"), note)
+                finally:
+                    os._exit(rc)  # whatever happened, a child never goes on with the parent's loop
+    return 0
+
+
+def still_mine(home: str, me: str) -> bool:
+    try:
+        with open(os.path.join(home, "pid")) as f:
+            return f.read().strip() == me
+    except OSError:
+        return False
+
+
+def warm_child(d: str, note: str) -> int:
+    """One request of the warm check: its pid, then its exit code, to the fifo d/res."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        res = os.open(os.path.join(d, "res"), os.O_WRONLY | os.O_NONBLOCK)
+        os.write(res, f"{os.getpid()}\n".encode())
+        with open(os.path.join(d, "req"), "rb") as f:
+            request = f.read()
+        os.unlink(os.path.join(d, "req"))
+    except OSError:
+        return 125
+    try:
+        rc = check_request(request, note)
+    except BaseException:  # whatever it was, the fresh check that follows a failure says it
+        rc = 125
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.write(res, f"{rc}\n".encode())
+    except OSError:  # the deploy gave up waiting
+        pass
+    return rc
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--ahead"]:
         sys.exit(ahead(sys.argv[2]))
+    if sys.argv[1:2] == ["--warm"]:
+        sys.exit(warm(sys.argv[2], sys.argv[3]))
     sys.exit(check(sys.argv[1:]))

@@ -115,15 +115,18 @@ fi
 # The new release's app, imported in its own venv: a release that cannot load never reaches a daemon process.
 # A release staged in a slot is loaded there anyway, by daemon processes that serve nobody: the import
 # check runs only when that failed, for its clearer message (a factory named without parentheses). The
-# check started ahead at the begin takes the release when it can (ahead_fits); a failure there is checked
-# again by a fresh process, whose words are the ones shown: the ahead one may only ever save time.
+# check kept warm since the last switch (warm_fits), else the one started ahead at the begin (ahead_fits),
+# takes the release when it can; a failure there is checked again by a fresh process, whose words are the
+# ones shown: those two may only ever save time.
 import_release() {
   local t0 why rc=125 note=
   [ "$IMPORT_CHECK" = 1 ] || { ahead_end; return 0; }
   t0=${EPOCHREALTIME/,/.}
   say "begin importing the app ($WSGI_MODULE)"
   set -- "$WSGI_MODULE" "$WSGI_CALLABLE" "$WSGI_FACTORY" ${CALL_PATH:+"$CALL_PATH" "$SERVER_NAME" "$HEALTH_STATUS"}
-  if ahead_fits; then
+  if warm_fits; then
+    warm_check "$@" && { read -r note < "$REL/.release/import.log"; rc=0; }
+  elif ahead_fits; then
     ahead_check "$@" && { read -r note < "$REL/.release/import.log"; rc=0; }
   fi
   ahead_end
@@ -135,7 +138,7 @@ import_release() {
            why=$(sed -n 's/^error: //p' "$REL/.release/import.log" 2> /dev/null | tail -n 1)
            die 18 "${why:-importing the app ($WSGI_MODULE) failed; see $REL/.release/import.log}"; }
   fi
-  case $note in "ahead: "*) note=${note#ahead: } ;; *) note= ;; esac
+  case $note in "ahead: "* | "warm: "*) note=${note#*: } ;; *) note= ;; esac
   say "step import ${EPOCHREALTIME/,/.} $t0${note:+ $note}"
 }
 

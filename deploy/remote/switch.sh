@@ -118,3 +118,5 @@ became_live "$ID"
 say "switched $prev $ID"
 log_revision deploy "$ID" "$REVISION" ok
 cleanup "$ID"
+# The next deploy's import check, kept warm in the venv that is live now.
+warm_start

@@ -4,8 +4,10 @@ release's venv first (issue "Blue/green daemon slots": 1334-1448 failed requests
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -121,17 +123,29 @@ def test_embedded_mode_calls_the_new_release_once_before_graceful(embedded_app: 
     assert load.ok > 0 and load.failed == 0, (load.ok, load.failed)
 
 
-@pytest.fixture
-def touch_app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
-    a = make_app(daemon_host, tmp_path, "daemon", name="impahead")
-    a.write_config(mode="daemon", reload="touch", health={"enabled": False})
+def touch_deployed(sb: Sandbox, tmp_path: Path, name: str, **config: object) -> Iterator[App]:
+    a = make_app(sb, tmp_path, "daemon", name=name)
+    a.write_config(mode="daemon", reload="touch", health={"enabled": False}, **config)
     a.commit("config")
     a.ok("setup")
     a.ok("deploy")
     assert [a.get("/movie")[0] for _ in range(3)] == [200] * 3  # the live processes list their imports
     yield a
+    subprocess.run(["pkill", "-u", sb.user.name, "-f", "--", f"- --warm .*/{name}/shared/"], check=False)
     shutil.rmtree(a.deploy_to, ignore_errors=True)
-    (daemon_host.sites_dir / "impahead.conf").unlink(missing_ok=True)
+    (sb.sites_dir / f"{name}.conf").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def touch_app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
+    """Touch mode with the check started ahead only (none kept warm)."""
+    yield from touch_deployed(daemon_host, tmp_path, "impahead", import_warm=False)
+
+
+@pytest.fixture
+def warm_app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
+    """Touch mode, defaults: a check is kept warm after each switch."""
+    yield from touch_deployed(daemon_host, tmp_path, "impwarm")
 
 
 def import_note(p: subprocess.CompletedProcess[str]) -> str:
@@ -143,6 +157,70 @@ def ahead_processes(app: App) -> list[str]:
     out = subprocess.run(["pgrep", "-a", "-u", app.sb.user.name, "-f", "--", "- --ahead "], capture_output=True, text=True)
     assert out.returncode in (0, 1), out.stderr  # 1: none; 2 was a pattern read as options, and no process ever seen
     return out.stdout.splitlines()
+
+
+def warm_processes(app: App) -> list[int]:
+    pattern = f"- --warm .*/{app.name}/shared/"
+    out = subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", "--", pattern], capture_output=True, text=True)
+    assert out.returncode in (0, 1), out.stderr
+    return [int(p) for p in out.stdout.split()]
+
+
+def warm_ready(app: App, timeout: float = 30) -> int:
+    """The pid of the check kept warm, once it has imported."""
+    ready = app.deploy_to / "shared" / "run" / "warm" / "ready"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = int(ready.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.05)
+            continue
+        assert warm_processes(app) == [pid]
+        return pid
+    raise AssertionError(f"no check kept warm within {timeout}s: {warm_processes(app)}")
+
+
+WARM_NOTE = r"[1-9]\d\d+ modules imported warm \(since \d\d:\d\d:\d\dZ\)"
+
+
+def test_the_import_check_kept_warm_checks_the_next_release_and_still_refuses_a_broken_one(warm_app: App) -> None:
+    """Issue "Speed": the check started at the begin spent ~0.2 s of a touch redeploy importing the venv's
+    modules again. One kept warm since the last switch forks from a process that has them: the next check
+    starts with them imported, a broken release is still refused with the app's own words, and it is the
+    only process left behind (replaced by each switch)."""
+    app = warm_app
+    first = warm_ready(app)
+    (app.path / "movies" / "views.py").write_text((app.path / "movies" / "views.py").read_text() + "\n# one\n")
+    app.commit("one .py")
+    note = import_note(app.ok("deploy", "--json"))
+    assert re.fullmatch(WARM_NOTE, note), note
+    second = warm_ready(app)
+    assert second != first and ahead_processes(app) == []
+    live = app.current()
+    p, load = deploy_broken(app, "movies/models.py", lambda good: "import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
+    assert p.returncode == 5, p.stderr
+    assert "import check failed" in p.stderr and "No module named 'nosuchmodule_fabdeploy'" in p.stderr, p.stderr
+    assert "  | " in p.stderr and "movies/models.py" in p.stderr, p.stderr
+    assert app.current() == live and load.failed == 0, (load.ok, load.failed)
+    assert warm_ready(app) == second  # nothing was switched: the same one waits for the next deploy
+    assert re.fullmatch(WARM_NOTE, import_note(app.ok("deploy", "--json")))
+
+
+def test_a_check_kept_warm_that_died_or_was_turned_off_is_not_waited_for(warm_app: App) -> None:
+    """A warm check killed meanwhile: the deploy imports ahead as before (no wait, no error); import_warm:
+    false leaves none behind after the switch."""
+    app = warm_app
+    os.kill(warm_ready(app), signal.SIGKILL)
+    (app.path / "movies" / "views.py").write_text((app.path / "movies" / "views.py").read_text() + "\n# two\n")
+    app.commit("two")
+    note = import_note(app.ok("deploy", "--json"))
+    assert "modules imported ahead" in note, note
+    warm_ready(app)
+    app.write_config(mode="daemon", reload="touch", health={"enabled": False}, import_warm=False)
+    app.commit("no warm")
+    app.ok("deploy")
+    assert warm_processes(app) == [] and not (app.deploy_to / "shared" / "run" / "warm").exists()
 
 
 def test_the_import_check_starts_at_the_begin_and_still_refuses_a_release_that_cannot_be_imported(touch_app: App) -> None:
@@ -162,7 +240,9 @@ def test_the_import_check_starts_at_the_begin_and_still_refuses_a_release_that_c
     assert "  | " in p.stderr and "movies/models.py" in p.stderr, p.stderr
     assert app.current() == live and load.failed == 0, (load.ok, load.failed)
     assert ahead_processes(app) == []
-    app.write_config(mode="daemon", reload="touch", health={"enabled": False}, environment={"FD_AHEAD": "other"})
+    app.write_config(
+        mode="daemon", reload="touch", health={"enabled": False}, import_warm=False, environment={"FD_AHEAD": "other"}
+    )
     app.commit("another environment")
     assert import_note(app.ok("deploy", "--json")) == ""
 
