@@ -185,6 +185,64 @@ def test_the_check_started_ahead_takes_no_release_with_another_environment(tmp_p
     assert out.stdout.splitlines() == ["unfit"], out.stdout
 
 
+WARM_RUN = (
+    "ID=old REL=$R/old IMPORT_WARM=1 HOME_DIR=. PY_PATH=(.) DJANGO_SETTINGS=\n"
+    "warm_start\n"
+    "for _ in {1..200}; do [ -e $WARM/ready ] && break; sleep 0.05; done\n"
+    "ID=new REL=$R/new\n"
+    "for _ in 1 2; do\n"
+    "  if warm_fits; then warm_check app application 0; echo rc=$?; else echo unfit; fi\n"
+    "  head -n 1 $REL/.release/import.log 2> /dev/null\n"
+    "done\n"
+    "read -r pid < $WARM/pid; warm_stop\n"
+    "for _ in {1..100}; do kill -0 $pid 2> /dev/null || break; sleep 0.05; done\n"
+    "kill -0 $pid 2> /dev/null && echo left || echo stopped\n"
+)
+
+
+def test_the_check_kept_warm_checks_each_release_as_a_fresh_process_would(tmp_path: Path) -> None:
+    """Started after a switch in the live venv, it imports the listed modules once; each request forks a
+    check of that release with its path and environment, and warm_stop ends it."""
+    env = _ahead_layout(tmp_path)
+    new = Path(env["DEPLOY_TO"]) / "releases" / "new"
+    (new / "helper.py").write_text("WHO = 'helper'\n")
+    (new / "app.py").write_text(
+        f"import os, sys, helper\nassert os.environ['FD_GREETING'] == 'hi' and os.getcwd() == {str(new)!r}\n"
+        "assert 'no_such_module_fd' not in sys.modules and 'csv' in sys.modules\n"
+        "def application(environ, start_response):\n    return []\n"
+    )
+    out = subprocess.run(["bash", "-c", remote._LIBRARY + WARM_RUN], env=env, capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert lines[0] == lines[2] == "rc=0" and lines[4] == "stopped", (out.stdout, out.stderr)
+    note = r"warm: [1-9]\d* modules imported warm \(since \d\d:\d\d:\d\dZ\); stopped at no_such_module_fd \(ModuleNotFoundError\)"
+    assert re.fullmatch(note, lines[1]) and lines[3] == lines[1], lines
+    assert not (Path(env["DEPLOY_TO"]) / "shared" / "run" / "warm").exists()
+
+
+def test_a_release_that_fails_the_check_kept_warm_fails_with_its_traceback(tmp_path: Path) -> None:
+    env = _ahead_layout(tmp_path)
+    (Path(env["DEPLOY_TO"]) / "releases" / "new" / "app.py").write_text("import no_such_module_of_the_app\n")
+    out = subprocess.run(["bash", "-c", remote._LIBRARY + WARM_RUN + "cat $R/new/.release/import.log"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[0] == "rc=1", out.stdout
+    assert "No module named 'no_such_module_of_the_app'" in out.stdout
+    assert "error: importing the app failed: app:application" in out.stdout
+
+
+def test_the_check_kept_warm_takes_no_release_with_another_environment(tmp_path: Path) -> None:
+    env = _ahead_layout(tmp_path, env_sh="FD_GREETING=bye\n")
+    out = subprocess.run(["bash", "-c", remote._LIBRARY + WARM_RUN], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["unfit", "unfit", "stopped"], out.stdout
+
+
+def test_a_check_kept_warm_that_dies_says_125_at_once(tmp_path: Path) -> None:
+    """125: the prepare checks the release again with a fresh process, whose words count."""
+    env = _ahead_layout(tmp_path)
+    (Path(env["DEPLOY_TO"]) / "releases" / "new" / "app.py").write_text("import os, signal\nos.kill(os.getpid(), 9)\n")
+    out = subprocess.run(["bash", "-c", remote._LIBRARY + WARM_RUN], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[0] == "rc=125", (out.stdout, out.stderr)
+
+
 def test_the_check_started_ahead_ends_with_its_input_though_children_of_the_script_live_on(tmp_path: Path) -> None:
     """No child of the script holds the check's input open (a hook's daemon, a sleep): closing it ends the check."""
     env = _ahead_layout(tmp_path)
