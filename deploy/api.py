@@ -113,12 +113,15 @@ def deploy(
     """
     conns = _list(hosts)
     connecting = fleet.Connecting(conns, parallel)  # the handshakes go on while the source is read
-    src = release.load_source(s, project_dir, ref)
-    s = secrets.resolve(s)  # once for every host, before any command runs on one
-    runs = fleet.deploy(
-        conns, s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src,
-        keep_maintenance=keep_maintenance, force=force, connecting=connecting,
-    )
+    try:
+        src = release.load_source(s, project_dir, ref)
+        s = secrets.resolve(s)  # once for every host, before any command runs on one
+        runs = fleet.deploy(
+            conns, s, project_dir, ref, reporter, parallel, batch, rollback_all_on_failure, rollback_on_failure, src,
+            keep_maintenance=keep_maintenance, force=force, connecting=connecting,
+        )
+    finally:
+        connecting.close()
     return [_result("deploy", r, src.revision) for r in runs]
 
 

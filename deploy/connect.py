@@ -8,6 +8,7 @@ import getpass
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
@@ -176,8 +177,11 @@ def _own_keys_first(c: Connection) -> None:
         c.connect_kwargs["key_filename"] = list(dict.fromkeys(ordered))
 
 
-def open_connection(c: Connection) -> Connection:
-    """Open `c` with Nagle off: paramiko never sets TCP_NODELAY, and each phase is a small exchange."""
+def open_connection(c: Connection, wanted: Callable[[], bool] | None = None) -> Connection:
+    """Open `c` with Nagle off: paramiko never sets TCP_NODELAY, and each phase is a small exchange.
+
+    `wanted`: asked once the TCP connection is up, before the SSH handshake; False calls the open off
+    (ConnectError), so that nothing starts a handshake for a deploy that has already stopped."""
     if c.is_connected:
         return c
     _own_keys_first(c)
@@ -187,12 +191,17 @@ def open_connection(c: Connection) -> Connection:
         _own_keys_first(gw)
         _known_hosts(gw)
         gw = gw.gateway
+    tcp: socket.socket | None = None
     try:
         if not c.gateway and "sock" not in c.connect_kwargs:
             timeout = c.connect_timeout or CONNECT_TIMEOUT
-            sock = socket.create_connection((c.host, c.port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            c.connect_kwargs["sock"] = sock
+            tcp = socket.create_connection((c.host, c.port), timeout=timeout)
+            tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.connect_kwargs["sock"] = tcp
+        if wanted is not None and not wanted():
+            if tcp is not None:
+                tcp.close()
+            raise ConnectError(f"{c.original_host}: connect called off", str(c.original_host))
         c.open()
     except socket.gaierror as exc:
         raise ConnectError(

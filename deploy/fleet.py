@@ -123,13 +123,22 @@ class Connecting:
     """The first hosts' connections (as many as `parallel`, the ones a deploy's begin takes first), opened in
     threads while the client reads the source, resolves secrets and renders the templates: the SSH handshake
     is the longest wait before a deploy's command (several round trips on a slow link). Opening changes
-    nothing on a host (the begin takes the lock); when the client stops at a bad input, the threads are
-    left to the process's exit. `connect(c)` is the connect the begin would do, its error included."""
+    nothing on a host (the begin takes the lock). `connect(c)` is the connect the begin would do, its error
+    included; `close()`, once the deploy is over (a bad input stops it before any begin), ends what no begin
+    took: it waits for the handshakes under way, calls off the connects still waiting for TCP, and closes.
+
+    No handshake may be under way when the interpreter exits: cut inside the crypto library's native code,
+    it aborted the process (SIGABRT, "FATAL: exception not rethrown") after its one-line error. A thread still
+    waiting for TCP may be left to the exit (a host that does not answer must not hold the error up)."""
 
     def __init__(self, conns: Sequence[Connection], parallel: int = 10, ops: Ops = OPS) -> None:
         self.ops = ops
         self.errors: dict[Connection, BaseException] = {}
         self.threads: dict[Connection, threading.Thread] = {}
+        self.untaken: set[Connection] = set()  # close() came first: never handshaken, or closed once open
+        self.handshaking: set[Connection] = set()
+        self.closed: set[Connection] = set()
+        self.lock = threading.Lock()
         for c in list(conns)[: max(1, parallel)]:
             t = threading.Thread(target=self._open, args=(c,), name=f"connect-{c.original_host}", daemon=True)
             self.threads[c] = t
@@ -137,12 +146,25 @@ class Connecting:
 
     def _open(self, c: Connection) -> None:
         try:
-            self.ops.connect(c)
+            self.ops.connect(c, lambda: self._wanted(c))
         except BaseException as exc:  # noqa: BLE001 - the begin raises it, on its host
             self.errors[c] = exc
+            return
+        with self.lock:
+            if c in self.untaken:
+                self.closed.add(c)
+                c.close()
+
+    def _wanted(self, c: Connection) -> bool:
+        with self.lock:
+            if c in self.untaken:
+                return False
+            self.handshaking.add(c)
+            return True
 
     def connect(self, c: Connection) -> None:
-        t = self.threads.pop(c, None)
+        with self.lock:
+            t = self.threads.pop(c, None)
         if t is None:
             self.ops.connect(c)
             return
@@ -150,6 +172,19 @@ class Connecting:
         exc = self.errors.pop(c, None)
         if exc is not None:
             raise exc
+
+    def close(self) -> None:
+        with self.lock:
+            self.untaken.update(self.threads)
+            left, self.threads = self.threads, {}
+            under_way = [t for c, t in left.items() if c in self.handshaking]
+        for t in under_way:
+            t.join()  # bounded by the handshake's own timeouts
+        with self.lock:
+            for c, t in left.items():
+                if not t.is_alive() and c not in self.errors and c not in self.closed:
+                    self.closed.add(c)
+                    c.close()
 
 
 def _fail(message: str, errors: dict[str, BaseException], runs: Sequence[HostRun]) -> FleetError | BaseException:

@@ -196,8 +196,8 @@ class Ops:
     Every method takes the host's Connection first; errors are DeployErrors naming the host.
     """
 
-    def connect(self, c: Connection) -> None:
-        open_connection(c)
+    def connect(self, c: Connection, wanted: Callable[[], bool] | None = None) -> None:
+        open_connection(c, wanted)
 
     def begin(self, c: Connection, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False) -> host.Facts:
         return host.begin(c, s, lock_info, rep, keep_maintenance)

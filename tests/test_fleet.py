@@ -4,6 +4,8 @@ host operations passed in: no server, no root."""
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,15 +14,21 @@ import pytest
 
 from deploy import fleet, host, releases, source
 from deploy.config import Settings, load
-from deploy.errors import FleetError, HealthCheckFailed, RemoteError
+from deploy.errors import ConnectError, FleetError, HealthCheckFailed, RemoteError
 from deploy.output import Reporter
 
 OLD = "20260101T000000Z-old"
 
 
+CLOSED: list[str] = []
+
+
 @dataclass(frozen=True)
 class Conn:
     original_host: str
+
+    def close(self) -> None:
+        CLOSED.append(self.original_host)
 
 
 @dataclass
@@ -42,8 +50,10 @@ class FakeOps:
     def ops(self, op: str) -> list[tuple[Any, ...]]:
         return [call for call in self.calls if call[0] == op]
 
-    def connect(self, c: Conn) -> None:
+    def connect(self, c: Conn, wanted: Callable[[], bool] | None = None) -> None:
         self._do("connect", c)
+        if wanted is not None and not wanted():
+            raise ConnectError(f"{c.original_host}: connect called off", c.original_host)
 
     def begin(self, c: Conn, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False) -> host.Facts:
         self._do("begin", c)
@@ -209,3 +219,31 @@ def test_connections_opened_ahead_are_the_begins_own_and_a_failed_one_fails_its_
         deploy(s, src, ops, connecting=connecting)
     assert "connection refused" in str(err.value) and ops.ops("switch") == []
     assert sorted(c[1] for c in ops.ops("connect")) == ["web1", "web2", "web3"]
+
+
+def test_connections_opened_ahead_that_no_begin_took_are_closed_and_no_handshake_outlives_close() -> None:
+    """A bad input stops the deploy while connects run: close() waits for a handshake under way (one cut by
+    the interpreter's exit aborted the process: SIGABRT after the one-line error) and closes it, calls off
+    a connect still waiting for TCP without waiting for it, and leaves the one a begin took alone."""
+    tcp = threading.Event()
+
+    class SlowOps(FakeOps):
+        def connect(self, c: Conn, wanted: Callable[[], bool] | None = None) -> None:
+            if c.original_host == "web2":
+                assert tcp.wait(10)  # a host slow to answer TCP
+            if wanted is not None and not wanted():
+                raise ConnectError(f"{c.original_host}: connect called off", c.original_host)
+            if c.original_host == "web3":
+                time.sleep(0.3)  # a handshake under way
+
+    CLOSED.clear()
+    connecting = fleet.Connecting(HOSTS, 10, SlowOps())  # type: ignore[arg-type]
+    threads = dict(connecting.threads)
+    connecting.connect(HOSTS[0])  # a begin took web1
+    time.sleep(0.05)
+    connecting.close()
+    assert not threads[HOSTS[2]].is_alive() and CLOSED == ["web3"]
+    assert threads[HOSTS[1]].is_alive()  # not waited for
+    tcp.set()
+    threads[HOSTS[1]].join(10)
+    assert CLOSED == ["web3"] and "called off" in str(connecting.errors[HOSTS[1]])
