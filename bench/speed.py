@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--reload", default=None, help="reload strategy (default: the tool's, slots)")
     ap.add_argument("--no-health", action="store_true", help="no health check after the reload")
     ap.add_argument("--no-import-check", action="store_true", help="import_check: false (the app not imported first)")
+    ap.add_argument("--no-warm", action="store_true", help="import_warm: false (no import check kept warm between deploys)")
     ap.add_argument(
         "--installers", default="uv,pip",
         help="the venv builds (first deploy, requirements changed) are measured per installer, on loopback;"
@@ -59,6 +60,8 @@ def main() -> int:
             over["health"] = {"enabled": False}
         if args.no_import_check:
             over["import_check"] = False
+        if args.no_warm:
+            over["import_warm"] = False
         installers = args.installers.split(",")
         over["installer"] = installers[0]
         repo = example_repo(sb, sb.root / "app", "daemon", **over)
@@ -70,7 +73,7 @@ def main() -> int:
         print(h.describe_link())
         print(
             f"# reload: {args.reload or 'default (slots)'}; health check {'off' if args.no_health else 'on'};"
-            f" import check {'off' if args.no_import_check else 'on'}"
+            f" import check {'off' if args.no_import_check else 'on'}{'' if args.no_warm else ' (kept warm without slots)'}"
         )
 
         def fab(alias: str, *a: str) -> float:
@@ -99,10 +102,12 @@ def main() -> int:
         def settle(timeout: float = 5.0) -> None:
             """Untimed, before each run: the host as a deploy minutes after the last finds it, the spare
             slot's processes waiting, having imported ahead (the last flip restarted it: ~1 s, Apache's
-            respawn tick, then the imports)."""
+            respawn tick, then the imports); without slots, the import check kept warm ready."""
             deadline = time.monotonic() + timeout
+            warm = deploy_to / "shared" / "run" / "warm"
             while time.monotonic() < deadline:
-                if slot_roles(deploy_to).get("spare", "-") == "-" or waiting_spare(deploy_to, "imdb", ahead=True) is not None:
+                spare = slot_roles(deploy_to).get("spare", "-") == "-" or waiting_spare(deploy_to, "imdb", ahead=True) is not None
+                if spare and (not warm.exists() or (warm / "ready").exists()):
                     return
                 time.sleep(0.1)
 
