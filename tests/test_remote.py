@@ -140,6 +140,18 @@ def _ahead_layout(tmp_path: Path, env_sh: str = "") -> dict[str, str]:
     return {"DEPLOY_TO": str(deploy_to), "PATH": os.environ["PATH"]}
 
 
+def checked_release(env: dict[str, str], imported: str) -> Path:
+    """The new release, whose app asserts its own path and environment, and that `imported` came ahead."""
+    new = Path(env["DEPLOY_TO"]) / "releases" / "new"
+    (new / "helper.py").write_text("WHO = 'helper'\n")
+    (new / "app.py").write_text(
+        f"import os, sys, helper\nassert os.environ['FD_GREETING'] == 'hi' and os.getcwd() == {str(new)!r}\n"
+        f"assert 'no_such_module_fd' not in sys.modules and {imported!r} in sys.modules\n"
+        "def application(environ, start_response):\n    return []\n"
+    )
+    return new
+
+
 AHEAD_RUN = (
     "ID=new REL=$R/new HOME_DIR=. PY_PATH=(.) DJANGO_SETTINGS=\n"
     "import_ahead; sleep 1\n"
@@ -152,13 +164,7 @@ def test_the_import_check_started_ahead_checks_the_release_as_a_fresh_process_wo
     """Started at the begin in the live venv, it imports the listed modules up to the first that fails, then
     imports the new release with that release's path and environment (the release's app reads both)."""
     env = _ahead_layout(tmp_path)
-    new = Path(env["DEPLOY_TO"]) / "releases" / "new"
-    (new / "helper.py").write_text("WHO = 'helper'\n")
-    (new / "app.py").write_text(
-        f"import os, sys, helper\nassert os.environ['FD_GREETING'] == 'hi' and os.getcwd() == {str(new)!r}\n"
-        "assert 'no_such_module_fd' not in sys.modules and 'json' in sys.modules\n"
-        "def application(environ, start_response):\n    return []\n"
-    )
+    new = checked_release(env, "json")
     out = subprocess.run(["bash", "-c", remote._LIBRARY + AHEAD_RUN], env=env, capture_output=True, text=True)
     lines = out.stdout.splitlines()
     assert lines[0] == "rc=0", (out.stdout, out.stderr)
@@ -204,13 +210,7 @@ def test_the_check_kept_warm_checks_each_release_as_a_fresh_process_would(tmp_pa
     """Started after a switch in the live venv, it imports the listed modules once; each request forks a
     check of that release with its path and environment, and warm_stop ends it."""
     env = _ahead_layout(tmp_path)
-    new = Path(env["DEPLOY_TO"]) / "releases" / "new"
-    (new / "helper.py").write_text("WHO = 'helper'\n")
-    (new / "app.py").write_text(
-        f"import os, sys, helper\nassert os.environ['FD_GREETING'] == 'hi' and os.getcwd() == {str(new)!r}\n"
-        "assert 'no_such_module_fd' not in sys.modules and 'csv' in sys.modules\n"
-        "def application(environ, start_response):\n    return []\n"
-    )
+    checked_release(env, "csv")
     out = subprocess.run(["bash", "-c", remote._LIBRARY + WARM_RUN], env=env, capture_output=True, text=True, timeout=60)
     lines = out.stdout.splitlines()
     assert lines[0] == lines[2] == "rc=0" and lines[4] == "stopped", (out.stdout, out.stderr)

@@ -159,6 +159,16 @@ def ahead_processes(app: App) -> list[str]:
     return out.stdout.splitlines()
 
 
+def refuses_a_release_that_cannot_be_imported(app: App) -> None:
+    """A release whose models import a missing module, deployed under load: refused with the app's own words."""
+    live = app.current()
+    p, load = deploy_broken(app, "movies/models.py", lambda good: "import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
+    assert p.returncode == 5, p.stderr
+    assert "import check failed" in p.stderr and "No module named 'nosuchmodule_fabdeploy'" in p.stderr, p.stderr
+    assert "  | " in p.stderr and "movies/models.py" in p.stderr, p.stderr
+    assert app.current() == live and load.failed == 0, (load.ok, load.failed)
+
+
 def warm_processes(app: App) -> list[int]:
     pattern = f"- --warm .*/{app.name}/shared/"
     out = subprocess.run(["pgrep", "-u", app.sb.user.name, "-f", "--", pattern], capture_output=True, text=True)
@@ -197,12 +207,7 @@ def test_the_import_check_kept_warm_checks_the_next_release_and_still_refuses_a_
     assert re.fullmatch(WARM_NOTE, note), note
     second = warm_ready(app)
     assert second != first and ahead_processes(app) == []
-    live = app.current()
-    p, load = deploy_broken(app, "movies/models.py", lambda good: "import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
-    assert p.returncode == 5, p.stderr
-    assert "import check failed" in p.stderr and "No module named 'nosuchmodule_fabdeploy'" in p.stderr, p.stderr
-    assert "  | " in p.stderr and "movies/models.py" in p.stderr, p.stderr
-    assert app.current() == live and load.failed == 0, (load.ok, load.failed)
+    refuses_a_release_that_cannot_be_imported(app)
     assert warm_ready(app) == second  # nothing was switched: the same one waits for the next deploy
     assert re.fullmatch(WARM_NOTE, import_note(app.ok("deploy", "--json")))
 
@@ -233,12 +238,7 @@ def test_the_import_check_starts_at_the_begin_and_still_refuses_a_release_that_c
     note = import_note(app.ok("deploy", "--json"))
     assert re.fullmatch(r"[1-9]\d\d+ modules imported ahead \(\d\.\d\ds before the release\)", note), note
     assert ahead_processes(app) == []
-    live = app.current()
-    p, load = deploy_broken(app, "movies/models.py", lambda good: "import nosuchmodule_fabdeploy  # noqa: F401\n" + good)
-    assert p.returncode == 5, p.stderr
-    assert "import check failed" in p.stderr and "No module named 'nosuchmodule_fabdeploy'" in p.stderr, p.stderr
-    assert "  | " in p.stderr and "movies/models.py" in p.stderr, p.stderr
-    assert app.current() == live and load.failed == 0, (load.ok, load.failed)
+    refuses_a_release_that_cannot_be_imported(app)
     assert ahead_processes(app) == []
     app.write_config(
         mode="daemon", reload="touch", health={"enabled": False}, import_warm=False, environment={"FD_AHEAD": "other"}
