@@ -275,7 +275,7 @@ def prepare(
     }
     session = _in_session(plan.session)
     if session is not None and plan.then_switch:
-        archive += remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}).encode() + b"\0"
+        archive += remote.frame(remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}))
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive, session=session)
 
 
@@ -419,6 +419,7 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
         "maintenance": None,
         "processes": procs,
         "slots": slots,
+        "warm": None,
         "disk_kib": {},
         "log": log,
     }
@@ -452,6 +453,11 @@ def status(c: Connection, s: Settings) -> dict[str, object]:
                 "slot": f[0], "release": f[1] or None, "live": f[2] == "live", "role": f[2],
                 "pids": pids, "rss_kib": int(f[4] or 0),
             })
+        elif kind == "warm":
+            # 'PID RSS_KIB VENV' (status.sh): the import check kept warm for the next deploy
+            f = (rest.split() + ["0", "0", ""])[:3]
+            if f[0].isdigit():
+                result["warm"] = {"pid": int(f[0]), "rss_kib": int(f[1]) if f[1].isdigit() else 0, "venv": f[2]}
         elif kind == "disk":
             sizes = (rest.split() + ["0", "0"])[:2]
             result["disk_kib"] = {"releases": int(sizes[0] or 0), "venvs": int(sizes[1] or 0)}

@@ -202,6 +202,12 @@ def status_text(d: dict[str, Any]) -> str:
             f"  slot {slot['slot']}     {slot.get('role') or ('live' if slot['live'] else 'idle')}: {slot['release'] or '-'}"
             f" ({pids}; {slot['rss_kib'] / 1024:.0f} MiB)"
         )
+    warm = d.get("warm")
+    if warm:
+        lines.append(
+            f"  warm check {warm['pid']} ({warm['rss_kib'] / 1024:.0f} MiB, venv {warm['venv'] or '?'}):"
+            " the next deploy's import check forks from it"
+        )
     lines.append(f"  health     {d.get('health') or 'unknown'}")
     disk = d.get("disk_kib") or {}
     if disk:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,11 +77,17 @@ def test_command_line_holds_nothing_of_the_script() -> None:
     text = remote.script("prepare", {"DEPLOY_TO": "/srv/secret-path", "HOOK_CMDS": ["echo tok-123"]})
     line = remote.command(text)
     assert line == remote.COMMAND and "secret-path" not in line and "tok-123" not in line
-    # bash takes the script up to the NUL byte and leaves the rest of stdin to it.
+    # bash takes the script (its length first) and leaves the rest of stdin to it, byte for byte.
     out = subprocess.run(
-        ["bash", "-c", line.split(" ", 2)[2][1:-1]], input=b"echo got; wc -c\n\0" + b"x" * 5, capture_output=True, check=True
+        shlex.split(line), input=remote.frame("echo got; wc -c\n") + b"x" * 5, capture_output=True, check=True
     ).stdout
     assert out.split() == [b"got", b"5"]
+    # A script longer than a pipe's buffer and head's blocks, and no NUL anywhere.
+    long = "".join(f"v{i}=1\n" for i in range(20000)) + "echo $v19999; wc -c\n"
+    out = subprocess.run(shlex.split(line), input=remote.frame(long) + b"y" * 7, capture_output=True, check=True).stdout
+    assert out.split() == [b"1", b"7"]
+    with pytest.raises(ValueError, match="NUL"):
+        remote.frame("echo \0")
 
 
 def test_pip_index_options_leave_the_command_line() -> None:

@@ -82,12 +82,13 @@ give_up() {
 }
 
 # A deploy's one command (deploy/remote/__init__.py's Session): after begin, run each phase script that
-# comes on stdin up to a NUL byte; a failing one ends the command with its code. Stdin closed: nothing
-# more comes (fab had nothing to do, or went away): a release not switched is marked failed, the lock freed.
+# comes on stdin (its length on a line, then itself: remote.frame); a failing one ends the command with its
+# code. Stdin closed: nothing more comes (fab had nothing to do, or went away): a release not switched is
+# marked failed, the lock freed.
 serve() {
-  local s
+  local n s
   say ready
-  while IFS= read -r -d "" s; do
+  while IFS= read -r n && s=$(head -c "$n"); do
     eval "$s" || exit $?
     say ready
   done

@@ -1,5 +1,6 @@
 # What the host runs: releases, the lock, Apache's MPM, what the live app says of itself, its daemon
-# processes, the health check, disk use and who deployed the live release.
+# processes (its slots, the import check kept warm), the health check, disk use and who deployed the live
+# release.
 require_setup
 list_releases
 say_lock
@@ -18,6 +19,10 @@ if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
     [ "$s" = "$SPARE" ] && role=spare
     say "slot $s $(slot_release "$s") $role ${pids:--} $rss"
   done
+fi
+# The import check kept warm for the next deploy (no slots): its pid, memory and venv.
+if read -r pid 2> /dev/null < "$WARM/ready" && kill -0 "$pid" 2> /dev/null && read -r venv _ 2> /dev/null < "$WARM/info"; then
+  say "warm $pid $(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2> /dev/null || echo 0) ${venv##*/}"
 fi
 say "disk $(du -sk "$R" 2>/dev/null | cut -f1) $(du -sk "$SH/venvs" 2>/dev/null | cut -f1)"
 cur=$(current_id)

@@ -207,6 +207,10 @@ def test_the_import_check_kept_warm_checks_the_next_release_and_still_refuses_a_
     assert re.fullmatch(WARM_NOTE, note), note
     second = warm_ready(app)
     assert second != first and ahead_processes(app) == []
+    # `fab status` shows it, with its memory: it is a process the deploy left on the host.
+    st = json.loads(app.ok("status", "--json").stdout)["hosts"][0]["status"]
+    assert st["warm"]["pid"] == second and st["warm"]["rss_kib"] > 10_000 and st["slots"] == [], st["warm"]
+    assert f"warm check {second} (" in app.ok("status").stdout
     refuses_a_release_that_cannot_be_imported(app)
     assert warm_ready(app) == second  # nothing was switched: the same one waits for the next deploy
     assert re.fullmatch(WARM_NOTE, import_note(app.ok("deploy", "--json")))

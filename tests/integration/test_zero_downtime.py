@@ -40,9 +40,18 @@ def daemon_pids(app: App) -> set[int]:
     return pids
 
 
+def loaded_pids(app: App, n: int, timeout: float = 30) -> set[int]:
+    """The daemon processes once `n` have loaded the app (WSGIImportScript: each loads after its start, the
+    second can still be loading when the first answers; seen in CI on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while len(pids := daemon_pids(app)) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return pids
+
+
 def test_rolling_reload_restarts_every_process_one_by_one(app: App) -> None:
     app.wait_version(app.version())
-    before = daemon_pids(app)
+    before = loaded_pids(app, 2)
     assert len(before) == 2
     p = app.ok("reload")
     assert "reload rolling 2 processes" in p.stderr
