@@ -400,10 +400,9 @@ class Session:
 # A command with a terminal (`fab exec` on a terminal): the pty would echo the script and cook its bytes, so
 # the host first makes the pty raw and says so ('\x01R'); the script comes after that, then the pty is sane
 # again for the command.
-PTY_COMMAND = (
-    """bash -c 'stty raw -echo 2>/dev/null; printf "\\001R"; IFS= read -r n && s=$(head -c "$n"); """
-    """stty sane 2>/dev/null; eval "$s"'"""
-)
+# The script ends at a NUL byte here, not at a length (`frame`): through the pty, `head -c` waited for bytes
+# that never came (seen in CI); the byte-per-call read costs nothing that matters to an interactive command.
+PTY_COMMAND = """bash -c 'stty raw -echo 2>/dev/null; printf "\\001R"; IFS= read -r -d "" s; stty sane 2>/dev/null; eval "$s"'"""
 RAN = b"@@ran"  # the exec phase's last event: what follows is the command's, and so is the exit code
 
 
@@ -449,7 +448,7 @@ def run_command(
             chan.exec_command(COMMAND)
         # Without a terminal the channel's input stays open, and empty, until the command ends: its end
         # tells the host that fab went away (see exec.sh).
-        chan.sendall(frame(text))
+        chan.sendall(text.encode() + b"\0" if terminal is not None else frame(text))
     except Exception as exc:  # paramiko raises several unrelated types here
         raise ConnectError(f"{c.original_host}: could not start a command: {exc}", str(c.original_host)) from exc
     before: list[bytes] = []
