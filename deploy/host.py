@@ -92,7 +92,7 @@ def _run(
         on_event = lambda e: reporter.event(host, e)  # noqa: E731
     on_sent = (lambda n: reporter.upload(host, n, len(stdin or b""))) if reporter and reporter.live else None
     if session is not None:
-        text = None if queued else remote.follow_up(phase, {**variables(s, lock_info), **extra})
+        text = None if queued else remote.follow_up(phase, {**variables(s, lock_info), **extra}, last)
         out = session.step(text, stdin or b"", on_event, on_sent, last)
     else:
         text = remote.script(phase, {**variables(s, lock_info), **extra})
@@ -275,7 +275,7 @@ def prepare(
     }
     session = _in_session(plan.session)
     if session is not None and plan.then_switch:
-        archive += remote.frame(remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}))
+        archive += remote.frame(remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}, last=True))
     return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive, session=session)
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import paramiko
 import pytest
 
 from deploy import remote
+from deploy.errors import ConnectError
 
 NASTY = ["; rm -rf /tmp/x", "$(touch /tmp/pwned)", "a'b\"c", "with space", "`id`", "\\n", ""]
 
@@ -70,6 +72,60 @@ def test_run_streams_stdin_and_events(mock_server: object) -> None:
         assert out.code == 7 and seen == [f"got {len(data)}"] and "oops" in out.stderr
     finally:
         c.close()
+
+
+class _Sent:
+    """A transport that keeps the messages it is given (for send_exec)."""
+
+    def __init__(self) -> None:
+        self.messages: list[paramiko.Message] = []
+
+    def _send_user_message(self, m: paramiko.Message) -> None:
+        self.messages.append(m)
+
+
+class _Chan:
+    """The parts of a paramiko Channel that send_exec and exit_code touch; sshd's answer never comes."""
+
+    remote_chanid = 7
+
+    def __init__(self, code: int = 0, refused: bool = False) -> None:
+        self.transport = _Sent()
+        self.event = threading.Event()
+        self.event_ready = False
+        self.code = code
+        self.closed = False
+        if refused:
+            self.event.set()
+
+    def _event_pending(self) -> None:
+        self.event.clear()
+        self.event_ready = False
+
+    def get_transport(self) -> _Sent:
+        return self.transport
+
+    def recv_exit_status(self) -> int:
+        return self.code
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_exec_request_does_not_wait_for_sshd_s_answer() -> None:
+    """Issue "Speed": paramiko's exec_command waits a round trip for sshd's yes before the script can go;
+    send_exec returns at once (the answer never comes here) with the request as exec_command makes it."""
+    chan = _Chan()
+    remote.send_exec(chan, remote.COMMAND)  # type: ignore[arg-type]
+    (m,) = chan.transport.messages
+    m.rewind()
+    assert m.get_byte() == paramiko.common.cMSG_CHANNEL_REQUEST and m.get_int() == 7
+    assert m.get_text() == "exec" and m.get_boolean() is True and m.get_text() == remote.COMMAND
+    assert remote.exit_code(_Chan(code=3), "web1") == 3  # type: ignore[arg-type]
+    with pytest.raises(ConnectError, match="web1: the host refused to run the command"):
+        remote.exit_code(_Chan(code=-1, refused=True), "web1")  # type: ignore[arg-type]
+    with pytest.raises(ConnectError, match="web1: connection lost during the command"):
+        remote.exit_code(_Chan(code=-1), "web1")  # type: ignore[arg-type]
 
 
 def test_command_line_holds_nothing_of_the_script() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paramiko
 from fabric import Connection
 
 from deploy.errors import ConnectError
@@ -102,9 +103,13 @@ def script(phase: str, variables: Mapping[str, Value]) -> str:
     return _header(phase, variables) + _LIBRARY + (HERE / f"{phase}.sh").read_text()
 
 
-def follow_up(phase: str, variables: Mapping[str, Value]) -> str:
-    """The text of a phase that runs in an open Session: its variables and steps (lib.sh is there already)."""
-    return _header(phase, variables) + (HERE / f"{phase}.sh").read_text()
+def follow_up(phase: str, variables: Mapping[str, Value], last: bool = False) -> str:
+    """The text of a phase that runs in an open Session: its variables and steps (lib.sh is there already).
+
+    `last`: the host's command ends with it, with its exit code, instead of saying '@@ready' and waiting for
+    the end of stdin, which fab sends only once it has seen that '@@ready' (a round trip more, when the
+    switch was queued behind the archive)."""
+    return _header(phase, variables) + (HERE / f"{phase}.sh").read_text() + ("\nexit $?\n" if last else "")
 
 
 def _header(phase: str, variables: Mapping[str, Value]) -> str:
@@ -151,6 +156,34 @@ def command(text: str) -> str:
     if "\0" in text:
         raise ValueError("a phase script cannot hold a NUL byte")
     return COMMAND
+
+
+def send_exec(chan: paramiko.Channel, line: str) -> None:
+    """Ask the host to run `line` on `chan` without waiting for its answer, so that the script (sent next on
+    the channel) goes out with the request: paramiko's exec_command waits one round trip for sshd's yes
+    first (50 ms at 50 ms RTT, each command). sshd reads the channel in order: it has started the command
+    (and opened its stdin) before it reads the data that follows the request. A refusal closes the channel:
+    see `exit_code`."""
+    m = paramiko.Message()
+    m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    m.add_int(chan.remote_chanid)
+    m.add_string("exec")
+    m.add_boolean(True)  # the answer still comes; a refusal closes the channel (Channel._request_failed)
+    m.add_string(line)
+    # Channel.exec_command's own steps but its last (_wait_for_event): private, in paramiko since 1.x (5.1 here).
+    chan._event_pending()  # type: ignore[attr-defined]
+    chan.get_transport()._send_user_message(m)  # type: ignore[attr-defined]
+
+
+def exit_code(chan: paramiko.Channel, host: str) -> int:
+    """The exit code of a command begun with `send_exec`; the host's refusal or a lost connection raise."""
+    code = chan.recv_exit_status()
+    chan.close()
+    if code == -1:
+        if chan.event.is_set() and not chan.event_ready:
+            raise ConnectError(f"{host}: the host refused to run the command (sshd said no to exec)", host)
+        raise ConnectError(f"{host}: connection lost during the command", host)
+    return code
 
 
 def frame(text: str) -> bytes:
@@ -200,8 +233,8 @@ def run(
         raise ConnectError(f"{c.original_host}: not connected", str(c.original_host))
     try:
         chan = transport.open_session(timeout=30)
-        chan.exec_command(command(text))
         head = frame(text)
+        send_exec(chan, command(text))
     except Exception as exc:  # paramiko raises several unrelated types here
         raise ConnectError(f"{c.original_host}: could not start a command: {exc}", str(c.original_host)) from exc
     if timeout:
@@ -249,10 +282,7 @@ def run(
                     on_event(line[2:])
     for t in threads:
         t.join(timeout=30)
-    code = chan.recv_exit_status()
-    chan.close()
-    if code == -1:
-        raise ConnectError(f"{c.original_host}: connection lost during the command", str(c.original_host))
+    code = exit_code(chan, str(c.original_host))
     return Outcome(code, tuple(events), b"".join(errors).decode(errors="replace"))
 
 
@@ -277,7 +307,7 @@ class Session:
             raise ConnectError(f"{self.host}: not connected", self.host)
         try:
             self._chan = transport.open_session(timeout=30)
-            self._chan.exec_command(COMMAND)
+            send_exec(self._chan, COMMAND)
         except Exception as exc:  # paramiko raises several unrelated types here
             raise ConnectError(f"{self.host}: could not start a command: {exc}", self.host) from exc
         self._cond = threading.Condition()
@@ -383,13 +413,10 @@ class Session:
                     self._steps += 1
                     return Outcome(0, tuple(self._events[start:end]), b"".join(self._errors).decode(errors="replace"))
             self._cond.wait_for(lambda: self._closed)
-        code = self._chan.recv_exit_status()
-        self._chan.close()
+        code = exit_code(self._chan, self.host)
         with self._cond:
             events = tuple(self._events[start:])
             stderr = b"".join(self._errors).decode(errors="replace")
-        if code == -1:
-            raise ConnectError(f"{self.host}: connection lost during the command", self.host)
         return Outcome(code, events, stderr)
 
     def end(self, on_event: Callable[[str], None] | None = None) -> Outcome:
@@ -445,7 +472,7 @@ def run_command(
                     break
                 ready += data
         else:
-            chan.exec_command(COMMAND)
+            send_exec(chan, COMMAND)
         # Without a terminal the channel's input stays open, and empty, until the command ends: its end
         # tells the host that fab went away (see exec.sh).
         chan.sendall(text.encode() + b"\0" if terminal is not None else frame(text))
@@ -496,10 +523,7 @@ def run_command(
                 break
             out(data)
     reader.join(timeout=30)
-    code = chan.recv_exit_status()
-    chan.close()
-    if code == -1:
-        raise ConnectError(f"{c.original_host}: connection lost during the command", str(c.original_host))
+    code = exit_code(chan, str(c.original_host))
     if not ran and head:
         before.append(head)  # a pty merges the script's error line into stdout
     return Ran(code, ran, b"".join(before).decode(errors="replace"))
