@@ -306,6 +306,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _no_nul(where: str, value: Any) -> None:
+    """A NUL byte reaches the host in a shell variable, which cannot hold one: named here, before any host."""
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(f"setting {where} holds a NUL byte (no shell variable can hold one); remove it")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(f"{where}.{k}" if where else str(k), v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_nul(f"{where}[{i}]", v)
+
+
 def _check_keys(where: str, data: Mapping[str, Any], allowed: list[str]) -> None:
     for key in data:
         if key not in allowed:
@@ -373,6 +385,7 @@ def load(raw: Any, stage: str | None = None, hosts: tuple[str, ...] = ()) -> Set
         data = _merge(data, overrides)
     allowed = [f.name for f in fields(Settings) if f.name != "stage"]
     _check_keys("", data, allowed)
+    _no_nul("", data)
     for required in (f.name for f in fields(Settings) if f.default is MISSING and f.default_factory is MISSING):
         if data.get(required) in (None, ""):
             raise ConfigError(f"missing required setting deploy.{required}")

@@ -146,3 +146,11 @@ def test_each_setting_is_declared_once_with_its_check() -> None:
         for f in dataclasses.fields(cls):
             if f.name != "stage":
                 assert callable(f.metadata.get("check")), f"{cls.__name__}.{f.name} has no check"
+
+
+def test_a_nul_byte_is_named_before_any_host() -> None:
+    """A NUL reaches the host in a shell variable, which cannot hold one: it used to surface mid-deploy."""
+    with pytest.raises(ConfigError, match=r"setting hooks\[0\]\.run holds a NUL byte"):
+        load({**BASE, "hooks": [{"name": "x", "run": "echo a\0b"}]})
+    with pytest.raises(ConfigError, match=r"setting environment\.K holds a NUL byte"):
+        load({**BASE, "environment": {"K": "a\0"}})

@@ -14,7 +14,7 @@ import paramiko
 import pytest
 
 from deploy import remote
-from deploy.errors import ConnectError
+from deploy.errors import ConfigError, ConnectError
 
 NASTY = ["; rm -rf /tmp/x", "$(touch /tmp/pwned)", "a'b\"c", "with space", "`id`", "\\n", ""]
 
@@ -142,7 +142,7 @@ def test_command_line_holds_nothing_of_the_script() -> None:
     long = "".join(f"v{i}=1\n" for i in range(20000)) + "echo $v19999; wc -c\n"
     out = subprocess.run(shlex.split(line), input=remote.frame(long) + b"y" * 7, capture_output=True, check=True).stdout
     assert out.split() == [b"1", b"7"]
-    with pytest.raises(ValueError, match="NUL"):
+    with pytest.raises(ConfigError, match="holds a NUL byte"):
         remote.frame("echo \0")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import paramiko
 from fabric import Connection
 
-from deploy.errors import ConnectError
+from deploy.errors import ConfigError, ConnectError
 
 HERE = Path(__file__).parent
 PHASES = (
@@ -154,7 +154,7 @@ COMMAND = """bash -c 'IFS= read -r n && s=$(head -c "$n") && eval "$s"'"""
 def command(text: str) -> str:
     """The command line of a phase: always the same; the script `text` goes first on stdin (see `run`)."""
     if "\0" in text:
-        raise ValueError("a phase script cannot hold a NUL byte")
+        raise ConfigError("a value sent to the host holds a NUL byte (no shell variable can hold one): remove it from the config")
     return COMMAND
 
 
@@ -231,10 +231,10 @@ def run(
     transport = c.transport
     if transport is None or not transport.is_active():
         raise ConnectError(f"{c.original_host}: not connected", str(c.original_host))
+    head = frame(text)  # a NUL in the script raises here, before a channel is opened
     try:
         chan = transport.open_session(timeout=30)
-        head = frame(text)
-        send_exec(chan, command(text))
+        send_exec(chan, COMMAND)
     except Exception as exc:  # paramiko raises several unrelated types here
         raise ConnectError(f"{c.original_host}: could not start a command: {exc}", str(c.original_host)) from exc
     if timeout:
@@ -305,6 +305,7 @@ class Session:
         transport = c.transport
         if transport is None or not transport.is_active():
             raise ConnectError(f"{self.host}: not connected", self.host)
+        self._first = frame(text)  # a NUL in the script raises here, before a channel is opened
         try:
             self._chan = transport.open_session(timeout=30)
             send_exec(self._chan, COMMAND)
@@ -321,7 +322,6 @@ class Session:
         self._steps = 0  # '@@ready's consumed: the steps done
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
-        self._first = frame(text)  # refuses a NUL in the script
 
     @property
     def open(self) -> bool:
@@ -457,6 +457,8 @@ def run_command(
     `terminal`: given, the command gets a pty of `size` and `terminal(channel)` moves the bytes between the
     local terminal and the channel until it closes (the pty merges stderr into stdout).
     """
+    command(text)  # refuses a NUL, before a channel is opened
+    script = frame(text) if terminal is None else text.encode() + b"\0"
     transport = c.transport
     if transport is None or not transport.is_active():
         raise ConnectError(f"{c.original_host}: not connected", str(c.original_host))
@@ -475,7 +477,7 @@ def run_command(
             send_exec(chan, COMMAND)
         # Without a terminal the channel's input stays open, and empty, until the command ends: its end
         # tells the host that fab went away (see exec.sh).
-        chan.sendall(text.encode() + b"\0" if terminal is not None else frame(text))
+        chan.sendall(script)
     except Exception as exc:  # paramiko raises several unrelated types here
         raise ConnectError(f"{c.original_host}: could not start a command: {exc}", str(c.original_host)) from exc
     before: list[bytes] = []
