@@ -83,11 +83,21 @@ class _Sent:
     def _send_user_message(self, m: paramiko.Message) -> None:
         self.messages.append(m)
 
+    alive = True
+
+    def is_active(self) -> bool:
+        return self.alive
+
+    def get_exception(self) -> None:
+        return None
+
 
 class _Chan:
     """The parts of a paramiko Channel that send_exec and exit_code touch; sshd's answer never comes."""
 
     remote_chanid = 7
+    eof_sent = False
+    active = True
 
     def __init__(self, code: int = 0, refused: bool = False) -> None:
         self.transport = _Sent()
@@ -126,6 +136,14 @@ def test_the_exec_request_does_not_wait_for_sshd_s_answer() -> None:
         remote.exit_code(_Chan(code=-1, refused=True), "web1")  # type: ignore[arg-type]
     with pytest.raises(ConnectError, match="web1: connection lost during the command"):
         remote.exit_code(_Chan(code=-1), "web1")  # type: ignore[arg-type]
+    lost = _Chan(code=-1, refused=True)  # the event is set by a transport that died before sshd answered, too
+    lost.transport.alive = False
+    with pytest.raises(ConnectError, match="web1: connection lost during the command"):
+        remote.exit_code(lost, "web1")  # type: ignore[arg-type]
+    closed = _Chan()
+    closed.closed = True
+    with pytest.raises(paramiko.SSHException, match="not open"):
+        remote.send_exec(closed, remote.COMMAND)  # type: ignore[arg-type]
 
 
 def test_command_line_holds_nothing_of_the_script() -> None:
@@ -144,6 +162,9 @@ def test_command_line_holds_nothing_of_the_script() -> None:
     assert out.split() == [b"1", b"7"]
     with pytest.raises(ConfigError, match="holds a NUL byte"):
         remote.frame("echo \0")
+    # A frame cut short (the connection lost mid-script) is not run: head -c returns what came.
+    cut = subprocess.run(shlex.split(line), input=remote.frame("echo ran; echo twice")[:-3], capture_output=True)
+    assert cut.returncode != 0 and cut.stdout == b""
 
 
 def test_pip_index_options_leave_the_command_line() -> None:

@@ -148,7 +148,10 @@ SCRIPTS_HASH = hashlib.sha256((_LIBRARY + "".join((HERE / f"{p}.sh").read_text()
 # what follows the script (the release archive) is the script's own stdin. GNU head -c reads no byte past
 # its count, in blocks: bash's `read -d` takes one byte per system call from a pipe (~30 ms for the ~75 KB
 # of a phase script with its library).
-COMMAND = """bash -c 'IFS= read -r n && s=$(head -c "$n") && eval "$s"'"""
+# A frame ends in a comment line, FRAME_END: a script cut short (the connection lost mid-frame) lacks it and is
+# not run (head -c returns what came; bash's read -d used to fail at an EOF with no NUL).
+FRAME_END = "#fabdeploy-end"
+COMMAND = f"""bash -c 'IFS= read -r n && s=$(head -c "$n") && [[ $s == *"{FRAME_END}" ]] && eval "$s"'"""
 
 
 def command(text: str) -> str:
@@ -164,6 +167,8 @@ def send_exec(chan: paramiko.Channel, line: str) -> None:
     first (50 ms at 50 ms RTT, each command). sshd reads the channel in order: it has started the command
     (and opened its stdin) before it reads the data that follows the request. A refusal closes the channel:
     see `exit_code`."""
+    if chan.closed or chan.eof_sent or not chan.active:  # exec_command's @open_only
+        raise paramiko.SSHException("the channel is not open")
     m = paramiko.Message()
     m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
     m.add_int(chan.remote_chanid)
@@ -180,16 +185,19 @@ def exit_code(chan: paramiko.Channel, host: str) -> int:
     code = chan.recv_exit_status()
     chan.close()
     if code == -1:
-        if chan.event.is_set() and not chan.event_ready:
+        transport = chan.get_transport()
+        alive = transport is not None and transport.is_active() and transport.get_exception() is None
+        if alive and chan.event.is_set() and not chan.event_ready:
             raise ConnectError(f"{host}: the host refused to run the command (sshd said no to exec)", host)
         raise ConnectError(f"{host}: connection lost during the command", host)
     return code
 
 
 def frame(text: str) -> bytes:
-    """A script as the host reads it from stdin (COMMAND, lib.sh's serve): its length, a newline, itself."""
+    """A script as the host reads it from stdin (COMMAND, lib.sh's serve): its length, a newline, itself and
+    FRAME_END."""
     command(text)  # refuses a NUL, which a bash variable cannot hold
-    data = text.encode()
+    data = (text + "\n" + FRAME_END).encode()
     return b"%d\n" % len(data) + data
 
 

@@ -82,13 +82,14 @@ give_up() {
 }
 
 # A deploy's one command (deploy/remote/__init__.py's Session): after begin, run each phase script that
-# comes on stdin (its length on a line, then itself: remote.frame); a failing one ends the command with its
-# code. Stdin closed: nothing more comes (fab had nothing to do, or went away): a release not switched is
-# marked failed, the lock freed.
+# comes on stdin (its length on a line, then itself and FRAME_END: remote.frame; one cut short is not run and
+# ends the loop); a failing one ends the command with its code. Stdin closed: nothing more comes (fab had
+# nothing to do, or went away): a release not switched is marked failed, the lock freed.
+FRAME_END="#fabdeploy""-end"  # remote.FRAME_END, split so that a script cut here does not end in it
 serve() {
   local n s
   say ready
-  while IFS= read -r n && s=$(head -c "$n"); do
+  while IFS= read -r n && s=$(head -c "$n") && [[ $s == *"$FRAME_END" ]]; do
     eval "$s" || exit $?
     say ready
   done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +17,12 @@ import pytest
 from tests.sandbox import DeployUser, Sandbox, app_config, example_repo, fab_argv, random_user, set_version
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A `kill` or `timeout` (SIGTERM) ends the run as Ctrl-C does: pytest then tears the fixtures down, which
+    # stop the sandboxes' sshd and Apache and remove their deploy user; a plain SIGTERM left them running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
