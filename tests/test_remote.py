@@ -77,13 +77,13 @@ def test_run_streams_stdin_and_events(mock_server: object) -> None:
 class _Sent:
     """A transport that keeps the messages it is given (for send_exec)."""
 
+    alive = True
+
     def __init__(self) -> None:
         self.messages: list[paramiko.Message] = []
 
     def _send_user_message(self, m: paramiko.Message) -> None:
         self.messages.append(m)
-
-    alive = True
 
     def is_active(self) -> bool:
         return self.alive
@@ -165,6 +165,10 @@ def test_command_line_holds_nothing_of_the_script() -> None:
     # A frame cut short (the connection lost mid-script) is not run: head -c returns what came.
     cut = subprocess.run(shlex.split(line), input=remote.frame("echo ran; echo twice")[:-3], capture_output=True)
     assert cut.returncode != 0 and cut.stdout == b""
+    # lib.sh's serve checks the same end line (split there, so that the library itself does not end in it).
+    end = subprocess.run(["bash", "-c", remote._LIBRARY.split("\nserve() {")[0].rsplit("\n", 1)[1] + '\necho "$FRAME_END"'],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert end == remote.FRAME_END
 
 
 def test_pip_index_options_leave_the_command_line() -> None:

@@ -303,13 +303,17 @@ warm_start() {
   ) &
 }
 
+# The pid in file $1 ($WARM/pid or $WARM/ready), into WARM_PID, if it is the warm check's: only our own, a pid
+# read from a file may belong to another process by now.
+warm_pid() {
+  WARM_PID=
+  read -r WARM_PID 2> /dev/null < "$1" && [ -n "$WARM_PID" ] \
+    && grep -qaF -- "--warm" "/proc/$WARM_PID/cmdline" 2> /dev/null
+}
+
 warm_stop() {
-  local pid
   [ -d "$WARM" ] || return 0
-  if read -r pid 2> /dev/null < "$WARM/pid" && [ -n "$pid" ]; then
-    # Only our own: a pid read from a file may belong to another process by now.
-    grep -qaF -- "--warm" "/proc/$pid/cmdline" 2> /dev/null && kill "$pid" 2> /dev/null
-  fi
+  warm_pid "$WARM/pid" && kill "$WARM_PID" 2> /dev/null
   rm -rf "$WARM"
 }
 

@@ -21,10 +21,9 @@ if [ "$SLOTS" -ge 2 ] && [ -L "$SLOTS_DIR/a" ]; then
   done
 fi
 # The import check kept warm for the next deploy (no slots): its pid, memory and venv.
-if read -r pid 2> /dev/null < "$WARM/ready" && grep -qaF -- "--warm" "/proc/$pid/cmdline" 2> /dev/null \
-    && read -r venv _ 2> /dev/null < "$WARM/info"; then
-  rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2> /dev/null)
-  say "warm $pid ${rss:-0} ${venv##*/}"
+if warm_pid "$WARM/ready" && read -r venv _ 2> /dev/null < "$WARM/info"; then
+  rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$WARM_PID/status" 2> /dev/null)
+  say "warm $WARM_PID ${rss:-0} ${venv##*/}"
 fi
 say "disk $(du -sk "$R" 2>/dev/null | cut -f1) $(du -sk "$SH/venvs" 2>/dev/null | cut -f1)"
 cur=$(current_id)
