@@ -177,8 +177,33 @@ def _own_keys_first(c: Connection) -> None:
         c.connect_kwargs["key_filename"] = list(dict.fromkeys(ordered))
 
 
+def _ack_notices_at_once(transport: paramiko.Transport, tcp: socket.socket) -> None:
+    """ACK the host's post-login notice (OpenSSH's hostkeys-00@openssh.com) at once, not 40 ms later.
+
+    sshd sends the notice right after the login, before the first channel's exec has turned Nagle off on its
+    socket; its answer to our channel open is then held until the notice is ACKed, and this end, with nothing
+    to send, delays that ACK (Linux: 40 ms at least). Measured on loopback: the first channel open took 42-49
+    ms, 3-4 ms with this. TCP_QUICKACK sends a pending ACK when set; elsewhere (no such option) nothing changes.
+    """
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    table = getattr(transport, "_handler_table", None)  # paramiko 3-5: message type -> parser
+    if quickack is None or not isinstance(table, dict) or paramiko.common.MSG_GLOBAL_REQUEST not in table:
+        return
+    parse = table[paramiko.common.MSG_GLOBAL_REQUEST]
+
+    def parse_then_ack(m: paramiko.Message) -> None:
+        parse(m)
+        try:
+            tcp.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+        except OSError:
+            pass  # the connection is going away; paramiko sees that itself
+
+    table[paramiko.common.MSG_GLOBAL_REQUEST] = parse_then_ack
+
+
 def open_connection(c: Connection, wanted: Callable[[], bool] | None = None) -> Connection:
-    """Open `c` with Nagle off: paramiko never sets TCP_NODELAY, and each phase is a small exchange.
+    """Open `c` with Nagle off (paramiko never sets TCP_NODELAY, and each phase is a small exchange) and the
+    host's post-login notice ACKed at once (see _ack_notices_at_once).
 
     `wanted`: asked once the TCP connection is up, before the SSH handshake; False calls the open off
     (ConnectError), so that nothing starts a handshake for a deploy that has already stopped."""
@@ -203,6 +228,8 @@ def open_connection(c: Connection, wanted: Callable[[], bool] | None = None) -> 
                 tcp.close()
             raise ConnectError(f"{c.original_host}: connect called off", str(c.original_host))
         c.open()
+        if tcp is not None and c.transport is not None:
+            _ack_notices_at_once(c.transport, tcp)
     except socket.gaierror as exc:
         raise ConnectError(
             f"{c.original_host}: host name {c.host!r} not found ({exc.strerror}); check -H or the stage's hosts",

@@ -95,8 +95,11 @@ def _run(
         text = None if queued else remote.follow_up(phase, {**variables(s, lock_info), **extra}, last)
         out = session.step(text, stdin or b"", on_event, on_sent, last)
     else:
-        text = remote.script(phase, {**variables(s, lock_info), **extra})
-        out = remote.run(c, text, stdin=stdin, on_event=on_event, on_sent=on_sent, passing=passing)
+        given = {**variables(s, lock_info), **extra}
+        text = remote.script(phase, given)
+        out = remote.run(
+            c, text, stdin=stdin, on_event=on_event, on_sent=on_sent, passing=passing, in_line=remote.public(given)
+        )
     if reporter is not None:
         reporter.phase(host, "")
     _raise_for(str(host), phase, out)
@@ -163,7 +166,10 @@ def begin(
     if not serve:
         return _facts(_run(c, s, "begin", extra, reporter, lock_info).events)
     # The session sends begin's script with its first step: _run only waits for it.
-    session = remote.Session(c, remote.script("begin", {**variables(s, lock_info), **extra}))
+    # Its script in the command line (a round trip less); it needs no private variable (the health check's
+    # headers): the phases that follow in the session bring their own.
+    given = remote.without_private({**variables(s, lock_info), **extra})
+    session = remote.Session(c, remote.script("begin", given), in_line=True)
     out = _run(c, s, "begin", extra, reporter, lock_info, session=session, queued=True)
     return dataclasses.replace(_facts(out.events), session=session)
 

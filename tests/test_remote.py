@@ -171,6 +171,26 @@ def test_command_line_holds_nothing_of_the_script() -> None:
     assert end == remote.FRAME_END
 
 
+def test_a_public_script_travels_in_its_command_line() -> None:
+    """sshd opens a channel's stdin window only once the command runs: a script in the command line saves that
+    round trip. Only scripts whose private variables are empty go so (ps shows command lines to every user)."""
+    text = "DEPLOY_TO=/srv/app\necho got; wc -c\n"
+    line = remote.inline(text)
+    assert line != remote.COMMAND and "/srv/app" not in line  # compressed: not greppable either
+    out = subprocess.run(["bash", "-c", line], input=b"x" * 5, capture_output=True, check=True).stdout
+    assert out.split() == [b"got", b"5"]  # stdin is the command's data alone
+    # With the library: the same text in every command, compressed once, and still one script.
+    full = remote.inline(remote.script("begin", {"A": "1"}))
+    assert len(full) < 64 * 1024 and remote.inline(remote.script("begin", {"A": "1"})) == full
+    for private in ("HEALTH_HEADERS", "PIP_ENV", "PIP_ARGS", "HOOK_CMDS", "CMD"):
+        assert not remote.public({"DEPLOY_TO": "/srv", private: "Authorization: Bearer tok-123"})
+        assert remote.public({"DEPLOY_TO": "/srv", private: ""})
+    blanked = remote.without_private({"HEALTH_HEADERS": '{"X": "tok"}', "PIP_ARGS": ["--x"], "APP": "imdb"})
+    assert blanked == {"HEALTH_HEADERS": "", "PIP_ARGS": [], "APP": "imdb"} and remote.public(blanked)
+    with pytest.raises(ConfigError, match="holds a NUL byte"):
+        remote.inline("echo \0")
+
+
 def test_pip_index_options_leave_the_command_line() -> None:
     from deploy.host import pip_variables
 
