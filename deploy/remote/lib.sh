@@ -97,6 +97,12 @@ serve() {
   exit 0
 }
 
+# The folder holding path $1 (an absolute path of ours), made when missing; `dirname` and `mkdir -p` without a
+# fork when it is there (a fork is ~1 ms: a deploy makes a few dozen).
+have_parent() { local d=${1%/}; d=${d%/*}; [ -d "${d:-/}" ] || mkdir -p "${d:-/}"; }
+# Path $1 removed, if anything is there (a dangling link too).
+gone() { if [ -e "$1" ] || [ -L "$1" ]; then rm -rf "${1:?}"; fi; }
+
 current_id() { local t; t=$(readlink "$CUR" 2>/dev/null) || return 0; echo "${t##*/}"; }
 
 # The state of release $1 into STATE (prepared, finished, failed, ...; failed when it has none). Bash
@@ -105,9 +111,11 @@ read_state() { STATE=failed; read -r STATE 2> /dev/null < "$R/$1/.release/state"
 state_of() { local STATE; read_state "$1"; echo "$STATE"; }
 is_finished() { local STATE; read_state "$1"; [ "$STATE" = finished ]; }
 
+# Every release with its state and revision; the live one's id also into LISTED_CURRENT.
 list_releases() {
   local d id cur rev
   cur=$(current_id)
+  LISTED_CURRENT=$cur
   [ -n "$cur" ] && say "current $cur"
   for d in "$R"/*/; do
     [ -d "$d" ] || continue
@@ -119,33 +127,36 @@ list_releases() {
   done
 }
 
-# sys.version of $PYTHON, remembered while the interpreter's file stays the same (starting it is ~15 ms of
-# every deploy and plan).
+# sys.version of $PYTHON into PY_VERSION and the machine (uname -m) into HOST_ARCH, remembered while the
+# interpreter's file stays the same (starting it is ~15 ms of every deploy and plan; each fork ~1 ms).
 python_version() {
-  local id cache="$DEPLOY_TO/tools/python.version" v
+  local id cache="$DEPLOY_TO/tools/python.version" l1= l2= l3=
   id="$PYTHON $(stat -L -c '%s %Y %i' "$PYTHON" 2> /dev/null)" || return 1
-  if [ "$(head -n 1 "$cache" 2> /dev/null)" = "$id" ]; then sed -n 2p "$cache"; return 0; fi
-  v=$("$PYTHON" -c 'import sys; print(sys.version.splitlines()[0])' 2> /dev/null) || return 1
-  [ -d "$R" ] && { mkdir -p "$DEPLOY_TO/tools" && printf '%s\n%s\n' "$id" "$v" > "$cache.$$" && mv -f "$cache.$$" "$cache"; } 2> /dev/null
-  echo "$v"
+  { IFS= read -r l1; IFS= read -r l2; IFS= read -r l3; } 2> /dev/null < "$cache"
+  if [ "$l1" = "$id" ] && [ -n "$l3" ]; then PY_VERSION=$l2 HOST_ARCH=$l3; return 0; fi
+  PY_VERSION=$("$PYTHON" -c 'import sys; print(sys.version.splitlines()[0])' 2> /dev/null) || return 1
+  HOST_ARCH=$(uname -m)
+  [ -d "$R" ] && { mkdir -p "$DEPLOY_TO/tools" && printf '%s\n%s\n%s\n' "$id" "$PY_VERSION" "$HOST_ARCH" > "$cache.$$" \
+    && mv -f "$cache.$$" "$cache"; } 2> /dev/null
+  return 0
 }
 
 # What a deploy compares with: releases, the host's Python, the complete venvs, the live manifest
 # (the tool sends only what differs from it and links the rest). Fails when $PYTHON is missing.
 say_facts() {
-  local pyver v cur
+  local v cur fp
   list_releases
-  pyver=$(python_version) || return 1
-  say "python $pyver"
-  say "arch $(uname -m)"
+  python_version || return 1
+  say "python $PY_VERSION"
+  say "arch $HOST_ARCH"
   if [ "${INSTALLER:-}" = uv ]; then [ -x "$UV" ] && say "uv yes" || say "uv no"; fi
   for v in "$SH"/venvs/*/.complete; do [ -e "$v" ] && v=${v%/.complete} && say "venv ${v##*/}"; done
-  cur=$(current_id)
+  cur=$LISTED_CURRENT
   [ -n "$cur" ] && [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"
   # What the live release was made of (deploy/release.py's fingerprint): a deploy of the same is a no-op.
   # Only a healthy live release counts: one that failed its check is deployed over.
-  [ -n "$cur" ] && is_finished "$cur" && [ -s "$R/$cur/.release/fingerprint" ] \
-    && say "fingerprint $(head -c 200 "$R/$cur/.release/fingerprint")"
+  [ -n "$cur" ] && is_finished "$cur" && read -r -n 200 fp 2> /dev/null < "$R/$cur/.release/fingerprint" \
+    && [ -n "$fp" ] && say "fingerprint $fp"
   return 0
 }
 
@@ -252,7 +263,7 @@ import_ahead() {
 # same environment file (a module may read the environment when it is imported).
 ahead_fits() {
   [ -n "${AHEAD_IN:-}" ] && kill -0 "$AHEAD_CHILD" 2> /dev/null || return 1
-  [ "$(readlink -f "$REL/.venv")" = "$AHEAD_VENV" ] || return 1
+  [ "$REL/.venv" -ef "$AHEAD_VENV" ] || return 1
   if [ -e "$AHEAD_ENVFILE" ] || [ -e "$REL/.release/env.sh" ]; then
     cmp -s "$AHEAD_ENVFILE" "$REL/.release/env.sh" || return 1
   fi
@@ -291,7 +302,7 @@ warm_start() {
   [ "${IMPORT_WARM:-0}" = 1 ] || return 0
   venv=$(readlink -f "$REL/.venv") && [ -x "$venv/bin/python" ] || return 0
   { mkdir -m 700 "$WARM" && mkfifo -m 600 "$WARM/ctl" \
-      && printf '%s %s\n' "$venv" "$(env_hash "$REL")" > "$WARM/info"; } 2> /dev/null || return 0
+      && env_hash "$REL" && printf '%s %s\n' "$venv" "$ENV_HASH" > "$WARM/info"; } 2> /dev/null || return 0
   (
     # Nothing of the command's: not its stdio (sshd would wait for them), not the check started ahead's input.
     exec < /dev/null > /dev/null 2>&1
@@ -306,9 +317,10 @@ warm_start() {
 # The pid in file $1 ($WARM/pid or $WARM/ready), into WARM_PID, if it is the warm check's: only our own, a pid
 # read from a file may belong to another process by now.
 warm_pid() {
+  local args
   WARM_PID=
   read -r WARM_PID 2> /dev/null < "$1" && [ -n "$WARM_PID" ] \
-    && grep -qaF -- "--warm" "/proc/$WARM_PID/cmdline" 2> /dev/null
+    && mapfile -d '' -t args 2> /dev/null < "/proc/$WARM_PID/cmdline" && [[ " ${args[*]} " == *" --warm "* ]]
 }
 
 warm_stop() {
@@ -317,14 +329,19 @@ warm_stop() {
   rm -rf "$WARM"
 }
 
-env_hash() { if [ -f "$1/.release/env.sh" ]; then sha256sum < "$1/.release/env.sh"; else echo none; fi | cut -c1-64; }
+# The hash of release $1's environment file into ENV_HASH ('none': it has none).
+env_hash() {
+  ENV_HASH=none
+  [ -f "$1/.release/env.sh" ] || return 0
+  ENV_HASH=$(sha256sum < "$1/.release/env.sh") && ENV_HASH=${ENV_HASH%% *}
+}
 
 # Whether the warm check can check release $REL: it is ready, and it holds the release's venv and environment.
 warm_fits() {
   local pid venv hash
   [ "${IMPORT_WARM:-0}" = 1 ] && read -r pid 2> /dev/null < "$WARM/ready" && kill -0 "$pid" 2> /dev/null || return 1
   read -r venv hash 2> /dev/null < "$WARM/info" || return 1
-  [ "$(readlink -f "$REL/.venv")" = "$venv" ] && [ "$(env_hash "$REL")" = "$hash" ]
+  [ "$REL/.venv" -ef "$venv" ] && env_hash "$REL" && [ "$ENV_HASH" = "$hash" ]
 }
 
 # The warm check, run on release $REL as ahead_check is. 125: it could not (no fork came, or it died):

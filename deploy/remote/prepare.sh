@@ -33,13 +33,13 @@ say "step unpack ${EPOCHREALTIME/,/.} $t0 $UNPACK_NOTE"
 # release's copy goes.
 seed_shared() {  # $1 = path, $2 = dir|file
   local p=$1
-  mkdir -p "$(dirname "$SH/$p")" "$(dirname "$REL/$p")" || return 1
+  have_parent "$SH/$p" && have_parent "$REL/$p" || return 1
   if [ ! -e "$SH/$p" ] && [ ! -L "$SH/$p" ] && { [ -e "$REL/$p" ] || [ -L "$REL/$p" ]; }; then
     # A hard link from the live release would tie the shared copy to it: copy, then drop the release's.
     cp -a "$REL/$p" "$SH/$p" && chmod -R u+w "$SH/$p" && say "seeded shared $p from the release" || return 1
   fi
-  [ "$2" = dir ] && { mkdir -p "$SH/$p" || return 1; }
-  rm -rf "${REL:?}/$p" && ln -s "$SH/$p" "$REL/$p"
+  [ "$2" = dir ] && { [ -d "$SH/$p" ] || mkdir -p "$SH/$p" || return 1; }
+  gone "$REL/$p" && ln -s "$SH/$p" "$REL/$p"
 }
 for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do seed_shared "$p" dir || die 10 "could not link shared dir $p"; done
 for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do seed_shared "$p" file || die 10 "could not link shared file $p"; done
@@ -54,7 +54,7 @@ if [ ${#SHARED_DIRS[@]} -gt 0 ] || [ ${#SHARED_FILES[@]} -gt 0 ] || [ "$SECRETS"
     give_group "$SH/$p" "$APP_GROUP" -R || die 12 "could not give shared/$p to group $APP_GROUP: $GROUP_FIX $APP_GROUP $(id -un)"
   done
   for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do
-    d=$(dirname "$SH/$p")
+    d=$SH/$p; d=${d%/*}
     { give_group "$d" "$APP_GROUP" && { [ ! -e "$SH/$p" ] || give_group "$SH/$p" "$APP_GROUP"; }; } \
       || die 12 "could not give shared/$p to group $APP_GROUP: $GROUP_FIX $APP_GROUP $(id -un)"
   done
@@ -69,7 +69,7 @@ build_venv  # remote/venv.sh
 # Outputs of hooks skipped this time (their inputs did not change) come from the live release.
 for p in ${CARRY[@]+"${CARRY[@]}"}; do
   if [ -e "$R/$BASE/$p" ]; then
-    mkdir -p "$(dirname "$REL/$p")" && rm -rf "${REL:?}/$p" && cp -al "$R/$BASE/$p" "$REL/$p" || die 14 "could not carry $p over from $BASE"
+    have_parent "$REL/$p" && gone "$REL/$p" && cp -al "$R/$BASE/$p" "$REL/$p" || die 14 "could not carry $p over from $BASE"
   fi
 done
 # Releases share unchanged files (hard links): a hook writing one would change the live release and

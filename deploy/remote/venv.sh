@@ -49,6 +49,6 @@ build_venv() {
     touch "$venv/.complete"
     say "step venv ${EPOCHREALTIME/,/.} $t0 built $key"
   fi
-  rm -rf "$REL/.release/wheels"
+  gone "$REL/.release/wheels"
   ln -sfn "../../shared/venvs/$key" "$REL/.venv"
 }
