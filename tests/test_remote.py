@@ -189,6 +189,10 @@ def test_a_public_script_travels_in_its_command_line() -> None:
     assert blanked == {"HEALTH_HEADERS": "", "PIP_ARGS": [], "APP": "imdb"} and remote.public(blanked)
     with pytest.raises(ConfigError, match="holds a NUL byte"):
         remote.inline("echo \0")
+    # A host without the decoder says what it lacks and runs nothing.
+    lacking = subprocess.run(["bash", "-c", line.replace("base64 -d", "no-such-base64 -d")], capture_output=True)
+    assert lacking.returncode == 126 and lacking.stdout == b""
+    assert remote.Outcome(126, (), lacking.stderr.decode()).error_line().endswith("needs base64 (GNU coreutils) and gzip")
 
 
 def test_pip_index_options_leave_the_command_line() -> None:

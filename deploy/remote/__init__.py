@@ -178,7 +178,10 @@ def without_private(variables: Mapping[str, Value]) -> dict[str, Value]:
 # waits one round trip for that; one in the request itself does not (50 ms at 50 ms RTT). ps shows the blob,
 # and only scripts of `public` variables are sent so. ~30 KB for the begin with its library (the limit of one
 # argument is 128 KiB on Linux).
-INLINE_COMMAND = "bash -c 's=$(printf %s {} | base64 -d | gzip -dc) && [[ $s == *\"{}\" ]] && eval \"$s\"'"
+INLINE_COMMAND = (
+    "bash -c 's=$(printf %s {} | base64 -d | gzip -dc) && [[ $s == *\"{}\" ]] || {{ echo \"error: could not unpack"
+    " the script fab sent: the host needs base64 (GNU coreutils) and gzip\" >&2; exit 126; }}; eval \"$s\"'"
+)
 
 
 @functools.lru_cache(maxsize=64)

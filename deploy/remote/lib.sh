@@ -155,7 +155,8 @@ say_facts() {
   [ -n "$cur" ] && [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"
   # What the live release was made of (deploy/release.py's fingerprint): a deploy of the same is a no-op.
   # Only a healthy live release counts: one that failed its check is deployed over.
-  [ -n "$cur" ] && is_finished "$cur" && read -r -n 200 fp 2> /dev/null < "$R/$cur/.release/fingerprint" \
+  # (The file has no newline at its end: read says EOF, with fp read.)
+  [ -n "$cur" ] && is_finished "$cur" && { read -r -n 200 fp 2> /dev/null < "$R/$cur/.release/fingerprint" || :; } \
     && [ -n "$fp" ] && say "fingerprint $fp"
   return 0
 }
