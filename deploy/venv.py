@@ -12,6 +12,7 @@ with a Python of the host's version (pure-Python requirements do not care).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import subprocess
@@ -68,6 +69,7 @@ def wheels(s: Settings, files: Files) -> dict[str, bytes]:
         return {f.name: f.read_bytes() for f in sorted(out.glob("*.whl"))}
 
 
+@functools.cache  # every phase's variables name it; the package metadata does not change during a run
 def uv_version() -> str | None:
     """The version of this machine's uv, the one shipped to hosts (None: no uv here)."""
     try:
