@@ -186,10 +186,20 @@ def _ack_notices_at_once(transport: paramiko.Transport, tcp: socket.socket) -> N
     ms, 3-4 ms with this. TCP_QUICKACK sends a pending ACK when set; elsewhere (no such option) nothing changes.
     """
     quickack = getattr(socket, "TCP_QUICKACK", None)
-    table = getattr(transport, "_handler_table", None)  # paramiko 3-5: message type -> parser
-    if quickack is None or not isinstance(table, dict) or paramiko.common.MSG_GLOBAL_REQUEST not in table:
+    if quickack is None:
         return
-    parse = table[paramiko.common.MSG_GLOBAL_REQUEST]
+    try:  # the notice may have come already, while the login ended: its ACK goes now
+        tcp.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+    except OSError:
+        return
+    # paramiko >= 3.2: a table of this transport's own bound parsers (before, one table of the class, whose
+    # functions take the transport too: left alone).
+    table = vars(transport).get("_handler_table")
+    if not isinstance(table, dict):
+        return
+    parse = table.get(paramiko.common.MSG_GLOBAL_REQUEST)
+    if parse is None or getattr(parse, "__self__", None) is not transport:
+        return
 
     def parse_then_ack(m: paramiko.Message) -> None:
         parse(m)

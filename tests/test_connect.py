@@ -120,3 +120,40 @@ def test_ssh_config_lookups_ask_for_the_local_user_once(tmp_path: Path) -> None:
     after = cached.cache_info()
     assert after.misses - before.misses <= 1 and after.hits - before.hits >= 50 * 50
     assert cached() == getpass.getuser()
+
+
+def test_the_notice_ack_wraps_only_a_transports_own_parsers() -> None:
+    """paramiko >= 3.2 keeps a table of bound parsers per transport; before, one table of the class holds
+    functions taking the transport too: wrapping that would change every transport and break the call."""
+    import socket
+
+    import paramiko
+
+    from deploy.connect import _ack_notices_at_once
+
+    GR = paramiko.common.MSG_GLOBAL_REQUEST
+    acks: list[int] = []
+
+    class Sock:
+        def setsockopt(self, level: int, opt: int, value: int) -> None:
+            acks.append(opt)
+
+    class Own:
+        def __init__(self) -> None:
+            self.seen: list[object] = []
+            self._handler_table = {GR: self.parse}
+
+        def parse(self, m: object) -> None:
+            self.seen.append(m)
+
+    own = Own()
+    _ack_notices_at_once(own, Sock())  # type: ignore[arg-type]
+    own._handler_table[GR]("notice")
+    assert own.seen == ["notice"] and acks == [socket.TCP_QUICKACK] * 2  # once at once, once after the notice
+
+    class Old:
+        _handler_table = {GR: lambda self, m: None}
+
+    before = dict(Old._handler_table)
+    _ack_notices_at_once(Old(), Sock())  # type: ignore[arg-type]
+    assert Old._handler_table == before

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -367,3 +368,20 @@ def test_the_check_started_ahead_ends_with_its_input_though_children_of_the_scri
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=20)
     # waited = whole half-seconds (EPOCHSECONDS counted a second boundary crossed in a 1 ms wait as 1)
     assert out.stdout.split() == ["rc=0", "waited=0"], (out.stdout, out.stderr)
+
+
+def test_facts_of_a_live_release_without_a_fingerprint(tmp_path: Path) -> None:
+    """A release made before fingerprints existed (or one rolled back to) has no .release/fingerprint: the
+    begin still says its facts (it read an unset variable under `set -u` and died after taking the lock)."""
+    rel = tmp_path / "releases" / "r1" / ".release"
+    rel.mkdir(parents=True)
+    (rel / "state").write_text("finished\n")
+    (rel / "manifest").write_text("abc  app.py\n")
+    (tmp_path / "current").symlink_to("releases/r1")
+    head = remote._header("begin", {"DEPLOY_TO": str(tmp_path), "PYTHON": sys.executable, "INSTALLER": "pip"})
+    out = subprocess.run(["bash", "-c", head + remote._LIBRARY + "\nsay_facts; echo rc=$?\n"], capture_output=True, text=True)
+    assert "rc=0" in out.stdout, out.stderr
+    assert "@@m abc  app.py" in out.stdout and "@@fingerprint" not in out.stdout
+    (rel / "fingerprint").write_text("f" * 64)  # no final newline, as the tool writes it
+    out = subprocess.run(["bash", "-c", head + remote._LIBRARY + "\nsay_facts\n"], capture_output=True, text=True)
+    assert f"@@fingerprint {'f' * 64}" in out.stdout, out.stderr

@@ -184,6 +184,10 @@ INLINE_COMMAND = (
 )
 
 
+# Longer scripts go on stdin (Linux refuses an argument over 128 KiB: exec would fail).
+INLINE_LIMIT = 100 * 1024
+
+
 @functools.lru_cache(maxsize=64)
 def _gzipped(part: str) -> bytes:
     return gzip.compress(part.encode(), mtime=0)
@@ -199,6 +203,15 @@ def inline(text: str) -> str:
     else:
         blob = gzip.compress((text + "\n" + FRAME_END).encode(), mtime=0)
     return INLINE_COMMAND.format(base64.b64encode(blob).decode(), FRAME_END)
+
+
+def _launch(text: str, in_line: bool) -> tuple[str, bytes]:
+    """(command line, what goes first on stdin) of a script: in its command line when allowed and short enough."""
+    if in_line:
+        line = inline(text)
+        if len(line) <= INLINE_LIMIT:
+            return line, b""
+    return COMMAND, frame(text)
 
 
 def command(text: str) -> str:
@@ -290,8 +303,7 @@ def run(
     transport = c.transport
     if transport is None or not transport.is_active():
         raise ConnectError(f"{c.original_host}: not connected", str(c.original_host))
-    # A NUL in the script raises here, before a channel is opened.
-    line, head = (inline(text), b"") if in_line else (COMMAND, frame(text))
+    line, head = _launch(text, in_line)  # a NUL in the script raises here, before a channel is opened
     try:
         chan = transport.open_session(timeout=30)
         send_exec(chan, line)
@@ -366,8 +378,7 @@ class Session:
         transport = c.transport
         if transport is None or not transport.is_active():
             raise ConnectError(f"{self.host}: not connected", self.host)
-        # A NUL in the script raises here, before a channel is opened. `in_line`: see `run`.
-        line, self._first = (inline(text), b"") if in_line else (COMMAND, frame(text))
+        line, self._first = _launch(text, in_line)  # a NUL raises here, before a channel is opened; `in_line`: see `run`
         try:
             self._chan = transport.open_session(timeout=30)
             send_exec(self._chan, line)

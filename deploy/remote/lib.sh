@@ -99,7 +99,12 @@ serve() {
 
 # The folder holding path $1 (an absolute path of ours), made when missing; `dirname` and `mkdir -p` without a
 # fork when it is there (a fork is ~1 ms: a deploy makes a few dozen).
-have_parent() { local d=${1%/}; d=${d%/*}; [ -d "${d:-/}" ] || mkdir -p "${d:-/}"; }
+have_parent() {
+  local d=$1
+  while [[ $d == */ ]]; do d=${d%/}; done
+  d=${d%/*}
+  [ -d "${d:-/}" ] || mkdir -p "${d:-/}"
+}
 # Path $1 removed, if anything is there (a dangling link too).
 gone() { if [ -e "$1" ] || [ -L "$1" ]; then rm -rf "${1:?}"; fi; }
 
@@ -144,7 +149,7 @@ python_version() {
 # What a deploy compares with: releases, the host's Python, the complete venvs, the live manifest
 # (the tool sends only what differs from it and links the rest). Fails when $PYTHON is missing.
 say_facts() {
-  local v cur fp
+  local v cur fp=
   list_releases
   python_version || return 1
   say "python $PY_VERSION"
@@ -318,10 +323,12 @@ warm_start() {
 # The pid in file $1 ($WARM/pid or $WARM/ready), into WARM_PID, if it is the warm check's: only our own, a pid
 # read from a file may belong to another process by now.
 warm_pid() {
-  local args
+  local args a
   WARM_PID=
   read -r WARM_PID 2> /dev/null < "$1" && [ -n "$WARM_PID" ] \
-    && mapfile -d '' -t args 2> /dev/null < "/proc/$WARM_PID/cmdline" && [[ " ${args[*]} " == *" --warm "* ]]
+    && mapfile -d '' -t args 2> /dev/null < "/proc/$WARM_PID/cmdline" || return 1
+  for a in ${args[@]+"${args[@]}"}; do [ "$a" = --warm ] && return 0; done
+  return 1
 }
 
 warm_stop() {
