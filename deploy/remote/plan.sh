@@ -3,7 +3,7 @@ if [ ! -d "$R" ] || [ ! -d "$SH" ]; then say "setup no"; exit 0; fi
 say "setup yes"
 say_lock
 say_facts || die 11 "python $PYTHON not found on this host (setting python)"
-cur=$(current_id)
+cur=$LISTED_CURRENT  # the live release the listing named
 if [ -n "$cur" ]; then
   v=$(readlink "$R/$cur/.venv" 2>/dev/null) && say "livevenv ${v##*/}"
   [ -r "$R/$cur/.release/app.wsgi" ] && sed 's/^/@@wsgi /' "$R/$cur/.release/app.wsgi"

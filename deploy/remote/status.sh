@@ -26,7 +26,7 @@ if warm_pid "$WARM/ready" && read -r venv _ 2> /dev/null < "$WARM/info"; then
   say "warm $WARM_PID ${rss:-0} ${venv##*/}"
 fi
 say "disk $(du -sk "$R" 2>/dev/null | cut -f1) $(du -sk "$SH/venvs" 2>/dev/null | cut -f1)"
-cur=$(current_id)
+cur=$LISTED_CURRENT  # the live release the listing named
 [ -n "$cur" ] && [ -f "$R/$cur/.release/watched" ] && say "watched $(cat "$R/$cur/.release/watched")"
 [ -n "$cur" ] && grep -F " $cur " "$DEPLOY_TO/revisions.log" 2>/dev/null | grep ' ok$' | tail -n 1 | sed 's/^/@@deployed /'
 tail -n 5 "$DEPLOY_TO/revisions.log" 2>/dev/null | sed 's/^/@@log /'
