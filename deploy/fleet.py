@@ -37,7 +37,7 @@ from deploy import host, lock, releases, render, source
 from deploy.config import Settings
 from deploy.errors import CheckFailed, ConfigError, DeployError, FleetError, LockHeld, short
 from deploy.output import Reporter
-from deploy.release import OPS, Ops, dependencies_of, fingerprint, load_source
+from deploy.release import OPS, Ahead, Ops, dependencies_of, fingerprint, load_source
 
 
 @dataclass
@@ -298,8 +298,10 @@ def _deploy(
         # Locked from the start: Ctrl-C while begin runs may leave the lock taken. Freeing it is safe
         # either way, as abort removes only a lock holding this run's token.
         run.locked = True
+        # One host: its prepare may go with the begin, made from what this machine last left there.
+        ahead = Ahead(src, run.release_id, project_dir, rendered, rollback_on_failure, True, force) if alone else None
         try:
-            facts[c] = ops.begin(c, s, run.lock_info, rep, keep_maintenance)
+            facts[c] = ops.begin(c, s, run.lock_info, rep, keep_maintenance, ahead)
         except LockHeld:
             run.locked = False
             raise

@@ -29,6 +29,7 @@ from deploy.remote import Outcome, Value
 # What the spinner says while a phase runs (on a terminal only).
 PHASE_WORDS = {
     "begin": "taking the lock, reading the host",
+    "ahead": "checking the release sent ahead",
     "prepare": "preparing the release",
     "switch": "switching and reloading",
     "rollback": "rolling back",
@@ -145,16 +146,20 @@ class Facts:
     fingerprint: str = ""  # of the live release (deploy.release.fingerprint), '' when it has none or is unhealthy
     # The deploy's command, still open: prepare and switch run in it (remote.Session); None: commands of their own.
     session: remote.Session | None = dataclasses.field(default=None, compare=False, repr=False)
+    # The prepare sent into that command right after the begin, made from a guess (`send_ahead`).
+    sent_ahead: SentAhead | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def begin(
     c: Connection, s: Settings, lock_info: str, reporter: Reporter | None = None, keep_maintenance: bool = False,
-    serve: bool = True,
+    serve: bool = True, ahead: Callable[[remote.Session], SentAhead | None] | None = None,
 ) -> Facts:
     """Take the deploy lock; list releases and venvs, the live release's manifest, the Python version.
     A host in maintenance refuses (InMaintenance) unless `keep_maintenance`.
 
     `serve`: the command stays open (Facts.session) for the prepare and switch that follow, or for `leave`.
+    `ahead`: called once the begin is on its way, before its facts come back; it may send a prepare ahead
+    (`send_ahead`) and says what it sent (Facts.sent_ahead).
     """
     extra: dict[str, Value] = {
         "KEEP_MAINTENANCE": keep_maintenance,
@@ -170,13 +175,18 @@ def begin(
     # headers): the phases that follow in the session bring their own.
     given = remote.without_private({**variables(s, lock_info), **extra})
     session = remote.Session(c, remote.script("begin", given), in_line=True)
+    sent = ahead(session) if ahead is not None else None
     out = _run(c, s, "begin", extra, reporter, lock_info, session=session, queued=True)
-    return dataclasses.replace(_facts(out.events), session=session)
+    return dataclasses.replace(_facts(out.events), session=session, sent_ahead=sent)
 
 
 def leave(c: Connection, s: Settings, facts: Facts, lock_info: str) -> None:
     """End a deploy that took the lock and had nothing to do: the host frees the lock (in the deploy's own
     command when it is still open)."""
+    if facts.session is not None and facts.sent_ahead is not None and ahead_taken(c, s, facts.sent_ahead):
+        # Never so: what the host has already is not sent ahead (deploy.release._send_ahead).
+        raise RemoteError(str(c.original_host), "prepare", "the host took a release sent ahead of a deploy that had"
+                          " nothing to do (a bug in fab: please report it)")
     if facts.session is not None and facts.session.open:
         _raise_for(str(c.original_host), "begin", facts.session.end())
     else:
@@ -216,6 +226,8 @@ class PrepareArgs:
     rollback_on_failure: bool = True  # the switch's: a failed health check rolls back (not with --no-rollback)
     # The deploy's open command (Facts.session) when prepare and switch run in it.
     session: remote.Session | None = dataclasses.field(default=None, compare=False, repr=False)
+    # What the host will say once this release is live (kept for the next deploy's guess: deploy/guesses.py).
+    made: Facts | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -248,11 +260,62 @@ def survey(c: Connection, s: Settings) -> Survey:
     )
 
 
+@dataclass(frozen=True)
+class SentAhead:
+    """A prepare (and, for a deploy to one host, its switch) sent right after the begin in its command, made
+    from a guess of the facts (deploy/guesses.py): the host runs it only if the guess holds (remote/ahead.sh)."""
+
+    args: PrepareArgs
+    archive_bytes: int
+
+
+def send_ahead(
+    c: Connection, s: Settings, plan: PrepareArgs, archive: bytes, lock_info: str, guess: Facts, session: remote.Session
+) -> SentAhead:
+    """Send the prepare of `plan` (made from `guess`) into the begin's open command before its facts come back.
+
+    The host first checks that it is as guessed (ahead.sh): the live release and its fingerprint, the Python,
+    the venv, a release id later than any there; if not, it reads past all that was sent ahead and waits for
+    the prepare made from the facts. Either way `run_ahead` then says which."""
+    rest = remote.frame(remote.follow_up("prepare", {**variables(s, lock_info), **_prepare_variables(s, plan, archive)}))
+    rest += _prepare_stdin(s, plan, archive, lock_info)
+    check: dict[str, Value] = {
+        "AHEAD_CURRENT": guess.listing.current,
+        "AHEAD_FINGERPRINT": guess.fingerprint,
+        "AHEAD_PYTHON": guess.python,
+        "AHEAD_VENV": plan.venv_key,
+        "AHEAD_ID": plan.release_id,
+        "AHEAD_BYTES": len(rest),
+    }
+    session.send(remote.frame(remote.follow_up("ahead", check)) + rest)
+    return SentAhead(plan, len(archive))
+
+
+def ahead_taken(c: Connection, s: Settings, sent: SentAhead, reporter: Reporter | None = None) -> bool:
+    """Whether the host runs the prepare sent ahead (the guess held: wait for it with `prepare_sent`); if not,
+    it dropped it and waits for the prepare made from the facts (`prepare`)."""
+    checked = _run(c, s, "ahead", {}, reporter, session=sent.args.session, queued=True)
+    return (remote.value(checked.events, "ahead", last=True) or "").startswith("used")
+
+
+def prepare_sent(c: Connection, s: Settings, sent: SentAhead, reporter: Reporter | None = None) -> Outcome:
+    """Wait for the prepare sent ahead that the host took (`ahead_taken`); a failure raises, as `prepare`'s."""
+    return _run(c, s, "prepare", {}, reporter, session=sent.args.session, queued=True)
+
+
 def prepare(
     c: Connection, s: Settings, plan: PrepareArgs, archive: bytes, lock_info: str, reporter: Reporter | None = None
 ) -> Outcome:
+    session = _in_session(plan.session)
+    extra = _prepare_variables(s, plan, archive if session is not None else None)
+    stdin = _prepare_stdin(s, plan, archive, lock_info) if session is not None else archive
+    return _run(c, s, "prepare", extra, reporter, lock_info, stdin=stdin, session=session)
+
+
+def _prepare_variables(s: Settings, plan: PrepareArgs, archive: bytes | None) -> dict[str, Value]:
+    """The prepare phase's variables; `archive`: the one that follows its script in a Session (its length)."""
     module, attr, factory = s.wsgi_target
-    extra: dict[str, Value] = {
+    return {
         "ID": plan.release_id,
         "REVISION": plan.revision,
         "REQUIREMENTS": plan.requirements,
@@ -277,12 +340,16 @@ def prepare(
         "VENV_KEY": plan.venv_key,
         "SECRETS": bool(s.environment),
         "STAGE": plan.stage,
-        "ARCHIVE_BYTES": len(archive) if _in_session(plan.session) else "",
+        "ARCHIVE_BYTES": len(archive) if archive is not None else "",
     }
-    session = _in_session(plan.session)
-    if session is not None and plan.then_switch:
-        archive += remote.frame(remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}, last=True))
-    return _run(c, s, "prepare", extra, reporter, lock_info, stdin=archive, session=session)
+
+
+def _prepare_stdin(s: Settings, plan: PrepareArgs, archive: bytes, lock_info: str) -> bytes:
+    """What follows the prepare's script in a Session: the archive, then (a deploy to one host) the switch's
+    script, which starts as soon as the prepare ends."""
+    if not plan.then_switch:
+        return archive
+    return archive + remote.frame(remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}, last=True))
 
 
 def _in_session(session: remote.Session | None) -> remote.Session | None:

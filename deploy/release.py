@@ -18,7 +18,7 @@ from typing import Any
 
 from fabric import Connection
 
-from deploy import dependencies, hooks, host, remote, render, secrets, source, venv
+from deploy import dependencies, guesses, hooks, host, releases, remote, render, secrets, source, venv
 from deploy.config import Settings
 from deploy.connect import open_connection
 from deploy.errors import ConfigError, DeployError, RemoteError
@@ -69,11 +69,12 @@ def build_archive(
     wheels: dict[str, bytes] | None = None,
     rendered: dict[str, str] | None = None,
     deps: dependencies.Dependencies | None = None,
+    made_of: str | None = None,
 ) -> bytes:
     """The release's files (only the changed ones with a delta) plus what the tool generates for it.
 
     `rendered`: the templates already rendered for this release id (a fleet renders them once); `deps`: the
-    release's dependencies, when the caller has them already.
+    release's dependencies, and `made_of` its fingerprint, when the caller has them already.
     """
     rendered = rendered or render.render(s, release_id, src.revision, project_dir)
     # A WSGI script holding secrets must not be world-readable (the prepare phase gives it the app's group).
@@ -85,7 +86,7 @@ def build_archive(
         ".release/manifest": (src.manifest().encode(), 0o644),
     }
     deps = deps or dependencies_of(s, src)
-    extra[".release/fingerprint"] = (fingerprint(s, src, release_id, rendered, deps).encode(), 0o644)
+    extra[".release/fingerprint"] = ((made_of or fingerprint(s, src, release_id, rendered, deps)).encode(), 0o644)
     if s.environment:
         env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in secrets.plain(s.environment).items())
         extra[".release/env.sh"] = (env.encode(), 0o600)
@@ -125,6 +126,79 @@ def prepare_args(
     return args, delta
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """What a deploy to one host needs to send its prepare with the begin, before the facts come back
+    (`begin`, deploy/guesses.py); the same inputs `prepare` gets."""
+
+    src: source.Source
+    release_id: str
+    project_dir: Path
+    rendered: dict[str, str]
+    stage: bool
+    then_switch: bool
+    force: bool
+
+
+def begin(
+    c: Connection, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False, ahead: Ahead | None = None
+) -> host.Facts:
+    """host.begin; with `ahead` and a guess of what the host has, the prepare goes out with it (`_send_ahead`)."""
+    guess = guesses.load(c, s) if ahead is not None else None
+    if ahead is None or guess is None:
+        return host.begin(c, s, lock_info, rep, keep_maintenance)
+    a = ahead
+
+    def send(session: remote.Session) -> host.SentAhead | None:
+        return _send_ahead(c, s, a, guess, lock_info, session)
+
+    return host.begin(c, s, lock_info, rep, keep_maintenance, ahead=send)
+
+
+def _send_ahead(
+    c: Connection, s: Settings, a: Ahead, guess: host.Facts, lock_info: str, session: remote.Session
+) -> host.SentAhead | None:
+    """The prepare made from `guess`, sent; None where the facts are likely to decide otherwise (nothing to
+    deploy, a venv to build, a release id the host would not take): the deploy then waits for them."""
+    deps = dependencies_of(s, a.src)
+    made_of = fingerprint(s, a.src, a.release_id, a.rendered, deps)
+    if not a.force and made_of == guess.fingerprint:
+        return None
+    # The id fleet gives the release once it has the facts (a deploy within the second of the last one takes
+    # the next second), and the templates, which name it.
+    taken = tuple(r.id for r in guess.listing.releases)
+    release_id = releases.new_id(a.src.short_revision, now=releases.id_time(a.release_id), taken=taken)
+    rendered = a.rendered if release_id == a.release_id else render.render(s, release_id, a.src.revision, a.project_dir)
+    quiet = Reporter(quiet=True)  # its lines (hooks skipped) are said by `prepare`, once the host took it
+    args, delta = _args(s, a.src, release_id, guess, quiet, str(c.original_host), deps, made_of, a.stage, a.then_switch)
+    if args.venv_key not in guess.venvs:
+        return None
+    args = dataclasses.replace(args, session=session)
+    archive = build_archive(s, a.src, release_id, a.project_dir, delta, None, rendered, deps, made_of)
+    return host.send_ahead(c, s, args, archive, lock_info, guess, session)
+
+
+def _args(
+    s: Settings, src: source.Source, release_id: str, facts: host.Facts, rep: Reporter, name: str,
+    deps: dependencies.Dependencies, made_of: str, stage: bool, then_switch: bool,
+) -> tuple[host.PrepareArgs, source.Delta]:
+    """prepare_args, with how this deploy runs them and the facts the host will say once the release is live."""
+    args, delta = prepare_args(s, src, release_id, facts, rep, name, deps)
+    made = dataclasses.replace(
+        facts,
+        listing=releases.Listing((releases.Release(release_id, releases.FINISHED, src.revision),), release_id),
+        manifest=src.manifest(),
+        venvs=facts.venvs | {args.venv_key},
+        fingerprint=made_of,
+        session=None,
+        sent_ahead=None,
+    )
+    args = dataclasses.replace(
+        args, stage=stage and s.slotted, then_switch=then_switch, rollback_on_failure=stage, made=made
+    )
+    return args, delta
+
+
 def prepare(
     c: Connection,
     s: Settings,
@@ -144,31 +218,65 @@ def prepare(
     so that the switch is the flip alone; off for --no-rollback, whose switch may flip to a failing release
     (`stage` is the switch's rollback_on_failure). `then_switch`: the switch starts on the host as soon as
     the prepare ends (a deploy to one host), host.switch then only waits for it.
+
+    A prepare sent ahead with the begin (Facts.sent_ahead) that the host took is only waited for, once the
+    args made from the facts are seen to be the same.
     """
     name = str(c.original_host)
     deps = dependencies_of(s, src)  # once for this host: the key, the wheels and the archive all need it
-    args, delta = prepare_args(s, src, release_id, facts, rep, name, deps)
-    args = dataclasses.replace(args, stage=stage and s.slotted, then_switch=then_switch, rollback_on_failure=stage)
+    rendered = rendered or render.render(s, release_id, src.revision, project_dir)
+    made_of = fingerprint(s, src, release_id, rendered, deps)
+    sent = facts.sent_ahead
+    taken = sent is not None and host.ahead_taken(c, s, sent, rep)
+    args, delta = _args(s, src, release_id, facts, rep, name, deps, made_of, stage, then_switch)
+    if sent is not None and taken:
+        if args != sent.args:
+            # The host judged the guess as fab does with the facts: a difference is a bug; the abort that
+            # follows the error stops the prepare the host began.
+            raise RemoteError(name, "prepare", "the release sent ahead differs from the one the facts make (a bug in"
+                              " fab: please report it); nothing was switched: deploy again")
+        rep.line(name, f"release {release_id} ({sent.archive_bytes / 1024:.0f} KiB archive, {args.note}, sent ahead)")
+        wheels = None
+        ahead = sent
+
+        def send() -> object:
+            return host.prepare_sent(c, s, ahead, rep)
+    else:
+        try:
+            wheels = venv.wheels(s, deps.keyed) if s.wheels and deps.keyed and args.venv_key not in facts.venvs else None
+        except venv.WheelsFailed as exc:
+            raise RemoteError(name, "building wheels for this host", str(exc)) from exc
+        if s.installer == "uv" and not facts.uv and args.venv_key not in facts.venvs:
+            _ship_uv(c, s, facts, rep)
+            args = dataclasses.replace(args, made=dataclasses.replace(args.made, uv=True) if args.made else None)
+        archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered, deps, made_of)
+        shipped = f", {len(wheels)} wheels" if wheels else ""
+        rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {args.note}{shipped})")
+        plan = args
+
+        def send() -> object:
+            return host.prepare(c, s, plan, archive, lock_info, rep)
     try:
-        wheels = venv.wheels(s, deps.keyed) if s.wheels and deps.keyed and args.venv_key not in facts.venvs else None
-    except venv.WheelsFailed as exc:
-        raise RemoteError(name, "building wheels for this host", str(exc)) from exc
-    if s.installer == "uv" and not facts.uv and args.venv_key not in facts.venvs:
-        _ship_uv(c, s, facts, rep)
-    archive = build_archive(s, src, release_id, project_dir, delta, wheels, rendered, deps)
-    shipped = f", {len(wheels)} wheels" if wheels else ""
-    rep.line(name, f"release {release_id} ({len(archive) / 1024:.0f} KiB archive, {args.note}{shipped})")
-    try:
-        host.prepare(c, s, args, archive, lock_info, rep)
+        send()
     except RemoteError as exc:
         if exc.code != remote.EXIT_LINK_FAILED:
             raise
         # The live release's files were not all there to link: send everything instead.
         rep.line(name, "linking from the live release failed; sending the full archive")
         args = dataclasses.replace(args, base=None, note="full", session=None)  # that command ended
-        full = build_archive(s, src, release_id, project_dir, None, wheels, rendered, deps)
+        full = build_archive(s, src, release_id, project_dir, None, wheels, rendered, deps, made_of)
         host.prepare(c, s, args, full, lock_info, rep)
     return args
+
+
+def switch(
+    c: Connection, s: Settings, args: host.PrepareArgs, lock_info: str, rep: Reporter, rollback_on_failure: bool
+) -> host.Reloaded:
+    """host.switch; once the release is live, what the host will say is kept for the next deploy's guess."""
+    reloaded = host.switch(c, s, args, lock_info, rep, rollback_on_failure)
+    if args.made is not None:
+        guesses.save(c, s, args.made)
+    return reloaded
 
 
 def _ship_uv(c: Connection, s: Settings, facts: host.Facts, rep: Reporter) -> None:
@@ -200,8 +308,11 @@ class Ops:
     def connect(self, c: Connection, wanted: Callable[[], bool] | None = None) -> None:
         open_connection(c, wanted)
 
-    def begin(self, c: Connection, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False) -> host.Facts:
-        return host.begin(c, s, lock_info, rep, keep_maintenance)
+    def begin(
+        self, c: Connection, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False,
+        ahead: Ahead | None = None,
+    ) -> host.Facts:
+        return begin(c, s, lock_info, rep, keep_maintenance, ahead)
 
     def prepare(
         self,
@@ -222,7 +333,7 @@ class Ops:
     def switch(
         self, c: Connection, s: Settings, args: host.PrepareArgs, lock_info: str, rep: Reporter, rollback_on_failure: bool
     ) -> host.Reloaded:
-        return host.switch(c, s, args, lock_info, rep, rollback_on_failure)
+        return switch(c, s, args, lock_info, rep, rollback_on_failure)
 
     def leave(self, c: Connection, s: Settings, facts: host.Facts, lock_info: str) -> None:
         host.leave(c, s, facts, lock_info)
@@ -276,4 +387,4 @@ class Ops:
 
 OPS = Ops()
 
-__all__ = ["OPS", "Ops", "build_archive", "fingerprint", "load_source", "prepare", "prepare_args"]
+__all__ = ["OPS", "Ahead", "Ops", "begin", "build_archive", "fingerprint", "load_source", "prepare", "prepare_args", "switch"]

@@ -38,6 +38,7 @@ class FakeOps:
     fail: dict[tuple[str, str], BaseException] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     live: dict[str, str] = field(default_factory=dict)
+    aheads: list[Any] = field(default_factory=list)  # what each begin got to send its prepare with
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _do(self, op: str, c: Conn, *args: Any) -> None:
@@ -55,8 +56,11 @@ class FakeOps:
         if wanted is not None and not wanted():
             raise ConnectError(f"{c.original_host}: connect called off", c.original_host)
 
-    def begin(self, c: Conn, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False) -> host.Facts:
+    def begin(
+        self, c: Conn, s: Settings, lock_info: str, rep: Reporter, keep_maintenance: bool = False, ahead: Any = None
+    ) -> host.Facts:
         self._do("begin", c)
+        self.aheads.append(ahead)
         cur = self.live.setdefault(c.original_host, OLD)
         listing = releases.Listing((releases.Release(cur, "finished", "r0"),), cur)
         return host.Facts(listing, "", "3.11.2", frozenset())
@@ -247,3 +251,15 @@ def test_connections_opened_ahead_that_no_begin_took_are_closed_and_no_handshake
     tcp.set()
     threads[HOSTS[1]].join(10)
     assert CLOSED == ["web3"] and "called off" in str(connecting.errors[HOSTS[1]])
+
+
+def test_only_a_deploy_to_one_host_sends_its_prepare_with_the_begin(s: Settings, src: source.Source) -> None:
+    """A fleet's release id and all-or-none switch wait for every host's facts; one host has nothing to wait
+    for: its begin gets what it needs to send the prepare ahead (deploy.release.Ahead)."""
+    ops = FakeOps()
+    deploy(s, src, ops)
+    assert ops.aheads == [None] * 3
+    ops = FakeOps()
+    (run,) = fleet.deploy([HOSTS[0]], s, Path("."), src=src, ops=ops, force=True)  # type: ignore[list-item]
+    (ahead,) = ops.aheads
+    assert ahead.then_switch and ahead.force and ahead.release_id == run.release_id and ahead.src is src

@@ -385,3 +385,37 @@ def test_facts_of_a_live_release_without_a_fingerprint(tmp_path: Path) -> None:
     (rel / "fingerprint").write_text("f" * 64)  # no final newline, as the tool writes it
     out = subprocess.run(["bash", "-c", head + remote._LIBRARY + "\nsay_facts\n"], capture_output=True, text=True)
     assert f"@@fingerprint {'f' * 64}" in out.stdout, out.stderr
+
+
+def test_a_prepare_sent_ahead_runs_only_while_the_guess_holds(tmp_path: Path) -> None:
+    """ahead.sh, after the begin's facts: the guess holds (the live release, its fingerprint, the Python, the
+    venv, an id later than every release) and the host says 'used'; else it reads exactly the bytes sent ahead
+    and the next frame (the prepare made from the facts) is the next thing serve runs."""
+    rid = "20260101T000000Z-abc"
+    rel = tmp_path / "releases" / rid / ".release"
+    rel.mkdir(parents=True)
+    (rel / "state").write_text("finished\n")
+    (rel / "manifest").write_text("abc  app.py\n")
+    (rel / "fingerprint").write_text("f" * 64)
+    (tmp_path / "current").symlink_to(f"releases/{rid}")
+    (tmp_path / "shared" / "venvs" / "k1").mkdir(parents=True)
+    (tmp_path / "shared" / "venvs" / "k1" / ".complete").touch()
+    head = remote._header("begin", {"DEPLOY_TO": str(tmp_path), "PYTHON": sys.executable, "INSTALLER": "pip"})
+    facts = subprocess.run(["bash", "-c", head + remote._LIBRARY + "\nsay_facts\n"], capture_output=True, text=True)
+    python = next(e[len("@@python ") :] for e in facts.stdout.splitlines() if e.startswith("@@python "))
+
+    def serve(**guess: remote.Value) -> list[str]:
+        ahead = {"AHEAD_CURRENT": rid, "AHEAD_FINGERPRINT": "f" * 64, "AHEAD_PYTHON": python, "AHEAD_VENV": "k1",
+                 "AHEAD_ID": "20260101T000001Z-def", **guess}
+        rest = remote.frame('say "prepare sent ahead"') + b"ARCHIVE" * 1000
+        ahead["AHEAD_BYTES"] = len(rest)
+        stdin = remote.frame(remote.follow_up("ahead", ahead)) + rest + remote.frame('say "made from the facts"')
+        out = subprocess.run(["bash", "-c", head + remote._LIBRARY + "\nsay_facts > /dev/null; serve\n"], input=stdin,
+                             capture_output=True, timeout=20)
+        return [e.decode() for e in out.stdout.splitlines() if not e.startswith(b"@@ready")]
+
+    assert serve()[:2] == ["@@ahead used (the host is as the last deploy from this machine left it)", "@@prepare sent ahead"]
+    for stale in ({"AHEAD_CURRENT": "20250101T000000Z-old"}, {"AHEAD_FINGERPRINT": "e" * 64}, {"AHEAD_PYTHON": "2.7"},
+                  {"AHEAD_VENV": "k2"}, {"AHEAD_ID": rid}, {"AHEAD_CURRENT": ""}):
+        events = serve(**stale)
+        assert events[0].startswith("@@ahead dropped") and events[1:] == ["@@made from the facts"], (stale, events)

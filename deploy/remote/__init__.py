@@ -27,7 +27,7 @@ from deploy.errors import ConfigError, ConnectError
 HERE = Path(__file__).parent
 PHASES = (
     "begin", "prepare", "switch", "abort", "rollback", "reload", "status", "unlock", "setup", "plan", "ship", "check",
-    "logs", "exec", "maintenance", "tools",
+    "logs", "exec", "maintenance", "tools", "ahead",
 )
 
 # Exit codes of the phase scripts (see lib.sh's die calls).
@@ -491,6 +491,15 @@ class Session:
             events = tuple(self._events[start:])
             stderr = b"".join(self._errors).decode(errors="replace")
         return Outcome(code, events, stderr)
+
+    def send(self, data: bytes) -> None:
+        """Send `data` on the host's stdin now, without waiting: scripts (and their data) queued for the
+        steps that follow, each later awaited with step(None)."""
+        head, self._first = self._first, b""
+        try:
+            self._chan.sendall(head + data)
+        except Exception:  # the host may have ended early (a lock held): its exit code tells why
+            pass
 
     def end(self, on_event: Callable[[str], None] | None = None) -> Outcome:
         """Close the host's stdin with nothing more to run (it frees the lock, see above) and wait for its end."""

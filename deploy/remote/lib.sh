@@ -116,11 +116,12 @@ read_state() { STATE=failed; read -r STATE 2> /dev/null < "$R/$1/.release/state"
 state_of() { local STATE; read_state "$1"; echo "$STATE"; }
 is_finished() { local STATE; read_state "$1"; [ "$STATE" = finished ]; }
 
-# Every release with its state and revision; the live one's id also into LISTED_CURRENT.
+# Every release with its state and revision; the live one's id also into LISTED_CURRENT, the newest id's
+# time (its first 16 characters: ids sort by them) into LISTED_NEWEST.
 list_releases() {
   local d id cur rev
   cur=$(current_id)
-  LISTED_CURRENT=$cur
+  LISTED_CURRENT=$cur LISTED_NEWEST=
   [ -n "$cur" ] && say "current $cur"
   for d in "$R"/*/; do
     [ -d "$d" ] || continue
@@ -129,6 +130,7 @@ list_releases() {
     rev=-
     read -r rev 2> /dev/null < "$R/$id/.release/revision"
     say "release $id $STATE ${rev:--}"
+    if [[ ${id:0:16} > $LISTED_NEWEST ]]; then LISTED_NEWEST=${id:0:16}; fi
   done
 }
 
@@ -149,7 +151,8 @@ python_version() {
 # What a deploy compares with: releases, the host's Python, the complete venvs, the live manifest
 # (the tool sends only what differs from it and links the rest). Fails when $PYTHON is missing.
 say_facts() {
-  local v cur fp=
+  local v cur
+  FACT_FINGERPRINT=
   list_releases
   python_version || return 1
   say "python $PY_VERSION"
@@ -160,9 +163,9 @@ say_facts() {
   [ -n "$cur" ] && [ -f "$R/$cur/.release/manifest" ] && sed 's/^/@@m /' "$R/$cur/.release/manifest"
   # What the live release was made of (deploy/release.py's fingerprint): a deploy of the same is a no-op.
   # Only a healthy live release counts: one that failed its check is deployed over.
-  # (The file has no newline at its end: read says EOF, with fp read.)
-  [ -n "$cur" ] && is_finished "$cur" && { read -r -n 200 fp 2> /dev/null < "$R/$cur/.release/fingerprint" || :; } \
-    && [ -n "$fp" ] && say "fingerprint $fp"
+  # (The file has no newline at its end: read says EOF, with it read.) Kept in FACT_FINGERPRINT (ahead.sh).
+  [ -n "$cur" ] && is_finished "$cur" && { read -r -n 200 FACT_FINGERPRINT 2> /dev/null < "$R/$cur/.release/fingerprint" || :; } \
+    && [ -n "$FACT_FINGERPRINT" ] && say "fingerprint $FACT_FINGERPRINT"
   return 0
 }
 

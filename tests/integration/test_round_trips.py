@@ -156,3 +156,41 @@ def test_the_hosts_login_notice_is_acked_at_once(daemon_host: Sandbox, monkeypat
     finally:
         c.close()
     assert acks, "the host's hostkeys notice came and was not ACKed at once"
+
+
+
+def test_a_deploy_to_one_host_sends_its_release_with_the_begin(app: App) -> None:
+    """With what the last deploy from this machine left on the host (deploy/guesses.py), the prepare goes out
+    with the begin instead of a round trip after its facts; the host runs it only while the guess holds
+    (deploy/remote/ahead.sh) and otherwise drops it for the one made from the facts."""
+
+    def deploy(version: str) -> str:
+        app.set_version(version)
+        p = app.ok("deploy")
+        assert app.wait_version(version)
+        return p.stdout + p.stderr
+
+    app.ok("deploy", "--force")  # whatever came before, the guess is now this deploy's release
+    out = deploy("ahead-1")
+    assert "sent ahead" in out and "ahead used" in out, out
+
+    # The host changed behind this machine's back (a rollback): the guess is stale, the host drops it.
+    live = app.current()
+    app.ok("rollback")
+    out = deploy("ahead-2")
+    assert "ahead dropped" in out and "sent ahead" not in out, out
+    assert app.current() not in (live, None)
+
+    # A release newer than the one sent ahead (another machine's, failed): the id fab guessed is not one the
+    # facts give, so the host drops it and the release gets an id after that one.
+    newer = "20991231T235958Z-zzz"
+    (app.deploy_to / "releases" / newer / ".release").mkdir(parents=True)
+    (app.deploy_to / "releases" / newer / ".release" / "state").write_text("failed\n")
+    out = deploy("ahead-3")
+    assert "ahead dropped" in out and str(app.current()) > newer, out
+
+    # No guess (another machine, a cache cleared, one this version cannot read): the deploy waits for the facts.
+    for f in (app.home / ".cache" / "fabdeploy" / "hosts").iterdir():
+        f.write_text("{not json")
+    out = deploy("ahead-4")
+    assert "ahead" not in out, out
