@@ -108,7 +108,9 @@ have_parent() {
 # Path $1 removed, if anything is there (a dangling link too).
 gone() { if [ -e "$1" ] || [ -L "$1" ]; then rm -rf "${1:?}"; fi; }
 
-current_id() { local t; t=$(readlink "$CUR" 2>/dev/null) || return 0; echo "${t##*/}"; }
+# The live release's id into CURRENT_ID ('' when none): one fork (readlink); `$(current_id)` is two.
+read_current() { local t; CURRENT_ID=; t=$(readlink "$CUR" 2>/dev/null) || return 0; CURRENT_ID=${t##*/}; }
+current_id() { read_current; echo "$CURRENT_ID"; }
 
 # The state of release $1 into STATE (prepared, finished, failed, ...; failed when it has none). Bash
 # builtins only, as is_finished: the begin and the clean-up ask it of every release (a fork is ~2 ms).
@@ -120,7 +122,7 @@ is_finished() { local STATE; read_state "$1"; [ "$STATE" = finished ]; }
 # time (its first 16 characters: ids sort by them) into LISTED_NEWEST.
 list_releases() {
   local d id cur rev
-  cur=$(current_id)
+  read_current; cur=$CURRENT_ID
   LISTED_CURRENT=$cur LISTED_NEWEST=
   [ -n "$cur" ] && say "current $cur"
   for d in "$R"/*/; do
@@ -183,10 +185,12 @@ apache_identity() {
 
 # The group the app runs as: daemon mode, the group fab setup gave shared/run (daemon_identity's); embedded
 # mode, Apache's own Group.
+# Into APP_GROUP.
 app_group() {
-  if [ "$MODE" = daemon ] && [ -d "$SH/run" ]; then stat -c %G "$SH/run"; return; fi
+  local GROUP
+  if [ "$MODE" = daemon ] && [ -d "$SH/run" ]; then group_of "$SH/run"; APP_GROUP=$GROUP; return; fi
   apache_identity
-  echo "$APACHE_AS_GROUP"
+  APP_GROUP=$APACHE_AS_GROUP
 }
 
 # Who the daemon processes run as, by mod_wsgi's rules: WSGIDaemonProcess user= and group=, each else
@@ -225,12 +229,28 @@ daemon_writes_run() {
 # Give shared path $1 to the app's group $2, group-writable; new files inherit the group (setgid dirs).
 # $3 = -R: the whole tree (a shared dir, seeded from a release); else the path alone.
 give_group() {
-  [ "$(stat -c %G "$1" 2> /dev/null)" = "$2" ] && return 0
+  local GROUP
+  group_of "$1"
+  [ "$GROUP" = "$2" ] && return 0
   if [ "${3:-}" = -R ]; then
-    chgrp -R "$2" "$1" 2> /dev/null && chmod -R g+rwX "$1" && find "$1" -type d -exec chmod g+s {} +
+    chgrp -R "$2" "$1" 2> /dev/null && chmod -R g+rwX "$1" && find "$1" -type d -exec chmod g+s {} + || return 1
   else
-    chgrp "$2" "$1" 2> /dev/null && chmod g+rwX "$1" && { [ ! -d "$1" ] || chmod g+s "$1"; }
+    chgrp "$2" "$1" 2> /dev/null && chmod g+rwX "$1" && { [ ! -d "$1" ] || chmod g+s "$1"; } || return 1
   fi
+  GROUP_OF[$1]=$2
+}
+
+# The group of each path $@, found with one stat (a fork is ~1 ms; prepare asks of every shared path), for
+# group_of. A path whose name holds a newline is not found there: group_of asks stat about it alone.
+declare -A GROUP_OF=()
+groups_of() {
+  local l
+  GROUP_OF=()
+  while IFS= read -r l; do GROUP_OF[${l#* }]=${l%% *}; done < <(stat -c '%G %n' -- "$@" 2> /dev/null)
+}
+# The group of path $1 into GROUP (from groups_of when it asked, else one stat now).
+group_of() {
+  if [ -n "${GROUP_OF[$1]+set}" ]; then GROUP=${GROUP_OF[$1]}; else GROUP=$(stat -c %G -- "$1" 2> /dev/null); fi
 }
 
 # What the app sees when it runs in release $REL (id $ID): its venv, import path, settings module and
@@ -253,7 +273,7 @@ app_env() {
 # command only once every holder of them has closed them: the exit would wait for the module it imports).
 import_ahead() {
   local cur venv
-  cur=$(current_id)
+  read_current; cur=$CURRENT_ID
   [ -n "$cur" ] && venv=$(readlink -f "$R/$cur/.venv") && [ -x "$venv/bin/python" ] || return 0
   (REL=$R/$cur; warm_fits) && return 0  # the warm check has them imported already
   AHEAD_VENV=$venv AHEAD_ENVFILE=$R/$cur/.release/env.sh

@@ -5,7 +5,7 @@ require_lock
 # This step's process group: an abort (Ctrl-C, a dropped connection) stops it with its hooks, and
 # another deploy sees the lock as held by a running step while any of it runs.
 pgrp > "$LOCK/remote_pgid"
-cur=$(current_id)
+read_current; cur=$CURRENT_ID
 # Releases left half-made by failed or interrupted deploys are never rollback targets: drop them.
 for d in "$R"/*/; do
   [ -d "$d" ] || continue
@@ -48,7 +48,12 @@ for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do seed_shared "$p" file || di
 # folder, for the journal) and alone reads a WSGI script holding secrets (mode 0640 from the archive).
 GROUP_FIX="add the deploy user to the app's group: sudo usermod -aG"
 if [ ${#SHARED_DIRS[@]} -gt 0 ] || [ ${#SHARED_FILES[@]} -gt 0 ] || [ "$SECRETS" = 1 ]; then
-  APP_GROUP=$(app_group)
+  # The paths whose group is checked below, asked at once.
+  gpaths=("$SH/run")
+  for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do gpaths+=("$SH/$p"); done
+  for p in ${SHARED_FILES[@]+"${SHARED_FILES[@]}"}; do d=$SH/$p; gpaths+=("${d%/*}" "$SH/$p"); done
+  groups_of "${gpaths[@]}"
+  app_group
   [ -n "$APP_GROUP" ] || die 12 "could not tell the app's group: set daemon.group"
   for p in ${SHARED_DIRS[@]+"${SHARED_DIRS[@]}"}; do
     give_group "$SH/$p" "$APP_GROUP" -R || die 12 "could not give shared/$p to group $APP_GROUP: $GROUP_FIX $APP_GROUP $(id -un)"

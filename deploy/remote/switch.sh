@@ -11,7 +11,7 @@ trap lock_release EXIT
 pgrp > "$LOCK/remote_pgid"
 read_state "$ID"
 [ "$STATE" = prepared ] || die 9 "release $ID is not prepared (state: $STATE)"
-prev=$(current_id)
+read_current; prev=$CURRENT_ID
 if [ "$SLOTS" -ge 2 ]; then
   # Blue/green: load the new release in a slot that serves nobody, check it there, then flip; what is live
   # is touched only by the flip (and by a graceful, when the vhost changed: it restarts every slot).
