@@ -280,12 +280,12 @@ def send_ahead(
     rest = remote.frame(remote.follow_up("prepare", {**variables(s, lock_info), **_prepare_variables(s, plan, archive)}))
     rest += _prepare_stdin(s, plan, archive, lock_info)
     check: dict[str, Value] = {
-        "AHEAD_CURRENT": guess.listing.current,
-        "AHEAD_FINGERPRINT": guess.fingerprint,
-        "AHEAD_PYTHON": guess.python,
-        "AHEAD_VENV": plan.venv_key,
-        "AHEAD_ID": plan.release_id,
-        "AHEAD_BYTES": len(rest),
+        "GUESS_CURRENT": guess.listing.current,
+        "GUESS_FINGERPRINT": guess.fingerprint,
+        "GUESS_PYTHON": guess.python,
+        "GUESS_VENV": plan.venv_key,
+        "GUESS_ID": plan.release_id,
+        "GUESS_BYTES": len(rest),
     }
     session.send(remote.frame(remote.follow_up("ahead", check)) + rest)
     return SentAhead(plan, len(archive))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from deploy import host, remote
+from deploy import host, releases, remote
 from deploy.config import load
 
 BASE = {"app": "imdb", "deploy_to": "/srv/imdb", "server_name": "imdb.example.com", "wsgi": "imdb.wsgi"}
@@ -50,3 +51,40 @@ def test_begin_goes_in_its_command_line_without_the_secret(monkeypatch: pytest.M
     host.begin(Conn(), s, "owner=me")  # type: ignore[arg-type]
     (text, in_line), = made
     assert in_line and TOKEN not in text and "HEALTH_HEADERS=''" in text
+
+
+def assigned(text: str) -> set[str]:
+    """The upper-case names a shell text assigns (NAME=..., also after `local`/`export` or in a list)."""
+    return set(re.findall(r"(?<![\w$])([A-Z][A-Z0-9_]*)=", text))
+
+
+# Set by lib.sh only in a subshell or one command's environment (a check's), never kept between phases.
+SUBSHELL_ONLY = {"ID", "PY_PATH", "DJANGO_SETTINGS", "HEALTH_HEADERS"}
+
+
+def test_the_phases_that_follow_the_begin_keep_clear_of_what_lib_sh_keeps_between_phases() -> None:
+    """A phase that follows the begin in its command sets its variables in the same shell: one named like a
+    global lib.sh keeps (AHEAD_VENV: the import check started at the begin) overwrote it, and a deploy sent
+    ahead silently lost the import check started ahead."""
+    sent: list[bytes] = []
+
+    class Session:
+        def send(self, data: bytes) -> None:
+            sent.append(data)
+
+    s = load(BASE)
+    plan = host.PrepareArgs("20260101T000001Z-def", "def", (("migrate", "true"),), venv_key="k1", then_switch=True)
+    host.send_ahead(Conn(), s, plan, b"", "owner=me", host.Facts(releases.Listing((), None), "", "3.11", frozenset(),  # type: ignore[arg-type]
+                    False, "x86_64", "f" * 64), Session())  # type: ignore[arg-type]
+    brought = set()
+    data = b"".join(sent)
+    while data:  # frames: a length, a newline, the phase's text; each text opens with its variables
+        size, _, data = data.partition(b"\n")
+        text, data = data[: int(size)].decode(), data[int(size) :]
+        for line in text.splitlines():
+            if not re.match(r"[A-Z][A-Z0-9_]*=", line):
+                break
+            brought.add(line.partition("=")[0])
+    assert {"GUESS_VENV", "VENV_KEY", "NO_ROLLBACK"} <= brought  # the ahead, prepare and switch phases
+    kept = assigned((remote.HERE / "lib.sh").read_text() + (remote.HERE / "begin.sh").read_text()) - SUBSHELL_ONLY
+    assert brought & kept == set()

@@ -405,17 +405,17 @@ def test_a_prepare_sent_ahead_runs_only_while_the_guess_holds(tmp_path: Path) ->
     python = next(e[len("@@python ") :] for e in facts.stdout.splitlines() if e.startswith("@@python "))
 
     def serve(**guess: remote.Value) -> list[str]:
-        ahead = {"AHEAD_CURRENT": rid, "AHEAD_FINGERPRINT": "f" * 64, "AHEAD_PYTHON": python, "AHEAD_VENV": "k1",
-                 "AHEAD_ID": "20260101T000001Z-def", **guess}
+        ahead = {"GUESS_CURRENT": rid, "GUESS_FINGERPRINT": "f" * 64, "GUESS_PYTHON": python, "GUESS_VENV": "k1",
+                 "GUESS_ID": "20260101T000001Z-def", **guess}
         rest = remote.frame('say "prepare sent ahead"') + b"ARCHIVE" * 1000
-        ahead["AHEAD_BYTES"] = len(rest)
+        ahead["GUESS_BYTES"] = len(rest)
         stdin = remote.frame(remote.follow_up("ahead", ahead)) + rest + remote.frame('say "made from the facts"')
         out = subprocess.run(["bash", "-c", head + remote._LIBRARY + "\nsay_facts > /dev/null; serve\n"], input=stdin,
                              capture_output=True, timeout=20)
         return [e.decode() for e in out.stdout.splitlines() if not e.startswith(b"@@ready")]
 
     assert serve()[:2] == ["@@ahead used (the host is as the last deploy from this machine left it)", "@@prepare sent ahead"]
-    for stale in ({"AHEAD_CURRENT": "20250101T000000Z-old"}, {"AHEAD_FINGERPRINT": "e" * 64}, {"AHEAD_PYTHON": "2.7"},
-                  {"AHEAD_VENV": "k2"}, {"AHEAD_ID": rid}, {"AHEAD_CURRENT": ""}):
+    for stale in ({"GUESS_CURRENT": "20250101T000000Z-old"}, {"GUESS_FINGERPRINT": "e" * 64}, {"GUESS_PYTHON": "2.7"},
+                  {"GUESS_VENV": "k2"}, {"GUESS_ID": rid}, {"GUESS_CURRENT": ""}):
         events = serve(**stale)
         assert events[0].startswith("@@ahead dropped") and events[1:] == ["@@made from the facts"], (stale, events)

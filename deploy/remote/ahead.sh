@@ -4,11 +4,11 @@
 # from the facts. The same decisions as fab's with the facts: the live release and what it was made of (its
 # files: the delta, the hooks), the Python (the venv key), that venv complete (no wheels, no uv to ship), and
 # a release id later than every release here (deploy.releases.new_id).
-if [ -n "$AHEAD_CURRENT" ] && [ "$LISTED_CURRENT" = "$AHEAD_CURRENT" ] && [ -n "$AHEAD_FINGERPRINT" ] \
-  && [ "$FACT_FINGERPRINT" = "$AHEAD_FINGERPRINT" ] && [ "$PY_VERSION" = "$AHEAD_PYTHON" ] \
-  && [ -e "$SH/venvs/$AHEAD_VENV/.complete" ] && [[ ${AHEAD_ID:0:16} > $LISTED_NEWEST ]]; then
+if [ -n "$GUESS_CURRENT" ] && [ "$LISTED_CURRENT" = "$GUESS_CURRENT" ] && [ -n "$GUESS_FINGERPRINT" ] \
+  && [ "$FACT_FINGERPRINT" = "$GUESS_FINGERPRINT" ] && [ "$PY_VERSION" = "$GUESS_PYTHON" ] \
+  && [ -e "$SH/venvs/$GUESS_VENV/.complete" ] && [[ ${GUESS_ID:0:16} > $LISTED_NEWEST ]]; then
   say "ahead used (the host is as the last deploy from this machine left it)"
 else
   say "ahead dropped (the host changed since the last deploy from this machine: sent again)"
-  head -c "$AHEAD_BYTES" > /dev/null || die 10 "could not read past the prepare sent ahead"
+  head -c "$GUESS_BYTES" > /dev/null || die 10 "could not read past the prepare sent ahead"
 fi

@@ -223,8 +223,9 @@ def test_a_check_kept_warm_that_died_or_was_turned_off_is_not_waited_for(warm_ap
     os.kill(warm_ready(app), signal.SIGKILL)
     (app.path / "movies" / "views.py").write_text((app.path / "movies" / "views.py").read_text() + "\n# two\n")
     app.commit("two")
-    note = import_note(app.ok("deploy", "--json"))
-    assert "modules imported ahead" in note, note
+    out = app.ok("deploy", "--json")
+    note = import_note(out)
+    assert "modules imported ahead" in note, out.stdout + out.stderr
     warm_ready(app)
     app.write_config(mode="daemon", reload="touch", health={"enabled": False}, import_warm=False)
     app.commit("no warm")
