@@ -276,9 +276,12 @@ def send_ahead(
 
     The host first checks that it is as guessed (ahead.sh): the live release and its fingerprint, the Python,
     the venv, a release id later than any there; if not, it reads past all that was sent ahead and waits for
-    the prepare made from the facts. Either way `run_ahead` then says which."""
+    the prepare made from the facts. Either way `ahead_taken` then says which.
+
+    The switch is not sent ahead: fab sends it (`send_switch`) once it has seen that the args the facts make
+    are these, so that a difference stops the deploy before anything is switched."""
     rest = remote.frame(remote.follow_up("prepare", {**variables(s, lock_info), **_prepare_variables(s, plan, archive)}))
-    rest += _prepare_stdin(s, plan, archive, lock_info)
+    rest += archive
     check: dict[str, Value] = {
         "GUESS_CURRENT": guess.listing.current,
         "GUESS_FINGERPRINT": guess.fingerprint,
@@ -347,9 +350,18 @@ def _prepare_variables(s: Settings, plan: PrepareArgs, archive: bytes | None) ->
 def _prepare_stdin(s: Settings, plan: PrepareArgs, archive: bytes, lock_info: str) -> bytes:
     """What follows the prepare's script in a Session: the archive, then (a deploy to one host) the switch's
     script, which starts as soon as the prepare ends."""
-    if not plan.then_switch:
-        return archive
-    return archive + remote.frame(remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}, last=True))
+    return archive + _switch_frame(s, plan, lock_info) if plan.then_switch else archive
+
+
+def send_switch(c: Connection, s: Settings, sent: SentAhead, lock_info: str) -> None:
+    """Queue the switch behind the prepare sent ahead that the host took (a deploy to one host): it starts as
+    soon as that prepare ends, and `switch` waits for it."""
+    if sent.args.then_switch and sent.args.session is not None:
+        sent.args.session.send(_switch_frame(s, sent.args, lock_info))
+
+
+def _switch_frame(s: Settings, plan: PrepareArgs, lock_info: str) -> bytes:
+    return remote.frame(remote.follow_up("switch", {**variables(s, lock_info), **_switch_variables(plan)}, last=True))
 
 
 def _in_session(session: remote.Session | None) -> remote.Session | None:

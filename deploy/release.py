@@ -155,6 +155,11 @@ def begin(
     return host.begin(c, s, lock_info, rep, keep_maintenance, ahead=send)
 
 
+# A guess the host drops costs the upload of what was sent ahead; past this size that costs more than the
+# round trip that sending ahead saves (1 MiB: ~0.1 s at 10 MB/s).
+AHEAD_MAX_BYTES = 1 << 20
+
+
 def _send_ahead(
     c: Connection, s: Settings, a: Ahead, guess: host.Facts, lock_info: str, session: remote.Session
 ) -> host.SentAhead | None:
@@ -175,6 +180,8 @@ def _send_ahead(
         return None
     args = dataclasses.replace(args, session=session)
     archive = build_archive(s, a.src, release_id, a.project_dir, delta, None, rendered, deps, made_of)
+    if len(archive) > AHEAD_MAX_BYTES:
+        return None
     return host.send_ahead(c, s, args, archive, lock_info, guess, session)
 
 
@@ -227,14 +234,14 @@ def prepare(
     rendered = rendered or render.render(s, release_id, src.revision, project_dir)
     made_of = fingerprint(s, src, release_id, rendered, deps)
     sent = facts.sent_ahead
-    taken = sent is not None and host.ahead_taken(c, s, sent, rep)
     args, delta = _args(s, src, release_id, facts, rep, name, deps, made_of, stage, then_switch)
-    if sent is not None and taken:
+    if sent is not None and host.ahead_taken(c, s, sent, rep):
         if args != sent.args:
-            # The host judged the guess as fab does with the facts: a difference is a bug; the abort that
-            # follows the error stops the prepare the host began.
+            # The host judged the guess as fab does with the facts: a difference is a bug. Its switch was not
+            # sent: the abort that follows the error stops the prepare the host began, and nothing is switched.
             raise RemoteError(name, "prepare", "the release sent ahead differs from the one the facts make (a bug in"
                               " fab: please report it); nothing was switched: deploy again")
+        host.send_switch(c, s, sent, lock_info)
         rep.line(name, f"release {release_id} ({sent.archive_bytes / 1024:.0f} KiB archive, {args.note}, sent ahead)")
         wheels = None
         ahead = sent

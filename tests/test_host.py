@@ -73,9 +73,12 @@ def test_the_phases_that_follow_the_begin_keep_clear_of_what_lib_sh_keeps_betwee
             sent.append(data)
 
     s = load(BASE)
-    plan = host.PrepareArgs("20260101T000001Z-def", "def", (("migrate", "true"),), venv_key="k1", then_switch=True)
-    host.send_ahead(Conn(), s, plan, b"", "owner=me", host.Facts(releases.Listing((), None), "", "3.11", frozenset(),  # type: ignore[arg-type]
-                    False, "x86_64", "f" * 64), Session())  # type: ignore[arg-type]
+    plan = host.PrepareArgs("20260101T000001Z-def", "def", (("migrate", "true"),), venv_key="k1", then_switch=True,
+                            session=Session())  # type: ignore[arg-type]
+    guess = host.Facts(releases.Listing((), None), "", "3.11", frozenset(), False, "x86_64", "f" * 64)
+    sent_ahead = host.send_ahead(Conn(), s, plan, b"", "owner=me", guess, plan.session)  # type: ignore[arg-type]
+    assert len(sent) == 1  # the ahead check and the prepare; the switch only once fab has seen the facts
+    host.send_switch(Conn(), s, sent_ahead, "owner=me")  # type: ignore[arg-type]
     brought = set()
     data = b"".join(sent)
     while data:  # frames: a length, a newline, the phase's text; each text opens with its variables

@@ -419,3 +419,6 @@ def test_a_prepare_sent_ahead_runs_only_while_the_guess_holds(tmp_path: Path) ->
                   {"GUESS_VENV": "k2"}, {"GUESS_ID": rid}, {"GUESS_CURRENT": ""}):
         events = serve(**stale)
         assert events[0].startswith("@@ahead dropped") and events[1:] == ["@@made from the facts"], (stale, events)
+    # A folder that is no release (releases.valid_id) is no later release either.
+    (tmp_path / "releases" / "old").mkdir()
+    assert serve()[0].startswith("@@ahead used")

@@ -132,7 +132,9 @@ list_releases() {
     rev=-
     read -r rev 2> /dev/null < "$R/$id/.release/revision"
     say "release $id $STATE ${rev:--}"
-    if [[ ${id:0:16} > $LISTED_NEWEST ]]; then LISTED_NEWEST=${id:0:16}; fi
+    # Only names shaped like an id, as deploy.releases.valid_id: a stray folder (old, backup) is no release.
+    if [[ $id == [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-* ]] \
+      && [[ ${id:0:16} > $LISTED_NEWEST ]]; then LISTED_NEWEST=${id:0:16}; fi
   done
 }
 

@@ -26,6 +26,9 @@ if [ -s "$tmp/ctl/removed" ]; then
   while IFS= read -r -d '' f; do rm -f "${REL:?}/$f" && m=$((m + 1)); done < "$tmp/ctl/removed"
 fi
 [ -f "$tmp/ctl/manifest" ] && mv -f "$tmp/ctl/manifest" "$REL/.release/manifest"
+# The release is no longer what its fingerprint names: a deploy of that commit must not be called unchanged
+# (nor a prepare sent ahead from the guess of it be taken: ahead.sh).
+rm -f "$REL/.release/fingerprint"
 date -u +%Y-%m-%dT%H:%M:%SZ > "$REL/.release/watched"
 say "shipped $n $m $cur"
 t0=${EPOCHREALTIME/,/.}

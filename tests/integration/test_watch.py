@@ -127,3 +127,8 @@ def test_watch_ships_a_saved_change_served_by_the_next_request(app: App) -> None
     subprocess.run(["git", "checkout", "--", "movies/views.py", "imdb/urls.py"], cwd=app.path, check=True)
     p = app.ok("plan", "--stage", "dev")
     assert "~ movies/views.py" in p.stdout  # back to the committed version: a change again
+    # What watch shipped is not the release its fingerprint names: a deploy of that very commit is not
+    # "unchanged", nor does it take the prepare it sent ahead from what the last deploy left (the guess).
+    p = app.ok("deploy", "--stage", "dev")
+    assert "unchanged" not in p.stderr and "ahead used" not in p.stderr, p.stderr
+    app.wait_version("2")
