@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bench import compile_tool, exit_on_sigterm
 from bench.harness import SlowLinkHost
@@ -55,7 +56,7 @@ def main() -> int:
     rows: list[tuple[str, str, list[float], float, float]] = []
     with SlowLinkHost() as h:
         sb = h.sb
-        over: dict[str, object] = {}
+        over: dict[str, Any] = {}
         if args.reload:
             over["reload"] = args.reload
         if args.no_health:
@@ -185,7 +186,10 @@ def main() -> int:
                 ids = sorted(d.name for d in (deploy_to / "releases").iterdir())
                 targets = [ids[-1], ids[-2]]
                 # Flip before each run: every rollback goes to the release that is not live.
-                measure("rollback", targets.reverse, lambda t=targets: ["rollback", f"--to={t[0]}"])
+                def rollback_to(t: list[str] = targets) -> list[str]:
+                    return ["rollback", f"--to={t[0]}"]
+
+                measure("rollback", targets.reverse, rollback_to)
             if link != "loopback" or "installers" not in scenarios:
                 continue
             # The venv builds per installer (the package cache is warm after the first run of each).

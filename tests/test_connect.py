@@ -63,7 +63,7 @@ def test_known_hosts_markers_and_bad_lines_do_not_crash(tmp_path: Path) -> None:
     keys = c.client.get_host_keys()
     # the revoked key is trusted nowhere, even where a plain line lists it
     assert "web1" not in keys or "ssh-rsa" not in keys["web1"]
-    policy = c.client._policy  # type: ignore[attr-defined]
+    policy = c.client._policy
     try:
         policy.missing_host_key(c.client, "[10.0.0.9]:2222", key)
         raise AssertionError("a revoked key was accepted")
@@ -83,7 +83,7 @@ def test_new_host_is_appended_never_rewritten(tmp_path: Path) -> None:
     _known_hosts(c)
     key = paramiko.RSAKey.generate(1024)
     for _ in range(2):  # a second connection to the same host adds nothing
-        c.client._policy.missing_host_key(c.client, "10.0.0.1", key)  # type: ignore[attr-defined]
+        c.client._policy.missing_host_key(c.client, "10.0.0.1", key)
     assert known.read_text() == text + f"10.0.0.1 ssh-rsa {key.get_base64()}\n"
 
 

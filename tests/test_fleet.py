@@ -173,7 +173,7 @@ def test_batches_keep_earlier_batches_and_abort_later_ones(s: Settings, src: sou
 def test_one_host_gets_its_own_error(s: Settings, src: source.Source) -> None:
     ops = FakeOps(fail={("prepare", "web1"): RemoteError("web1", "hook", "migrate failed")})
     with pytest.raises(RemoteError, match="migrate failed"):
-        fleet.deploy([HOSTS[0]], s, Path("."), src=src, ops=ops)  # type: ignore[arg-type,list-item]
+        fleet.deploy([HOSTS[0]], s, Path("."), src=src, ops=ops)  # type: ignore[arg-type]
 
 
 def test_rollback_is_all_or_none(s: Settings) -> None:
@@ -260,6 +260,6 @@ def test_only_a_deploy_to_one_host_sends_its_prepare_with_the_begin(s: Settings,
     deploy(s, src, ops)
     assert ops.aheads == [None] * 3
     ops = FakeOps()
-    (run,) = fleet.deploy([HOSTS[0]], s, Path("."), src=src, ops=ops, force=True)  # type: ignore[list-item]
+    (run,) = fleet.deploy([HOSTS[0]], s, Path("."), src=src, ops=ops, force=True)  # type: ignore[arg-type]
     (ahead,) = ops.aheads
     assert ahead.then_switch and ahead.force and ahead.release_id == run.release_id and ahead.src is src

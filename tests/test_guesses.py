@@ -37,21 +37,21 @@ def facts(fingerprint: str = "f" * 64) -> host.Facts:
 
 def test_what_is_saved_is_loaded_for_that_host_and_app_only(home: Path) -> None:
     s = settings()
-    guesses.save(Conn(), s, facts())  # type: ignore[arg-type]
-    assert guesses.load(Conn(), s) == facts()  # type: ignore[arg-type]
+    guesses.save(Conn(), s, facts())
+    assert guesses.load(Conn(), s) == facts()
     for other, t in ((Conn(port=2222), s), (Conn(host="web2"), s), (Conn(user="ops"), s),
                      (Conn(), settings(deploy_to="/srv/other")), (Conn(), settings(app="other"))):
-        assert guesses.load(other, t) is None  # type: ignore[arg-type]
+        assert guesses.load(other, t) is None
     (saved,) = (home / ".cache" / "fabdeploy" / "hosts").iterdir()
     assert saved.stat().st_mode & 0o777 == 0o600
 
 
 def test_no_guess_from_a_file_it_cannot_read_or_a_release_without_a_fingerprint(home: Path) -> None:
     s = settings()
-    guesses.save(Conn(), s, facts(fingerprint=""))  # type: ignore[arg-type]
-    assert guesses.load(Conn(), s) is None  # type: ignore[arg-type]
-    guesses.save(Conn(), s, facts())  # type: ignore[arg-type]
+    guesses.save(Conn(), s, facts(fingerprint=""))
+    assert guesses.load(Conn(), s) is None
+    guesses.save(Conn(), s, facts())
     (saved,) = (home / ".cache" / "fabdeploy" / "hosts").iterdir()
     for text in ("{not json", "[]", '{"current": "../etc"}', ""):
         saved.write_text(text)
-        assert guesses.load(Conn(), s) is None  # type: ignore[arg-type]
+        assert guesses.load(Conn(), s) is None

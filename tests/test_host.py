@@ -28,8 +28,8 @@ def test_a_script_with_a_secret_stays_off_the_command_line(monkeypatch: pytest.M
         return remote.Outcome(0, ("reload graceful",), "")
 
     monkeypatch.setattr(remote, "run", run)
-    host.reload(Conn(), load(BASE), "owner=me", None)  # type: ignore[arg-type]
-    host.reload(Conn(), load({**BASE, "health": {"headers": {"Authorization": TOKEN}}}), "owner=me", None)  # type: ignore[arg-type]
+    host.reload(Conn(), load(BASE), "owner=me", None)
+    host.reload(Conn(), load({**BASE, "health": {"headers": {"Authorization": TOKEN}}}), "owner=me", None)
     assert [in_line for _, in_line in sent] == [True, False]
     assert TOKEN in sent[1][0]  # the check still gets its header, on stdin
 
@@ -48,7 +48,7 @@ def test_begin_goes_in_its_command_line_without_the_secret(monkeypatch: pytest.M
 
     monkeypatch.setattr(remote, "Session", Session)
     s = load({**BASE, "health": {"headers": {"Authorization": TOKEN}}})
-    host.begin(Conn(), s, "owner=me")  # type: ignore[arg-type]
+    host.begin(Conn(), s, "owner=me")
     (text, in_line), = made
     assert in_line and TOKEN not in text and "HEALTH_HEADERS=''" in text
 
@@ -78,7 +78,7 @@ def test_the_phases_that_follow_the_begin_keep_clear_of_what_lib_sh_keeps_betwee
     guess = host.Facts(releases.Listing((), None), "", "3.11", frozenset(), False, "x86_64", "f" * 64)
     sent_ahead = host.send_ahead(Conn(), s, plan, b"", "owner=me", guess, plan.session)  # type: ignore[arg-type]
     assert len(sent) == 1  # the ahead check and the prepare; the switch only once fab has seen the facts
-    host.send_switch(Conn(), s, sent_ahead, "owner=me")  # type: ignore[arg-type]
+    host.send_switch(Conn(), s, sent_ahead, "owner=me")
     brought = set()
     data = b"".join(sent)
     while data:  # frames: a length, a newline, the phase's text; each text opens with its variables

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -40,7 +41,7 @@ def test_scripts_parse() -> None:
 
 
 @pytest.fixture
-def mock_server(tmp_path: Path) -> Iterator[object]:
+def mock_server(tmp_path: Path) -> Iterator[Any]:
     mockssh = pytest.importorskip("mockssh")
     key = paramiko.RSAKey.generate(2048)
     key_path = tmp_path / "id_rsa"
@@ -49,17 +50,17 @@ def mock_server(tmp_path: Path) -> Iterator[object]:
         yield server
 
 
-def test_run_streams_stdin_and_events(mock_server: object) -> None:
+def test_run_streams_stdin_and_events(mock_server: Any) -> None:
     from fabric import Connection
 
     server = mock_server
     c = Connection(
         server.host,
         port=server.port,
-        user="tester",  # type: ignore[attr-defined]
+        user="tester",
         connect_kwargs={
             "key_filename": server._users["tester"][0],
-            "look_for_keys": False,  # type: ignore[attr-defined]
+            "look_for_keys": False,
             "allow_agent": False,
         },
     )

@@ -4,7 +4,8 @@ import json
 
 import jsonschema
 import pytest
-from invoke import Config, MockContext
+from invoke.config import Config
+from invoke.context import MockContext
 from invoke.exceptions import Exit
 
 from deploy import tasks

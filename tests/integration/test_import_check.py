@@ -150,7 +150,7 @@ def warm_app(daemon_host: Sandbox, tmp_path: Path) -> Iterator[App]:
 
 def import_note(p: subprocess.CompletedProcess[str]) -> str:
     (host,) = json.loads(p.stdout)["hosts"]
-    return next(s["note"] for s in host["steps"] if s["step"] == "import")
+    return str(next(s["note"] for s in host["steps"] if s["step"] == "import"))
 
 
 def ahead_processes(app: App) -> list[str]:

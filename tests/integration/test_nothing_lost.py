@@ -159,7 +159,7 @@ def test_failed_reload_during_rollback_leaves_no_mixed_versions(new_app: App) ->
     p = a.fab("rollback")
     assert int(counter.read_text()) >= 2, "the first release was not loaded twice"
     assert p.returncode == 5, p.stderr
-    assert "reload" in error_line(p) and second in error_line(p)
+    assert second is not None and "reload" in error_line(p) and second in error_line(p)
     assert a.current() == second
     assert served(a) == {second}
 

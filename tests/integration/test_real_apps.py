@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def commit(path: Path, message: str) -> None:
     subprocess.run(f"git add -A && {git} commit --allow-empty -qm {message}", shell=True, cwd=path, check=True)
 
 
-def make(sb: Sandbox, base: Path, name: str, build: object, **cfg: object) -> App:
+def make(sb: Sandbox, base: Path, name: str, build: object, **cfg: Any) -> App:
     """An app repository laid out by `build(path)`, its fabfile and deploy config."""
     repo = base / "app"
     repo.mkdir()
@@ -323,7 +324,7 @@ def test_flaskr_with_only_pyproject(daemon_host: Sandbox, tmp_path: Path, cleanu
     commit(a.path, "bump")
     plan = plan_of(a)
     assert plan["requirements_changed"] and str(plan["venv"]).startswith("build"), plan
-    assert [(h["name"], h["run"]) for h in plan["hooks"]] == [("init-db", False)], plan  # type: ignore[index]
+    assert [(h["name"], h["run"]) for h in plan["hooks"]] == [("init-db", False)], plan  # type: ignore[attr-defined]
     a.ok("deploy")
     assert json.loads(a.get("/posts")[2]) == {"version": "2", "titles": ["written by the live app"]}
     assert live_venv(a) != first and list(live_venv(a).glob("lib/python3*/site-packages/six.py"))

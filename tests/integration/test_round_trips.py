@@ -143,7 +143,7 @@ def test_the_hosts_login_notice_is_acked_at_once(daemon_host: Sandbox, monkeypat
         raw = plain(address, timeout=timeout)
         return Spy(fileno=raw.detach())
 
-    monkeypatch.setattr(connect.socket, "create_connection", spied)
+    monkeypatch.setattr(socket, "create_connection", spied)  # the module deploy.connect calls
     config = Config(runtime_ssh_path=str(daemon_host.ssh_config))
     config.load_ssh_config()
     c = connect.connection(daemon_host.host_alias, config)
