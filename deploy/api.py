@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 
 from fabric import Config, Connection
 
-from deploy import fleet, release, reloading, secrets
+from deploy import fleet, release, reloading, render, secrets
 from deploy.config import Settings, load
 from deploy.connect import connection, open_connection
 from deploy.errors import CheckFailed, CommandExited, ConfigError, DeployError, FleetError, InMaintenance
@@ -113,6 +113,7 @@ def deploy(
     """
     conns = _list(hosts)
     connecting = fleet.Connecting(conns, parallel)  # the handshakes go on while the source is read
+    render.preload()  # and Jinja2's import, while git runs
     try:
         src = release.load_source(s, project_dir, ref)
         s = secrets.resolve(s)  # once for every host, before any command runs on one
@@ -202,7 +203,6 @@ def maintenance(hosts: Hosts, s: Settings, on: bool, project_dir: Path | None = 
     """Maintenance mode on every host: on, the vhost answers every request 503 with Retry-After
     (`maintenance_retry_after`) and the page of conf_templates/maintenance.html.j2 (`message` in it); off, the
     app again. No reload, the release untouched. details['maintenance']: what each host did."""
-    from deploy import render  # here: only this task renders the page
 
     page = render.maintenance_page(s, project_dir, message) if on else ""
     return [_result("maintenance", r) for r in fleet.maintenance(_list(hosts), s, on, page)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,20 @@ def context(s: Settings, release_id: str, revision: str) -> dict[str, object]:
         "status_path": s.status_path,
         "dev": s.dev,
     }
+
+
+def preload() -> None:
+    """Start importing Jinja2 (~20 ms of CPU) in a thread: fab deploy calls this before it reads its source,
+    whose git commands leave the interpreter idle while they run, and render's own import then finds it
+    done or waits for it (Python's import lock). A failed import here is render's to report."""
+
+    def load() -> None:
+        try:
+            import jinja2  # noqa: F401
+        except ImportError:
+            pass
+
+    threading.Thread(target=load, name="fabdeploy-jinja2", daemon=True).start()
 
 
 def _environment(project_dir: Path | None) -> Any:

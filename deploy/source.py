@@ -66,13 +66,15 @@ def from_git(path: Path, ref: str = "HEAD", exclude: tuple[str, ...] = ()) -> So
     if not path.is_dir():
         raise ConfigError(f"setting path: {path} is not a directory")
     try:
-        sha = _git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
-    except ConfigError as exc:
+        # One fork for three answers, in the order asked: the top, the prefix (an empty line at the top) and the commit.
+        top_line, prefix, sha = _git(
+            path, "rev-parse", "--show-toplevel", "--show-prefix", "--verify", "--quiet", f"{ref}^{{commit}}"
+        ).decode().split("\n")[:3]
+    except (ConfigError, ValueError) as exc:
         raise ConfigError(f"ref {ref!r} is not a commit in {path} (--ref or setting ref)") from exc
-    prefix = _git(path, "rev-parse", "--show-prefix").decode().strip()
     commit_time = int(_git(path, "show", "-s", "--format=%ct", sha).decode().strip())
     # From the top: inside a subdirectory git would also limit the subtree's paths to that prefix.
-    top = Path(_git(path, "rev-parse", "--show-toplevel").decode().strip())
+    top = Path(top_line)
     raw = _git(top, "archive", "--format=tar", f"{sha}:{prefix}" if prefix else sha)
     files = []
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
